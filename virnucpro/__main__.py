@@ -1,0 +1,5 @@
+import sys
+
+from virnucpro.cli import main
+
+sys.exit(main())

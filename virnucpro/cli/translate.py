@@ -1,0 +1,35 @@
+"""``virnucpro translate``: chunk sequences and keep the six-frame translations without stops."""
+
+from __future__ import annotations
+
+import click
+
+
+@click.command()
+@click.argument("input_path", metavar="INPUT", type=str)
+@click.option(
+    "-o",
+    "--output-dir",
+    required=True,
+    type=click.Path(file_okay=False),
+    help="Directory for the three FASTA files (created if missing).",
+)
+@click.option(
+    "-c",
+    "--chunk-length",
+    type=click.IntRange(min=3),
+    default=500,
+    show_default=True,
+    help="Chunk length in bp (the published models use 300 or 500).",
+)
+def translate(input_path: str, output_dir: str, chunk_length: int) -> None:
+    """Cut each sequence of INPUT into chunks and translate six frames.
+
+    INPUT is a DNA FASTA file (plain, gzip, bzip2 or xz; '-' reads stdin).
+    Writes, in OUTPUT_DIR, <stem>_chunked<C>.fa (every chunk),
+    <stem>_identified_nucleotide.fa and <stem>_identified_protein.faa (the
+    frames without a stop codon), exactly as the published VirNucPro does.
+    """
+    from virnucpro.pipeline.translate import main
+
+    main(input_path, output_dir, chunk_length)
