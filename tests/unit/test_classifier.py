@@ -194,3 +194,22 @@ def test_predict_proba_checks_shape_and_returns_cpu_float32():
     torch.testing.assert_close(out.sum(dim=1), torch.ones(3))
     with pytest.raises(ValueError):
         model.predict_proba(torch.randn(3, 5))
+
+
+def test_torch_restricted_unpickler_is_a_second_line_of_defence(tmp_path, monkeypatch):
+    from virnucpro.models import classifier
+
+    monkeypatch.setattr(classifier, "_check_globals", lambda path: None)  # pretend the scan missed it
+    marker = tmp_path / "pwned"
+    path = tmp_path / "evil.pth"
+    torch.save({"x": _CallsEval(marker)}, path)
+    with pytest.raises(UnsafeCheckpointError, match="eval"):
+        load_classifier(path)
+    assert not marker.exists()
+
+
+def test_legacy_torch_format(tmp_path):
+    model = load_classifier(CLASSIFIER)
+    torch.save(model.state_dict(), tmp_path / "legacy.pth", _use_new_zipfile_serialization=False)
+    features = torch.randn(4, 80, generator=torch.Generator().manual_seed(2))
+    torch.testing.assert_close(load_classifier(tmp_path / "legacy.pth").predict_proba(features), model.predict_proba(features))

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import logging
 import pickletools
+import re
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -253,10 +254,14 @@ def _safe_torch_load(path: Path) -> Any:
         with torch.serialization.safe_globals(allowed):
             return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - every failure becomes one line for the user
-        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        if "global" in message.lower():
-            raise UnsafeCheckpointError(f"{path}: refused to load: {message}") from exc
-        raise ModelNotAvailableError(f"{path}: cannot read classifier checkpoint: {message}") from exc
+        text = str(exc)
+        refused = re.search(r"Unsupported global: GLOBAL (\S+)", text)
+        if refused:
+            raise UnsafeCheckpointError(
+                f"{path}: refused to load, the checkpoint asks for '{refused.group(1)}', which is not an allowed type"
+            ) from exc
+        first = next((line.strip() for line in text.splitlines() if line.strip()), type(exc).__name__)
+        raise ModelNotAvailableError(f"{path}: cannot read classifier checkpoint: {first}") from exc
 
 
 def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
@@ -271,10 +276,17 @@ def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
 def _state_from_object(obj: Any, path: Path) -> tuple[Mapping[str, torch.Tensor], float]:
     """Tensors (and the BatchNorm epsilon, when known) from whatever torch.load returned."""
     if isinstance(obj, MLPClassifier):
-        # Built by the unpickler without __init__; only its attributes came from the file.
-        bn = obj._modules.get("bn1")
-        eps = getattr(bn, "eps", 1e-5)
-        return obj.state_dict(), float(eps) if isinstance(eps, float) else 1e-5
+        # Built by the unpickler without __init__ and filled from the file: read its
+        # attribute dicts directly rather than call methods (state_dict runs hooks).
+        state: dict[str, torch.Tensor] = {}
+        for child_name, child in vars(obj).get("_modules", {}).items():
+            attrs = vars(child) if isinstance(child, nn.Module) else {}
+            for kind in ("_parameters", "_buffers"):
+                for name, tensor in attrs.get(kind, {}).items():
+                    if isinstance(tensor, torch.Tensor):
+                        state[f"{child_name}.{name}"] = tensor.detach()
+        eps = vars(vars(obj).get("_modules", {}).get("bn1", None) or nn.Module()).get("eps", 1e-5)
+        return state, float(eps) if isinstance(eps, float) else 1e-5
     if isinstance(obj, Mapping):
         for key in ("state_dict", "model_state_dict"):
             inner = obj.get(key)
