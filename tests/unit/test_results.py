@@ -1,0 +1,90 @@
+"""Result tables against the published tool's own output."""
+
+from __future__ import annotations
+
+import io
+import random
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from virnucpro.pipeline.results import (
+    ChunkCall,
+    ContigInfo,
+    chunk_calls,
+    contig_summary_lines,
+    format_score,
+    frame_scores,
+    merge_sorted_chunk_calls,
+    parse_score_line,
+    write_highest_score_rows,
+)
+
+
+def _expected_rows(tiny_ref):
+    lines = (tiny_ref / "expected" / "prediction_results.txt").read_text().splitlines(keepends=True)
+    assert lines[0] == "Sequence_ID\tPrediction\tscore1\tscore2\n"
+    return [parse_score_line(line) for line in lines[1:]]
+
+
+def test_highest_score_table_matches_published(tiny_ref):
+    rows = _expected_rows(tiny_ref)
+    # Split into shards at arbitrary points (one chunk straddles a boundary) and merge back.
+    cut_points = [0, 7, 8, 150, 151, 300, len(rows)]
+    shards = [rows[a:b] for a, b in zip(cut_points, cut_points[1:])]
+    per_shard = [sorted(chunk_calls(shard), key=lambda c: c.chunk_id) for shard in shards]
+    out = io.StringIO()
+    out.write("Modified_ID\tIs_Virus\n")
+    write_highest_score_rows(merge_sorted_chunk_calls(per_shard), out)
+    assert out.getvalue() == (tiny_ref / "expected" / "prediction_results_highestscore.csv").read_text()
+
+
+def test_frame_scores_print_like_published(tiny_ref):
+    rows = _expected_rows(tiny_ref)
+    probs = np.array([[float(r.score_others), float(r.score_virus)] for r in rows], dtype=np.float32)
+    rebuilt = frame_scores([r.frame_id for r in rows], probs)
+    assert rebuilt == rows
+
+
+def test_format_score_is_shortest_float32_text():
+    assert format_score(np.float32(0.12100612)) == "0.12100612"
+    assert format_score(np.float32(1.0)) == "1.0"
+    value = np.float32(3.0517578e-05)
+    assert np.float32(format_score(value)) == value
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.floats(min_value=0, max_value=1, width=32), min_size=1, max_size=30), st.integers(1, 5))
+def test_sharded_merge_equals_whole(values, n_cuts):
+    rows = []
+    for i, v in enumerate(values):
+        p = np.float32(v)
+        chunk = f"c{i // 3}"
+        rows.append(frame_scores([f"{chunk}F{i % 3 + 1}"], np.array([[1 - p, p]], dtype=np.float32))[0])
+    whole = sorted(chunk_calls(rows), key=lambda c: c.chunk_id)
+    cuts = sorted(random.Random(len(values)).sample(range(len(rows) + 1), k=min(n_cuts, len(rows) + 1)))
+    bounds = [0, *cuts, len(rows)]
+    parts = [sorted(chunk_calls(rows[a:b]), key=lambda c: c.chunk_id) for a, b in zip(bounds, bounds[1:])]
+    assert list(merge_sorted_chunk_calls(parts)) == whole
+
+
+def test_contig_summary_walks_in_order():
+    contigs = [
+        ContigInfo("a", 900, 2, 2),
+        ContigInfo("empty", 0, 0, 0),
+        ContigInfo("b_chunk_1", 100, 1, 0),
+        ContigInfo("c", 500, 1, 1),
+    ]
+    calls = [
+        ChunkCall("a_chunk_1", 0.4, 0.6),
+        ChunkCall("a_chunk_2", 0.7, 0.3),
+        ChunkCall("c_chunk_1", 0.9, 0.1),
+    ]
+    lines = list(contig_summary_lines(contigs, calls))
+    assert lines == [
+        "a\t900\t2\t2\t1\t0.6\tscored\n",
+        "empty\t0\t0\t0\t0\tNA\tempty_skipped\n",
+        "b_chunk_1\t100\t1\t0\t0\tNA\tno_kept_frame\n",
+        "c\t500\t1\t1\t0\t0.1\tscored\n",
+    ]

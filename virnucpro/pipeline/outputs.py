@@ -1,0 +1,119 @@
+"""Every file a ``predict`` run writes, named in one place.
+
+The resume logic, the final assembly and the run summary all take their paths
+from :class:`RunPaths`, so a file name is never spelled twice.
+
+Layout of an output directory::
+
+    DIR/
+      prediction_results.txt              per kept frame (published format)
+      prediction_results_highestscore.csv per chunk (published format, tab-separated)
+      contig_summary.tsv                  per input sequence
+      run_summary.json                    counts, timings, devices, versions
+      run.json                            parameters that change numbers (resume check)
+      virnucpro.log                       full debug log of every run in DIR
+      work/
+        translate.done                    the shard index: frames per shard, contig table
+        contigs.tsv                       per input sequence: length, chunks, chunks with frames
+        shards/shard-00001.dna.fa         kept frames' nucleotides   } same IDs,
+        shards/shard-00001.protein.faa    kept frames' proteins      } same order
+        features/shard-00001.dnabert.safetensors (+ .done)
+        features/shard-00001.esm.safetensors     (+ .done)
+        scores/shard-00001.tsv                   (+ .done)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+PREDICTIONS_NAME = "prediction_results.txt"
+HIGHEST_SCORE_NAME = "prediction_results_highestscore.csv"
+CONTIG_SUMMARY_NAME = "contig_summary.tsv"
+RUN_SUMMARY_NAME = "run_summary.json"
+RUN_JSON_NAME = "run.json"
+LOG_NAME = "virnucpro.log"
+WORK_NAME = "work"
+
+
+@dataclass(frozen=True)
+class RunPaths:
+    """Paths of one ``predict`` output directory."""
+
+    root: Path
+
+    @property
+    def predictions(self) -> Path:
+        return self.root / PREDICTIONS_NAME
+
+    @property
+    def highest_score(self) -> Path:
+        return self.root / HIGHEST_SCORE_NAME
+
+    @property
+    def contig_summary(self) -> Path:
+        return self.root / CONTIG_SUMMARY_NAME
+
+    @property
+    def run_summary(self) -> Path:
+        return self.root / RUN_SUMMARY_NAME
+
+    @property
+    def run_json(self) -> Path:
+        return self.root / RUN_JSON_NAME
+
+    @property
+    def log(self) -> Path:
+        return self.root / LOG_NAME
+
+    @property
+    def work(self) -> Path:
+        return self.root / WORK_NAME
+
+    @property
+    def shards_dir(self) -> Path:
+        return self.work / "shards"
+
+    @property
+    def features_dir(self) -> Path:
+        return self.work / "features"
+
+    @property
+    def scores_dir(self) -> Path:
+        return self.work / "scores"
+
+    @property
+    def translate_index(self) -> Path:
+        return self.work / "translate.done"
+
+    @property
+    def contigs_table(self) -> Path:
+        return self.work / "contigs.tsv"
+
+    def shard_dna(self, shard: int) -> Path:
+        return self.shards_dir / f"{shard_name(shard)}.dna.fa"
+
+    def shard_protein(self, shard: int) -> Path:
+        return self.shards_dir / f"{shard_name(shard)}.protein.faa"
+
+    def dnabert_features(self, shard: int) -> Path:
+        return self.features_dir / f"{shard_name(shard)}.dnabert.safetensors"
+
+    def esm_features(self, shard: int) -> Path:
+        return self.features_dir / f"{shard_name(shard)}.esm.safetensors"
+
+    def shard_scores(self, shard: int) -> Path:
+        return self.scores_dir / f"{shard_name(shard)}.tsv"
+
+    def final_outputs(self) -> list[Path]:
+        """The result files a finished run leaves for the user."""
+        return [self.predictions, self.highest_score, self.contig_summary, self.run_summary]
+
+    def state_paths(self) -> list[Path]:
+        """Everything a run creates that ``--force`` may delete (never other user files)."""
+        return [self.work, self.run_json, *self.final_outputs()]
+
+
+def shard_name(shard: int) -> str:
+    """``shard-00001`` for shard 1 (1-based, zero-padded so names sort in order)."""
+    return f"shard-{shard:05d}"

@@ -1,0 +1,192 @@
+"""Scores per frame, calls per chunk, summaries per contig: the result tables.
+
+Formats follow the published tool exactly (SPEC 7):
+
+* ``prediction_results.txt``: ``Sequence_ID  Prediction  score1  score2`` per
+  kept frame, score1 = P(others), score2 = P(virus), printed as ``str()`` of a
+  numpy float32 (shortest round-trip text).
+* ``prediction_results_highestscore.csv`` (tab-separated despite its name):
+  ``Modified_ID  Is_Virus`` per chunk, the frame ID minus its two-character
+  frame suffix, sorted as strings; ``True`` when the chunk's highest virus
+  score >= its highest others score, each maximum taken separately.
+
+Everything here streams: memory grows with one shard, never with the input.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Iterator, Sequence, TextIO
+
+import numpy as np
+
+PREDICTIONS_HEADER = "Sequence_ID\tPrediction\tscore1\tscore2\n"
+HIGHEST_SCORE_HEADER = "Modified_ID\tIs_Virus\n"
+CONTIG_SUMMARY_HEADER = (
+    "sequence_id\tlength\tchunks\tchunks_with_frames\tchunks_virus\tmax_virus_score\tstatus\n"
+)
+LABELS = ("others", "virus")
+
+
+@dataclass(frozen=True)
+class FrameScore:
+    """One row of ``prediction_results.txt``."""
+
+    frame_id: str
+    label: str
+    score_others: str
+    score_virus: str
+
+    def line(self) -> str:
+        return f"{self.frame_id}\t{self.label}\t{self.score_others}\t{self.score_virus}\n"
+
+
+@dataclass(frozen=True)
+class ContigInfo:
+    """What the translate stage learnt about one input sequence."""
+
+    sequence_id: str
+    length: int
+    chunks: int
+    chunks_with_frames: int
+
+    @property
+    def status(self) -> str:
+        if self.length == 0:
+            return "empty_skipped"
+        return "scored" if self.chunks_with_frames else "no_kept_frame"
+
+
+def format_score(value: np.float32) -> str:
+    """Text of a probability exactly as the published tool prints it (``str`` of float32)."""
+    return str(np.float32(value))
+
+
+def frame_scores(frame_ids: Sequence[str], probabilities: np.ndarray) -> list[FrameScore]:
+    """Turn an ``[N, 2]`` float32 probability array into result rows.
+
+    The label is the arg-max class (ties go to ``others``, as ``argmax`` does).
+    """
+    probs = np.asarray(probabilities, dtype=np.float32)
+    if probs.shape != (len(frame_ids), 2):
+        raise ValueError(f"expected probabilities of shape ({len(frame_ids)}, 2), got {probs.shape}")
+    labels = np.argmax(probs, axis=1)
+    return [
+        FrameScore(fid, LABELS[int(lab)], format_score(p[0]), format_score(p[1]))
+        for fid, lab, p in zip(frame_ids, labels, probs)
+    ]
+
+
+def parse_score_line(line: str) -> FrameScore:
+    """Inverse of :meth:`FrameScore.line`."""
+    frame_id, label, s1, s2 = line.rstrip("\n").split("\t")
+    return FrameScore(frame_id, label, s1, s2)
+
+
+def read_score_file(path: Path) -> Iterator[FrameScore]:
+    """Rows of a shard score file (no header)."""
+    with open(path, encoding="utf-8") as handle:
+        for line in handle:
+            if line.strip():
+                yield parse_score_line(line)
+
+
+def chunk_id_of(frame_id: str) -> str:
+    """The published ``Modified_ID``: the frame ID without its two-character suffix."""
+    return frame_id[:-2]
+
+
+def contig_id_of(chunk_id: str) -> str:
+    """The input record ID a chunk ID (``<record>_chunk_<k>``) came from."""
+    return chunk_id.rsplit("_chunk_", 1)[0]
+
+
+@dataclass
+class ChunkCall:
+    """Per-chunk maxima of the two scores over its kept frames."""
+
+    chunk_id: str
+    max_others: float
+    max_virus: float
+
+    @property
+    def is_virus(self) -> bool:
+        return self.max_virus >= self.max_others
+
+
+def chunk_calls(rows: Iterable[FrameScore]) -> Iterator[ChunkCall]:
+    """Group consecutive frame rows by chunk (frames of a chunk are always adjacent)."""
+    current: ChunkCall | None = None
+    for row in rows:
+        chunk = chunk_id_of(row.frame_id)
+        others, virus = float(np.float32(row.score_others)), float(np.float32(row.score_virus))
+        if current is not None and current.chunk_id == chunk:
+            current.max_others = max(current.max_others, others)
+            current.max_virus = max(current.max_virus, virus)
+            continue
+        if current is not None:
+            yield current
+        current = ChunkCall(chunk, others, virus)
+    if current is not None:
+        yield current
+
+
+def merge_sorted_chunk_calls(per_shard: Iterable[Iterable[ChunkCall]]) -> Iterator[ChunkCall]:
+    """Merge per-shard chunk lists (each sorted by ID) into one sorted stream.
+
+    A chunk whose frames straddle a shard boundary appears in two shards; the
+    equal IDs meet in the merge and their maxima are combined.
+    """
+    current: ChunkCall | None = None
+    for call in heapq.merge(*per_shard, key=lambda c: c.chunk_id):
+        if current is not None and current.chunk_id == call.chunk_id:
+            current = ChunkCall(
+                call.chunk_id,
+                max(current.max_others, call.max_others),
+                max(current.max_virus, call.max_virus),
+            )
+            continue
+        if current is not None:
+            yield current
+        current = call
+    if current is not None:
+        yield current
+
+
+def write_highest_score_rows(calls: Iterable[ChunkCall], out: TextIO) -> int:
+    """Write the per-chunk table body; returns the number of rows."""
+    count = 0
+    for call in calls:
+        out.write(f"{call.chunk_id}\t{call.is_virus}\n")
+        count += 1
+    return count
+
+
+def contig_summary_lines(contigs: Iterable[ContigInfo], calls: Iterable[ChunkCall]) -> Iterator[str]:
+    """Rows of ``contig_summary.tsv``, one per input sequence, in input order.
+
+    Both inputs are in input order (contigs from the translate stage, chunk
+    calls grouped from the frame rows), so this walks them side by side.
+
+    Raises:
+        ValueError: if a chunk call belongs to no contig (the tables disagree).
+    """
+    pending = iter(calls)
+    call = next(pending, None)
+    for info in contigs:
+        virus_chunks = 0
+        max_virus = -math.inf
+        while call is not None and contig_id_of(call.chunk_id) == info.sequence_id:
+            virus_chunks += int(call.is_virus)
+            max_virus = max(max_virus, call.max_virus)
+            call = next(pending, None)
+        max_text = format_score(np.float32(max_virus)) if max_virus > -math.inf else "NA"
+        yield (
+            f"{info.sequence_id}\t{info.length}\t{info.chunks}\t{info.chunks_with_frames}\t"
+            f"{virus_chunks}\t{max_text}\t{info.status}\n"
+        )
+    if call is not None:
+        raise ValueError(f"chunk {call.chunk_id} matches no input sequence in order")
