@@ -1,6 +1,6 @@
 """Run a BatchQueueManager on slow toy tasks as a script, so a test can signal or kill it.
 
-Usage: ``python -m tests.helpers.run_manager OUT_DIR N_WORKERS``. Worker pids
+Usage: ``python -m tests.helpers.run_manager OUT_DIR N_WORKERS`` (0: in-process mode). Worker pids
 are appended to ``OUT_DIR/pids`` as workers become ready, and ``OUT_DIR/started``
 appears once a task has made progress. Exits 130 on SIGINT/SIGTERM, like the CLI.
 """
@@ -29,7 +29,8 @@ def main(out_dir: Path, n_workers: int) -> int:
             (out_dir / "started").touch()
 
     manager = BatchQueueManager("tests.helpers.toy_workers:square_init", "tests.helpers.toy_workers:square_process",
-                                ["cpu"] * n_workers, on_event=on_event, progress_interval=0.1)
+                                ["cpu"] * max(1, n_workers), on_event=on_event, progress_interval=0.1,
+                                in_process=n_workers == 0)
     try:
         manager.run(tasks)
     except KeyboardInterrupt:

@@ -194,10 +194,10 @@ def _wait_dead(pids: list[int], seconds: float) -> list[int]:
     return [p for p in pids if _alive(p)]
 
 
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
-def test_signal_stops_run_quickly_and_leaves_no_fake_results(tmp_path: Path, signum: int) -> None:
+@pytest.mark.parametrize(("signum", "n_workers"), [(signal.SIGTERM, 2), (signal.SIGINT, 2), (signal.SIGTERM, 0)])
+def test_signal_stops_run_quickly_and_leaves_no_fake_results(tmp_path: Path, signum: int, n_workers: int) -> None:
     out_dir = tmp_path / "run"
-    proc = _start_script(out_dir, 2)
+    proc = _start_script(out_dir, n_workers)
     pids = _worker_pids(out_dir)
     sent = time.monotonic()
     proc.send_signal(signum)
