@@ -241,8 +241,11 @@ def _callable_spec(fn: WorkerFn) -> str:
     return f"{module}:{qualname}"
 
 
-class _StopRequested(Exception):
-    """Raised inside a worker's progress callback when the parent asks it to stop."""
+class _StopRequested(BaseException):
+    """Raised inside a worker's progress callback when the parent asks it to stop.
+
+    A BaseException so that a ``process_fn`` catching ``Exception`` cannot swallow it.
+    """
 
 
 class _ProgressReporter:
