@@ -1,0 +1,78 @@
+"""Small real worker functions for the work-queue tests (importable by spawned workers).
+
+A task's payload names an input file of integers (one per line) and an output
+path; the worker writes their squares with ``atomic_write`` + ``.done``. The
+``mode`` key in the payload makes a task misbehave:
+
+- ``crash_once``: SIGKILL the worker the first time (a marker file remembers);
+- ``exit_always``: ``os._exit(137)`` every time;
+- ``raise``: raise ``ValueError`` every time;
+- ``slow``: sleep ``delay`` seconds per number (used to interrupt a run).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from virnucpro.pipeline.checkpoint import atomic_write_text, write_done
+from virnucpro.pipeline.work_queue import Task
+
+IDENTITY = {"model": "square", "precision": "exact"}
+
+
+def square_init(device: str, init_args: dict[str, Any]) -> dict[str, Any]:
+    """Record each initialisation as a file ``<init_dir>/<pid>`` (to count model loads)."""
+    init_dir = init_args.get("init_dir")
+    if init_dir:
+        Path(init_dir, str(os.getpid())).write_text(device)
+    if init_args.get("init_raises"):
+        raise RuntimeError("cannot load the model")
+    return {"device": device, "pid": os.getpid()}
+
+
+def square_process(state: dict[str, Any], task: Task, progress: Callable[[int], None]) -> dict[str, Any]:
+    """Square the numbers of ``payload['input']`` into ``payload['output']``."""
+    payload = task.payload
+    mode = payload.get("mode")
+    if mode == "crash_once":
+        marker = Path(payload["marker"])
+        if not marker.exists():
+            marker.write_text("crashed")
+            os.kill(os.getpid(), signal.SIGKILL)
+    elif mode == "exit_always":
+        os._exit(137)
+    elif mode == "raise":
+        raise ValueError(f"bad number in {task.key}")
+    numbers = [int(line) for line in Path(payload["input"]).read_text().split()]
+    squares = []
+    for number in numbers:
+        if mode == "slow":
+            time.sleep(payload.get("delay", 0.05))
+        squares.append(number * number)
+        progress(1)
+    output = Path(payload["output"])
+    atomic_write_text(output, "".join(f"{s}\n" for s in squares))
+    write_done(output, IDENTITY, frames=len(squares))
+    return {"frames": len(squares), "pid": state["pid"], "device": state["device"]}
+
+
+def write_inputs(directory: Path, sizes: dict[str, int], modes: dict[str, str] | None = None,
+                 delay: float | None = None) -> list[Task]:
+    """Make one input file per task key with ``size`` numbers; returns the tasks."""
+    directory.mkdir(parents=True, exist_ok=True)
+    tasks = []
+    for key, size in sizes.items():
+        source = directory / f"{key}.in"
+        source.write_text("".join(f"{i}\n" for i in range(size)))
+        payload: dict[str, Any] = {"input": str(source), "output": str(directory / f"{key}.out")}
+        if modes and key in modes:
+            payload["mode"] = modes[key]
+            payload["marker"] = str(directory / f"{key}.crashed")
+        if delay is not None:
+            payload["delay"] = delay
+        tasks.append(Task(key, size, payload))
+    return tasks
