@@ -365,7 +365,6 @@ class DnabertSEmbedder:
         self.dim = encoder.config.hidden_size
         self._budget_cap: int | None = None  # lowered after an out-of-memory error
 
-    @torch.inference_mode()
     def embed(
         self,
         seqs: Sequence[str],
@@ -385,6 +384,7 @@ class DnabertSEmbedder:
             raise ValueError(f"batch_tokens must be positive, got {budget}")
         if self._budget_cap is not None:
             budget = min(budget, self._budget_cap)
+        # Allocated outside inference mode so callers may modify the result in place.
         out = torch.empty((len(seqs), self.dim), dtype=torch.float32)
         if not seqs:
             return out
@@ -400,7 +400,8 @@ class DnabertSEmbedder:
             if on_batch is not None:
                 on_batch(count)
 
-        final_budget = run_in_budget(padded, budget, process)
+        with torch.inference_mode():
+            final_budget = run_in_budget(padded, budget, process)
         if final_budget < budget:
             self._budget_cap = final_budget
         return out
