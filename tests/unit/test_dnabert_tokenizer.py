@@ -33,7 +33,8 @@ def _copy_with_tokenizer(model_dir: Path, dest: Path, edit) -> Path:
 def test_special_ids_come_from_the_tokenizer(model_dir: Path) -> None:
     raw = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
     tok = DnabertTokenizer.from_dir(model_dir)
-    assert (tok.cls_id, tok.sep_id, tok.pad_id) == tuple(raw.token_to_id(t) for t in ("[CLS]", "[SEP]", "[PAD]"))
+    expected = tuple(raw.token_to_id(t) for t in ("[CLS]", "[SEP]", "[PAD]"))
+    assert (tok.cls_id, tok.sep_id, tok.pad_id) == expected
 
 
 def test_encode_wraps_in_cls_sep_like_the_published_tokenizer(model_dir: Path) -> None:

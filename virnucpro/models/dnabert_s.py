@@ -85,7 +85,9 @@ class DnabertConfig:
             raw = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
             raise ModelNotAvailableError(f"DNABERT-S config {path} is unreadable: {exc}") from exc
-        fields = ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size", "vocab_size")
+        fields = (
+            "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size", "vocab_size",
+        )
         missing = [name for name in (*fields, "layer_norm_eps") if name not in raw]
         if missing:
             raise ModelNotAvailableError(f"DNABERT-S config {path} lacks {', '.join(missing)}")
@@ -260,7 +262,9 @@ def read_state_dict(model_dir: Path) -> tuple[dict[str, torch.Tensor], Path]:
     except Exception as exc:  # corrupt file, refused pickle content, ...
         path = safetensors_path if safetensors_path.is_file() else pytorch_path
         raise ModelNotAvailableError(f"DNABERT-S weights {path} are unreadable: {exc}") from exc
-    raise ModelNotAvailableError(f"DNABERT-S weights not found in {model_dir}: no {SAFETENSORS_FILE} or {PYTORCH_FILE}")
+    raise ModelNotAvailableError(
+        f"DNABERT-S weights not found in {model_dir}: no {SAFETENSORS_FILE} or {PYTORCH_FILE}"
+    )
 
 
 def load_encoder_weights(encoder: DnabertEncoder, state: dict[str, torch.Tensor], source: Path) -> None:
@@ -289,7 +293,8 @@ def load_encoder_weights(encoder: DnabertEncoder, state: dict[str, torch.Tensor]
         mapped[name] = tensor.to(torch.float32)
     if unknown:
         raise ModelNotAvailableError(
-            f"DNABERT-S weights {source}: unexpected keys (not a DNABERT-2/-S encoder?): {', '.join(sorted(unknown)[:5])}"
+            f"DNABERT-S weights {source}: unexpected keys (not a DNABERT-2/-S encoder?): "
+            f"{', '.join(sorted(unknown)[:5])}"
         )
     missing = [key for key, name in key_map.items() if name not in mapped]
     if missing:
@@ -334,7 +339,9 @@ def run_in_budget(padded_lengths: Sequence[int], budget: int, process: Callable[
                 raise
             failed = count * padded_lengths[start]
             budget = shrink_budget(budget, failed)
-            logger.warning("out of memory on a batch of %d tokens; token budget lowered to %d", failed, budget)
+            logger.warning(
+                "out of memory on a batch of %d tokens; token budget lowered to %d", failed, budget
+            )
         else:
             start += count
             continue
@@ -440,7 +447,8 @@ def load_dnabert_s(model_dir: Path, device: torch.device, dtype: torch.dtype) ->
     tokenizer = DnabertTokenizer.from_dir(model_dir)
     if tokenizer.vocab_size > config.vocab_size:
         raise ModelNotAvailableError(
-            f"DNABERT-S in {model_dir}: tokenizer has {tokenizer.vocab_size} tokens, config vocab_size {config.vocab_size}"
+            f"DNABERT-S in {model_dir}: tokenizer has {tokenizer.vocab_size} tokens, "
+            f"config vocab_size is {config.vocab_size}"
         )
     state, source = read_state_dict(model_dir)
     encoder = DnabertEncoder(config)

@@ -81,10 +81,11 @@ class DnabertTokenizer:
     def _check_template(self, source: str) -> None:
         """Make sure the post-processor (if any) wraps a sequence as ``[CLS] ... [SEP]``."""
         ids = self.encode([_PROBE])[0]
-        inner = ids[1:-1]
-        if len(ids) < 3 or ids[0] != self.cls_id or ids[-1] != self.sep_id or {self.cls_id, self.sep_id} & set(inner):
+        wrapped = len(ids) >= 3 and ids[0] == self.cls_id and ids[-1] == self.sep_id
+        if not wrapped or {self.cls_id, self.sep_id} & set(ids[1:-1]):
             raise ModelNotAvailableError(
-                f"DNABERT-S tokenizer {source} does not produce [CLS] tokens [SEP] (got ids {ids} for {_PROBE!r})"
+                f"DNABERT-S tokenizer {source} does not produce [CLS] tokens [SEP] "
+                f"(got ids {ids} for {_PROBE!r})"
             )
         if self._add_specials_ourselves:
             logger.debug("tokenizer %s has no post-processor: adding [CLS]/[SEP] ourselves", source)
@@ -105,7 +106,9 @@ def _special_token_names(config_path: Path) -> dict[str, str]:
     try:
         config = json.loads(config_path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
-        raise ModelNotAvailableError(f"DNABERT-S tokenizer config {config_path} is unreadable: {exc}") from exc
+        raise ModelNotAvailableError(
+            f"DNABERT-S tokenizer config {config_path} is unreadable: {exc}"
+        ) from exc
     for key in names:
         value = config.get(key)
         if isinstance(value, dict):  # AddedToken serialised as {"content": ...}
