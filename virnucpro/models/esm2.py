@@ -350,7 +350,7 @@ class Esm2Embedder:
     # ---- forward
 
     def _rotary_tables(self, length: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """cos/sin tables ``[length, head_dim]`` exactly as fair-esm's RotaryEmbedding builds them."""
+        """cos/sin ``[length, 1, 1, head_dim]``, values exactly as fair-esm's RotaryEmbedding builds them."""
         if self._rot_cache is None or self._rot_cache[0].shape[0] < length:
             size = max(length, 1024)
             t = torch.arange(size, device=self.device).type_as(self._inv_freq)
@@ -358,17 +358,19 @@ class Esm2Embedder:
             emb = torch.cat((freqs, freqs), dim=-1)
             self._rot_cache = (emb.cos(), emb.sin())
         cos, sin = self._rot_cache
-        return cos[:length], sin[:length]
+        return cos[:length, None, None, :], sin[:length, None, None, :]
 
     def _attention(
         self, layer: _Layer, h: torch.Tensor, keep: torch.Tensor | None, cos: torch.Tensor, sin: torch.Tensor
     ) -> torch.Tensor:
         b, t, _ = h.shape
-        qkv = F.linear(h.to(self.dtype), layer.qkv_w, layer.qkv_b)
-        q, k, v = qkv.view(b, t, 3, self.heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
-        # Rotary in FP32 on the already scaled q (fair-esm's order), then back to the matmul dtype.
-        q = (q.float() * cos + _rotate_half(q.float()) * sin).to(self.dtype)
-        k = (k.float() * cos + _rotate_half(k.float()) * sin).to(self.dtype)
+        qkv = F.linear(h.to(self.dtype), layer.qkv_w, layer.qkv_b).view(b, t, 3, self.heads, self.head_dim)
+        # Rotary on q and k together, in FP32, on the already scaled q (fair-esm's order);
+        # cos/sin are [t, 1, 1, head_dim] so they broadcast over (q|k, head).
+        qk = qkv[:, :, :2].float()
+        qk = (qk * cos + _rotate_half(qk) * sin).to(self.dtype)
+        q, k = qk.transpose(1, 3).unbind(2)  # [b, heads, t, head_dim] each
+        v = qkv[:, :, 2].transpose(1, 2)
         o = F.scaled_dot_product_attention(q, k, v, attn_mask=keep, scale=1.0)
         o = o.transpose(1, 2).reshape(b, t, self.dim)
         return F.linear(o, layer.out_w, layer.out_b).float()
