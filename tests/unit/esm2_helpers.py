@@ -20,14 +20,19 @@ def save_random_esm2(
 
     torch.manual_seed(seed)
     alphabet = esm.data.Alphabet.from_architecture("ESM-1b")
-    model = esm.model.esm2.ESM2(num_layers=num_layers, embed_dim=embed_dim, attention_heads=heads, alphabet=alphabet)
+    model = esm.model.esm2.ESM2(
+        num_layers=num_layers, embed_dim=embed_dim, attention_heads=heads, alphabet=alphabet
+    )
     with torch.no_grad():
         for name, param in model.named_parameters():
             if "layer_norm" in name:
                 param.add_(0.1 * torch.randn_like(param))
     state = {f"encoder.{k}": v for k, v in model.state_dict().items() if not k.startswith("contact_head.")}
     cfg = argparse.Namespace(
-        encoder_layers=num_layers, encoder_embed_dim=embed_dim, encoder_attention_heads=heads, token_dropout=True
+        encoder_layers=num_layers,
+        encoder_embed_dim=embed_dim,
+        encoder_attention_heads=heads,
+        token_dropout=True,
     )
     torch.save({"model": state, "cfg": {"model": cfg}}, path, **save_kwargs)
     return path

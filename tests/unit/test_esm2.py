@@ -151,11 +151,14 @@ def test_tokens_match_fair_esm_batch_converter(seqs):
     codes, lengths = encode_sequences(seqs, tokens.lut)
     offsets = np.concatenate(([0], np.cumsum(lengths)[:-1]))
     idx = np.arange(len(seqs))
-    got = fill_token_matrix(np.empty((len(seqs), lengths.max() + 2), np.int64), idx, codes, offsets, lengths, tokens)
+    matrix = np.empty((len(seqs), lengths.max() + 2), np.int64)
+    got = fill_token_matrix(matrix, idx, codes, offsets, lengths, tokens)
     assert np.array_equal(got, expected.numpy())
 
 
-@pytest.mark.parametrize("bad, char", [(["MKV", "MK*V"], "'*'"), (["mkv"], "'m'"), (["MKé"], "'é'"), (["M V"], "' '")])
+@pytest.mark.parametrize(
+    "bad, char", [(["MKV", "MK*V"], "'*'"), (["mkv"], "'m'"), (["MKé"], "'é'"), (["M V"], "' '")]
+)
 def test_bad_character_is_input_error(bad, char):
     with pytest.raises(InputError, match=f"sequence {len(bad) - 1} .*{char}"):
         encode_sequences(bad, esm1b_tokens().lut)

@@ -304,8 +304,8 @@ class Esm2Embedder:
     def _rotary_inv_freq(self, ckpt: Esm2Checkpoint) -> torch.Tensor:
         """The checkpoint's rotary ``inv_freq`` buffer (fair-esm loads it), else fair-esm's formula."""
         default = 1.0 / (10000 ** (torch.arange(0, self.head_dim, 2).float() / self.head_dim))
-        found = [ckpt.state_dict.get(f"layers.{i}.self_attn.rot_emb.inv_freq") for i in range(self.num_layers)]
-        found = [f for f in found if f is not None]
+        keys = [f"layers.{i}.self_attn.rot_emb.inv_freq" for i in range(self.num_layers)]
+        found = [ckpt.state_dict[k] for k in keys if k in ckpt.state_dict]
         if not found:
             return default
         first = found[0].float()
@@ -326,12 +326,9 @@ class Esm2Embedder:
         def get(name: str) -> torch.Tensor:
             return state[p + name].float()
 
-        qkv_w = torch.cat(
-            [get("self_attn.q_proj.weight") * scaling, get("self_attn.k_proj.weight"), get("self_attn.v_proj.weight")]
-        )
-        qkv_b = torch.cat(
-            [get("self_attn.q_proj.bias") * scaling, get("self_attn.k_proj.bias"), get("self_attn.v_proj.bias")]
-        )
+        # q is scaled by head_dim ** -0.5 before the rotary embedding in fair-esm; fold it in here.
+        qkv_w = torch.cat([get(f"self_attn.{n}_proj.weight") * (scaling if n == "q" else 1.0) for n in "qkv"])
+        qkv_b = torch.cat([get(f"self_attn.{n}_proj.bias") * (scaling if n == "q" else 1.0) for n in "qkv"])
         return _Layer(
             ln1_w=fp32("self_attn_layer_norm.weight"),
             ln1_b=fp32("self_attn_layer_norm.bias"),
@@ -426,7 +423,16 @@ class Esm2Embedder:
         summed = (reps * weight.unsqueeze(-1)).sum(1)
         return (summed / window[:, None].to(torch.float32)).to("cpu", torch.float32)
 
-    def _embed_batch(self, idx, codes, offsets, lengths, out, on_batch) -> None:
+    def _embed_batch(
+        self,
+        idx: np.ndarray,
+        codes: np.ndarray,
+        offsets: np.ndarray,
+        lengths: np.ndarray,
+        out: torch.Tensor,
+        on_batch: Callable[[int], None] | None,
+    ) -> None:
+        """Embed sequences ``idx`` into ``out``; on CUDA OOM split in two and lower the budget."""
         lens = lengths[idx]
         try:
             toks, window = self._batch_tensors(idx, codes, offsets, lengths)
@@ -442,7 +448,7 @@ class Esm2Embedder:
         toks = window = None
         torch.cuda.empty_cache()
         failed = len(idx) * (int(lens.max()) + 2)
-        self._oom_budget = shrink_batch_tokens(failed)
+        self._oom_budget = min(self._oom_budget or failed, shrink_batch_tokens(failed))
         self.batch_tokens = min(self.batch_tokens, self._oom_budget)
         logger.warning(
             "ESM-2: out of GPU memory on a batch of %d sequences (%d padded tokens); splitting it, "
