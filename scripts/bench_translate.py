@@ -54,14 +54,21 @@ _SENSE = np.array(
 ).view(np.uint8)
 
 
-def make_contigs(path: Path, total_bp: int, seed: int = 20240501) -> dict[str, int]:
-    """Write a deterministic synthetic contig set of about ``total_bp`` bases to ``path``."""
+def make_contigs(
+    path: Path, total_bp: int, seed: int = 20240501, min_len: int = 300, max_len: int = 50_000,
+    prefix: str = "contig",
+) -> dict[str, int]:
+    """Write a deterministic synthetic contig set of about ``total_bp`` bases to ``path``.
+
+    Lengths are log-uniform in ``[min_len, max_len]`` (the last record is cut to
+    reach ``total_bp``, but not below ``min_len``).
+    """
     rng = np.random.default_rng(seed)
     records = bases = n_runs = 0
     with open(path, "wb") as out:
         while bases < total_bp:
-            length = int(np.exp(rng.uniform(np.log(300), np.log(50_000))))
-            length = min(length, max(300, total_bp - bases))
+            length = int(np.exp(rng.uniform(np.log(min_len), np.log(max_len))))
+            length = min(length, max(min_len, total_bp - bases))
             seq = _ACGT[rng.integers(0, 4, length)]
             # Coding stretches: about 60% of the contig, 300-3000 bp each, random strand.
             pos = int(rng.integers(0, 200))
@@ -82,7 +89,7 @@ def make_contigs(path: Path, total_bp: int, seed: int = 20240501) -> dict[str, i
                 region = seq[start : start + int(rng.integers(50, 2000))]
                 region[region != ord("N")] += 32
             body = seq.tobytes()
-            out.write(b">contig_%d len=%d synthetic\n" % (records + 1, length))
+            out.write(b">%s_%d len=%d synthetic\n" % (prefix.encode(), records + 1, length))
             out.write(b"\n".join(body[i : i + 60] for i in range(0, length, 60)) + b"\n")
             records += 1
             bases += length

@@ -20,11 +20,16 @@ Validation (each failure is one :class:`~virnucpro.errors.InputError` line
 that names the file): missing or unreadable file, empty input, no FASTA
 header, FASTQ, binary data, unsupported compression (zip, zstd), truncated or
 corrupt compressed data, a header without an ID, duplicate IDs, non-ASCII or
-control bytes in a sequence, and (when DNA is expected) protein sequences:
-a record is taken for protein when more than half of the letters among its
-first 2 000 characters are not A, C, G, T, U or N (any case). N counts as
-DNA, so runs of N never trigger the rule; a record made mostly of other IUPAC
-ambiguity codes (R, Y, K, ...) does.
+control bytes in a sequence, and (when DNA is expected) protein sequences.
+
+DNA-versus-protein rule, per record, over the letters among its first 2 000
+characters: the record is taken for protein when more than half of them are
+not A, C, G, T, U or N (any case) AND at least one is a letter that is not an
+IUPAC nucleotide code (E, F, I, J, L, O, P, Q or Z). So N runs, IUPAC
+ambiguity codes (R, Y, K, M, S, W, B, D, H, V) and X never trigger it, however
+short or ambiguous the record, and the published behaviour on such input is
+kept; real proteins (10% L, plus E, F, I, P, Q) are caught. A short peptide
+made only of IUPAC letters (``MKV``) passes as DNA.
 
 Writing: :class:`FastaWriter` writes one record per header line, unwrapped by
 default (``line_width`` wraps).
@@ -69,13 +74,19 @@ _HIGH_BYTES = bytes(range(128, 256))
 _CONTROL = bytes(b for b in range(256) if b < 32 and b not in _SEQ_WHITESPACE) + b"\x7f"
 
 # Sample classification in one ``bytes.translate``: ACGTUN (any case) -> "D",
-# other ASCII letters -> "P", control bytes -> "X", other printable bytes deleted.
+# letters that only occur in proteins -> "Q", other ASCII letters -> "P",
+# control bytes -> "X", other printable bytes deleted.
 _DNA_LETTERS = b"ACGTUNacgtun"
+
+
+_PROTEIN_ONLY_LETTERS = b"EFIJLOPQZefijlopqz"  # letters that are not IUPAC nucleotide codes (X aside)
 
 
 def _sample_class(byte: int) -> int:
     if byte in _DNA_LETTERS:
         return ord("D")
+    if byte in _PROTEIN_ONLY_LETTERS:
+        return ord("Q")
     if chr(byte).isascii() and chr(byte).isalpha():
         return ord("P")
     if byte < 32 or byte == 127:
@@ -231,8 +242,13 @@ def open_input(path: str | os.PathLike[str]) -> tuple[BinaryIO, str | None]:
     kind = sniff_compression(head)
     if kind is None:
         return raw, None
-    opener = {"gzip": gzip.GzipFile, "bzip2": bz2.BZ2File, "xz": lzma.LZMAFile}[kind]
-    return _ClosingDecompressor(opener(raw, mode="rb"), raw), kind  # type: ignore[arg-type,return-value]
+    if kind == "gzip":
+        reader: BinaryIO = gzip.GzipFile(fileobj=raw, mode="rb")  # type: ignore[assignment]
+    elif kind == "bzip2":
+        reader = bz2.BZ2File(raw, mode="rb")  # type: ignore[assignment]
+    else:
+        reader = lzma.LZMAFile(raw, mode="rb")  # type: ignore[assignment]
+    return _ClosingDecompressor(reader, raw), kind  # type: ignore[return-value]
 
 
 class _ClosingDecompressor(io.BufferedIOBase):
@@ -404,8 +420,9 @@ class FastaReader:
                 "not a DNA sequence"
             )
         if self.expect_dna:
-            other = sample.count(b"P")
-            if other * 2 > len(sample):
+            protein_only = sample.count(b"Q")
+            other = sample.count(b"P") + protein_only
+            if protein_only and other * 2 > len(sample):
                 share = round(100 * other / len(sample))
                 raise InputError(
                     f"{self.name}: record '{record_id}' looks like a protein sequence "
