@@ -42,7 +42,8 @@ def test_stdin_compressed_and_chunk_length(tmp_path: Path, tiny_ref: Path) -> No
     proc = run_cli("translate", str(source), "-o", str(tmp_path / "b"), "--chunk-length", "300")
     assert proc.returncode == 0, proc.stderr
     for name in ("chunked300.fa", "identified_nucleotide.fa", "identified_protein.faa"):
-        assert (tmp_path / "b" / f"contigs_{name}").read_bytes() == (tmp_path / "a" / f"stdin_{name}").read_bytes()
+        ours = (tmp_path / "b" / f"contigs_{name}").read_bytes()
+        assert ours == (tmp_path / "a" / f"stdin_{name}").read_bytes()
 
 
 def test_empty_record_warning(tmp_path: Path) -> None:

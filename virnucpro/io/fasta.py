@@ -228,7 +228,8 @@ def open_input(path: str | os.PathLike[str]) -> tuple[BinaryIO, str | None]:
         if str(path) == STDIN:
             stdin = sys.stdin.buffer
             head = stdin.read(8)
-            raw: BinaryIO = io.BufferedReader(_Prepended(head, stdin), buffer_size=_BLOCK_SIZE)  # type: ignore[assignment]
+            prepended = _Prepended(head, stdin)
+            raw: BinaryIO = io.BufferedReader(prepended, buffer_size=_BLOCK_SIZE)  # type: ignore[assignment]
         else:
             raw = open(path, "rb", buffering=_BLOCK_SIZE)  # noqa: SIM115 - closed by the caller
             head = raw.read(8)

@@ -193,7 +193,8 @@ def _iter_batches(
             size += length
             groups.append((record.id, 1, n))
             starts.extend([offset + s for s in record_starts])
-            ends.extend([offset + min(s + chunk_length, length) for s in record_starts])
+            ends.extend([offset + chunk_length + s for s in record_starts])
+            ends[-1] = offset + length  # only the last chunk is clipped (it ends the record)
             if size >= BATCH_BASES:
                 yield flush()
             continue
