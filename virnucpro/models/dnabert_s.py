@@ -1,0 +1,461 @@
+"""Our DNABERT-S encoder (SPEC 4): loader, forward pass and batched embedder.
+
+DNABERT-S is a post-LayerNorm BERT with ALiBi attention biases instead of position
+embeddings and a gated-GELU MLP. We load a HuggingFace-format directory
+(``config.json``, ``tokenizer.json``, ``model.safetensors`` or ``pytorch_model.bin``)
+without executing any code from it, and run our own forward pass.
+
+Speed: attention is :func:`torch.nn.functional.scaled_dot_product_attention` with one
+additive mask (ALiBi + padding) built once per batch and shared by all layers;
+sequences are sorted by length and packed into padded batches that fill a token
+budget, then results are put back in input order.
+
+Precision: with ``dtype`` bf16/fp16 the Linear weights and all matrix products
+(attention included) run in that dtype, while the residual stream, LayerNorm, the
+GELU gate and the mean pooling stay FP32. The mask is built in FP32 and cast to the
+attention dtype only because SDPA requires q and mask to share a dtype; the kernels
+still do the softmax in FP32.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from virnucpro.errors import ModelNotAvailableError
+from virnucpro.models.dnabert_tokenizer import DnabertTokenizer
+
+logger = logging.getLogger(__name__)
+
+CONFIG_FILE = "config.json"
+SAFETENSORS_FILE = "model.safetensors"
+PYTORCH_FILE = "pytorch_model.bin"
+
+# Default token budget per padded batch (longest padded length x sequence count).
+# CPU: ~100 MB of attention mask and activations for DNABERT-S at ~130 tokens per
+# 500-nt frame, big enough to keep matrix products efficient. CUDA: 4x that, a few
+# GB at bf16 for the 117M model, well inside a 24 GB card; OOM halves it anyway.
+DEFAULT_BATCH_TOKENS_CPU = 16_384
+DEFAULT_BATCH_TOKENS_CUDA = 65_536
+# Padded lengths are rounded up to a multiple of 8 (aligned mask rows for the CUDA
+# kernels, tensor-core friendly shapes); the extra keys are masked like any padding.
+PAD_MULTIPLE = 8
+PAD_BIAS = -10000.0  # SPEC 4: (1 - mask) * -10000 on padded keys
+
+_SUPPORTED_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
+_IGNORED_PREFIXES = ("pooler.", "cls.")  # pooler and masked-LM head: unused for embeddings
+_IGNORED_KEYS = ("embeddings.position_ids", "embeddings.token_type_ids")  # index buffers, no weights
+
+
+@dataclass(frozen=True)
+class DnabertConfig:
+    """The hyper-parameters we read from ``config.json``."""
+
+    hidden_size: int
+    num_hidden_layers: int
+    num_attention_heads: int
+    intermediate_size: int
+    layer_norm_eps: float
+    vocab_size: int
+    type_vocab_size: int = 2
+
+    @property
+    def head_dim(self) -> int:
+        return self.hidden_size // self.num_attention_heads
+
+    @classmethod
+    def from_json(cls, path: Path) -> DnabertConfig:
+        """Read and check ``config.json``.
+
+        Raises:
+            ModelNotAvailableError: missing file, bad JSON, missing or invalid field.
+        """
+        if not path.is_file():
+            raise ModelNotAvailableError(f"DNABERT-S config not found: {path} does not exist")
+        try:
+            raw = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise ModelNotAvailableError(f"DNABERT-S config {path} is unreadable: {exc}") from exc
+        fields = (
+            "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size", "vocab_size",
+        )
+        missing = [name for name in (*fields, "layer_norm_eps") if name not in raw]
+        if missing:
+            raise ModelNotAvailableError(f"DNABERT-S config {path} lacks {', '.join(missing)}")
+        try:
+            config = cls(
+                **{name: int(raw[name]) for name in fields},
+                layer_norm_eps=float(raw["layer_norm_eps"]),
+                type_vocab_size=int(raw.get("type_vocab_size", 2)),
+            )
+        except (TypeError, ValueError) as exc:
+            raise ModelNotAvailableError(f"DNABERT-S config {path} has a non-numeric field: {exc}") from exc
+        if min(config.hidden_size, config.num_hidden_layers, config.num_attention_heads) < 1 or (
+            config.hidden_size % config.num_attention_heads
+        ):
+            raise ModelNotAvailableError(
+                f"DNABERT-S config {path}: hidden_size {config.hidden_size} is not a positive multiple "
+                f"of num_attention_heads {config.num_attention_heads}"
+            )
+        return config
+
+
+def alibi_slopes(num_heads: int) -> list[float]:
+    """ALiBi slope of each head (SPEC 4).
+
+    For a power of two n: ``start = 2 ** -(2 ** -(log2(n) - 3))``, slopes
+    ``start ** 1 .. start ** n``. Otherwise the slopes for p = 2**floor(log2 n),
+    then every other slope of the 2p list, the first n - p of them.
+    """
+
+    def power_of_two(n: int) -> list[float]:
+        start = 2.0 ** (-(2.0 ** -(math.log2(n) - 3)))
+        return [start ** (i + 1) for i in range(n)]
+
+    if num_heads < 1:
+        raise ValueError(f"num_heads must be positive, got {num_heads}")
+    p = 2 ** math.floor(math.log2(num_heads))
+    if p == num_heads:
+        return power_of_two(num_heads)
+    return power_of_two(p) + power_of_two(2 * p)[0::2][: num_heads - p]
+
+
+def attention_bias(slopes: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """FP32 additive attention mask ``alibi + pad_bias``, shape [B, H, T, T].
+
+    Args:
+        slopes: [H] FP32 ALiBi slopes.
+        mask: [B, T] bool, True on real tokens.
+    """
+    length = mask.shape[1]
+    pos = torch.arange(length, device=mask.device)
+    distance = (pos[None, :] - pos[:, None]).abs().to(torch.float32)  # [T, T]
+    alibi = slopes[:, None, None] * -distance  # [H, T, T]
+    pad = (1.0 - mask.to(torch.float32)) * PAD_BIAS  # [B, T], on keys
+    return alibi[None, :, :, :] + pad[:, None, None, :]
+
+
+class _EncoderLayer(nn.Module):
+    """One post-LN block: ALiBi self-attention, then the gated-GELU MLP."""
+
+    def __init__(self, config: DnabertConfig):
+        super().__init__()
+        d, ffn = config.hidden_size, config.intermediate_size
+        self.num_heads = config.num_attention_heads
+        self.ffn = ffn
+        self.wqkv = nn.Linear(d, 3 * d)
+        self.attn_out = nn.Linear(d, d)
+        self.attn_norm = nn.LayerNorm(d, eps=config.layer_norm_eps)
+        self.mlp_in = nn.Linear(d, 2 * ffn, bias=False)
+        self.mlp_out = nn.Linear(ffn, d)
+        self.mlp_norm = nn.LayerNorm(d, eps=config.layer_norm_eps)
+
+    def forward(self, x: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+        """x: FP32 [B, T, d] residual stream; bias: [B, H, T, T] in the matmul dtype."""
+        mm_dtype = self.wqkv.weight.dtype
+        batch, length, d = x.shape
+        qkv = self.wqkv(x.to(mm_dtype)).view(batch, length, 3, self.num_heads, d // self.num_heads)
+        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each [B, H, T, head_dim]
+        context = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
+        context = context.transpose(1, 2).reshape(batch, length, d)
+        x = self.attn_norm(self.attn_out(context).float() + x)
+        gate, up = self.mlp_in(x.to(mm_dtype)).float().split(self.ffn, dim=-1)
+        hidden = (F.gelu(gate) * up).to(mm_dtype)  # exact erf GELU, computed in FP32
+        return self.mlp_norm(self.mlp_out(hidden).float() + x)
+
+
+class DnabertEncoder(nn.Module):
+    """Embeddings + encoder layers; returns the FP32 last hidden states [B, T, d]."""
+
+    def __init__(self, config: DnabertConfig):
+        super().__init__()
+        self.config = config
+        d = config.hidden_size
+        self.word_embeddings = nn.Embedding(config.vocab_size, d)
+        self.token_type_embeddings = nn.Embedding(config.type_vocab_size, d)
+        self.embedding_norm = nn.LayerNorm(d, eps=config.layer_norm_eps)
+        self.layers = nn.ModuleList(_EncoderLayer(config) for _ in range(config.num_hidden_layers))
+        slopes = torch.tensor(alibi_slopes(config.num_attention_heads), dtype=torch.float32)
+        self.register_buffer("alibi_slopes", slopes, persistent=False)
+
+    @property
+    def matmul_dtype(self) -> torch.dtype:
+        return self.layers[0].wqkv.weight.dtype
+
+    def set_matmul_dtype(self, dtype: torch.dtype) -> DnabertEncoder:
+        """Cast the Linear layers only; embeddings and LayerNorms stay FP32."""
+        for module in self.modules():
+            if isinstance(module, nn.Linear):
+                module.to(dtype)
+        return self
+
+    def forward(self, input_ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """input_ids: [B, T] long; mask: [B, T] bool (True on real tokens)."""
+        x = self.word_embeddings(input_ids) + self.token_type_embeddings.weight[0]
+        x = self.embedding_norm(x)
+        bias = attention_bias(self.alibi_slopes, mask).to(self.matmul_dtype)
+        for layer in self.layers:
+            x = layer(x, bias)
+        return x
+
+
+def masked_mean(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean over the real tokens ([CLS] and [SEP] included) of FP32 [B, T, d] -> [B, d]."""
+    weights = mask.to(hidden.dtype).unsqueeze(-1)
+    return (hidden * weights).sum(dim=1) / weights.sum(dim=1)
+
+
+def checkpoint_key_map(num_layers: int) -> dict[str, str]:
+    """Published state-dict key (``bert.`` stripped) -> our parameter name."""
+    keys = {
+        "embeddings.word_embeddings.weight": "word_embeddings.weight",
+        "embeddings.token_type_embeddings.weight": "token_type_embeddings.weight",
+        "embeddings.LayerNorm.weight": "embedding_norm.weight",
+        "embeddings.LayerNorm.bias": "embedding_norm.bias",
+    }
+    per_layer = {
+        "attention.self.Wqkv": "wqkv",
+        "attention.output.dense": "attn_out",
+        "attention.output.LayerNorm": "attn_norm",
+        "mlp.gated_layers": "mlp_in",
+        "mlp.wo": "mlp_out",
+        "mlp.layernorm": "mlp_norm",
+    }
+    for n in range(num_layers):
+        for theirs, ours in per_layer.items():
+            suffixes = ("weight",) if ours == "mlp_in" else ("weight", "bias")
+            for suffix in suffixes:
+                keys[f"encoder.layer.{n}.{theirs}.{suffix}"] = f"layers.{n}.{ours}.{suffix}"
+    return keys
+
+
+def read_state_dict(model_dir: Path) -> tuple[dict[str, torch.Tensor], Path]:
+    """Tensors from ``model.safetensors`` (preferred) or ``pytorch_model.bin`` (weights only).
+
+    Raises:
+        ModelNotAvailableError: neither file exists, or the file cannot be read.
+    """
+    safetensors_path, pytorch_path = model_dir / SAFETENSORS_FILE, model_dir / PYTORCH_FILE
+    try:
+        if safetensors_path.is_file():
+            from safetensors.torch import load_file
+
+            return load_file(str(safetensors_path), device="cpu"), safetensors_path
+        if pytorch_path.is_file():
+            state = torch.load(pytorch_path, map_location="cpu", weights_only=True)
+            if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+                state = state["state_dict"]
+            if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+                raise ValueError("not a plain state dict of tensors")
+            return state, pytorch_path
+    except ModelNotAvailableError:
+        raise
+    except Exception as exc:  # corrupt file, refused pickle content, ...
+        path = safetensors_path if safetensors_path.is_file() else pytorch_path
+        raise ModelNotAvailableError(f"DNABERT-S weights {path} are unreadable: {exc}") from exc
+    raise ModelNotAvailableError(
+        f"DNABERT-S weights not found in {model_dir}: no {SAFETENSORS_FILE} or {PYTORCH_FILE}"
+    )
+
+
+def load_encoder_weights(encoder: DnabertEncoder, state: dict[str, torch.Tensor], source: Path) -> None:
+    """Check every key and shape, then copy the published weights into ``encoder`` (FP32).
+
+    Raises:
+        ModelNotAvailableError: a missing key, an unknown key, or a shape that does not match.
+    """
+    key_map = checkpoint_key_map(encoder.config.num_hidden_layers)
+    ours = encoder.state_dict()
+    mapped: dict[str, torch.Tensor] = {}
+    unknown: list[str] = []
+    for key, tensor in state.items():
+        key = key.removeprefix("bert.")
+        if key.startswith(_IGNORED_PREFIXES) or key in _IGNORED_KEYS:
+            continue
+        if key not in key_map:
+            unknown.append(key)
+            continue
+        name = key_map[key]
+        if tuple(tensor.shape) != tuple(ours[name].shape):
+            raise ModelNotAvailableError(
+                f"DNABERT-S weights {source}: {key} has shape {tuple(tensor.shape)}, "
+                f"config.json implies {tuple(ours[name].shape)}"
+            )
+        mapped[name] = tensor.to(torch.float32)
+    if unknown:
+        raise ModelNotAvailableError(
+            f"DNABERT-S weights {source}: unexpected keys (not a DNABERT-2/-S encoder?): "
+            f"{', '.join(sorted(unknown)[:5])}"
+        )
+    missing = [key for key, name in key_map.items() if name not in mapped]
+    if missing:
+        raise ModelNotAvailableError(
+            f"DNABERT-S weights {source}: {len(missing)} missing key(s), e.g. {', '.join(missing[:3])}"
+        )
+    encoder.load_state_dict(mapped, strict=True)
+
+
+def plan_batch(padded_lengths: Sequence[int], start: int, budget: int) -> int:
+    """How many sequences from ``start`` form the next batch.
+
+    ``padded_lengths`` is sorted longest first, so the batch's padded length is
+    ``padded_lengths[start]`` and ``count * padded_lengths[start] <= budget``.
+    A sequence longer than the whole budget still gets a batch of its own.
+    """
+    return max(1, min(len(padded_lengths) - start, budget // padded_lengths[start]))
+
+
+def shrink_budget(budget: int, failed_batch_tokens: int) -> int:
+    """The token budget to use after a batch of ``failed_batch_tokens`` ran out of memory: half of it."""
+    return max(1, min(budget, failed_batch_tokens) // 2)
+
+
+def run_in_budget(padded_lengths: Sequence[int], budget: int, process: Callable[[int, int], None]) -> int:
+    """Call ``process(start, count)`` on consecutive batches that fill ``budget``.
+
+    When ``process`` raises :class:`torch.OutOfMemoryError` on a batch of several
+    sequences, the budget is halved and the same sequences are re-planned; a single
+    sequence that does not fit re-raises.
+
+    Returns:
+        The budget in force at the end (smaller than ``budget`` after an OOM).
+    """
+    start = 0
+    while start < len(padded_lengths):
+        count = plan_batch(padded_lengths, start, budget)
+        try:
+            process(start, count)
+        except torch.OutOfMemoryError:
+            if count == 1:
+                raise
+            failed = count * padded_lengths[start]
+            budget = shrink_budget(budget, failed)
+            logger.warning(
+                "out of memory on a batch of %d tokens; token budget lowered to %d", failed, budget
+            )
+        else:
+            start += count
+            continue
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()  # outside the except block, so the failed batch's tensors are freed
+    return budget
+
+
+def default_batch_tokens(device: torch.device) -> int:
+    """Token budget used when ``embed`` is not given one."""
+    return DEFAULT_BATCH_TOKENS_CUDA if device.type == "cuda" else DEFAULT_BATCH_TOKENS_CPU
+
+
+class DnabertSEmbedder:
+    """Mean-pooled DNABERT-S embeddings of nucleotide strings.
+
+    Attributes:
+        dim: embedding width (768 for DNABERT-S).
+        device: where the encoder runs.
+        dtype: dtype of the Linear weights and matrix products.
+    """
+
+    def __init__(self, encoder: DnabertEncoder, tokenizer: DnabertTokenizer, device: torch.device):
+        self.encoder = encoder
+        self.tokenizer = tokenizer
+        self.device = device
+        self.dtype = encoder.matmul_dtype
+        self.dim = encoder.config.hidden_size
+        self._budget_cap: int | None = None  # lowered after an out-of-memory error
+
+    def embed(
+        self,
+        seqs: Sequence[str],
+        batch_tokens: int | None = None,
+        on_batch: Callable[[int], None] | None = None,
+    ) -> torch.Tensor:
+        """Embed ``seqs``; returns FP32 CPU [N, dim] in input order.
+
+        Args:
+            seqs: upper-case nucleotide strings.
+            batch_tokens: max padded tokens per batch (longest x count); default
+                :data:`DEFAULT_BATCH_TOKENS_CPU` / :data:`DEFAULT_BATCH_TOKENS_CUDA`.
+            on_batch: called after each batch with the number of sequences in it.
+        """
+        budget = batch_tokens if batch_tokens is not None else default_batch_tokens(self.device)
+        if budget < 1:
+            raise ValueError(f"batch_tokens must be positive, got {budget}")
+        if self._budget_cap is not None:
+            budget = min(budget, self._budget_cap)
+        # Allocated outside inference mode so callers may modify the result in place.
+        out = torch.empty((len(seqs), self.dim), dtype=torch.float32)
+        if not seqs:
+            return out
+
+        token_ids = self.tokenizer.encode(seqs)
+        lengths = np.fromiter((len(ids) for ids in token_ids), dtype=np.int64, count=len(token_ids))
+        order = np.argsort(-lengths, kind="stable")
+        padded = (-(-lengths[order] // PAD_MULTIPLE) * PAD_MULTIPLE).tolist()
+
+        def process(start: int, count: int) -> None:
+            rows = order[start : start + count]
+            out[torch.from_numpy(rows)] = self._embed_batch([token_ids[i] for i in rows], padded[start])
+            if on_batch is not None:
+                on_batch(count)
+
+        with torch.inference_mode():
+            final_budget = run_in_budget(padded, budget, process)
+        if final_budget < budget:
+            self._budget_cap = final_budget
+        return out
+
+    def _embed_batch(self, batch_ids: list[list[int]], padded_length: int) -> torch.Tensor:
+        """Forward one padded batch; FP32 CPU [B, dim]."""
+        pad = self.tokenizer.pad_id
+        rows = [ids + [pad] * (padded_length - len(ids)) for ids in batch_ids]
+        input_ids = torch.tensor(rows, dtype=torch.long)
+        lengths = torch.tensor([len(ids) for ids in batch_ids])
+        mask = torch.arange(padded_length)[None, :] < lengths[:, None]
+        input_ids, mask = input_ids.to(self.device), mask.to(self.device)
+        hidden = self.encoder(input_ids, mask)
+        return masked_mean(hidden, mask).cpu()
+
+
+def load_dnabert_s(model_dir: Path, device: torch.device, dtype: torch.dtype) -> DnabertSEmbedder:
+    """Load a DNABERT-S directory (no remote code) into a ready embedder.
+
+    Args:
+        model_dir: HuggingFace-format directory with ``config.json``, ``tokenizer.json``
+            and ``model.safetensors`` or ``pytorch_model.bin``.
+        device: where to run.
+        dtype: float32, bfloat16 or float16: Linear weights and matrix products.
+
+    Raises:
+        ModelNotAvailableError: a file is missing or invalid, or a weight is missing or misshapen.
+        ValueError: an unsupported dtype.
+    """
+    if dtype not in _SUPPORTED_DTYPES:
+        raise ValueError(f"unsupported dtype {dtype}: use float32, bfloat16 or float16")
+    model_dir, device = Path(model_dir), torch.device(device)
+    if not model_dir.is_dir():
+        raise ModelNotAvailableError(f"DNABERT-S model directory not found: {model_dir}")
+    config = DnabertConfig.from_json(model_dir / CONFIG_FILE)
+    tokenizer = DnabertTokenizer.from_dir(model_dir)
+    if tokenizer.vocab_size > config.vocab_size:
+        raise ModelNotAvailableError(
+            f"DNABERT-S in {model_dir}: tokenizer has {tokenizer.vocab_size} tokens, "
+            f"config vocab_size is {config.vocab_size}"
+        )
+    state, source = read_state_dict(model_dir)
+    encoder = DnabertEncoder(config)
+    load_encoder_weights(encoder, state, source)
+    encoder.set_matmul_dtype(dtype).to(device).eval().requires_grad_(False)
+    logger.info(
+        "DNABERT-S loaded from %s: %d layers, %d heads, dim %d, %s on %s",
+        model_dir, config.num_hidden_layers, config.num_attention_heads, config.hidden_size, dtype, device,
+    )
+    return DnabertSEmbedder(encoder, tokenizer, device)
