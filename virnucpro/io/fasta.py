@@ -1,0 +1,514 @@
+"""Streaming FASTA input and output shared by every command.
+
+Reading:
+
+* :func:`read_fasta` yields :class:`FastaRecord` objects (``id``, ``sequence``
+  as ``str``, ``description``); :func:`read_fasta_bytes` yields the same
+  records with the sequence as ``bytes`` (the fast path used by the pipeline).
+* The input may be a path or ``-`` (standard input, read as bytes). Plain,
+  gzip, bzip2 and xz data are told apart by their first bytes (magic numbers),
+  never by the file name.
+* The reader holds one record at a time (plus a 1 MiB read block), so peak
+  memory is about two to three times the largest record, whatever the file
+  size. It also keeps the set of IDs seen so far, to reject duplicates.
+* Records are parsed like Biopython's ``SeqIO.parse(..., "fasta")``, which the
+  published tool uses: the ID is the first whitespace-separated token of the
+  header; spaces, tabs, CR and LF are removed from the sequence; blank lines
+  are ignored. The sequence keeps its case and every other character.
+
+Validation (each failure is one :class:`~virnucpro.errors.InputError` line
+that names the file): missing or unreadable file, empty input, no FASTA
+header, FASTQ, binary data, unsupported compression (zip, zstd), truncated or
+corrupt compressed data, a header without an ID, duplicate IDs, non-ASCII or
+control bytes in a sequence, and (when DNA is expected) protein sequences:
+a record is taken for protein when more than half of the letters among its
+first 10 000 characters are not A, C, G, T, U or N (any case). N counts as
+DNA, so runs of N never trigger the rule; a record made mostly of other IUPAC
+ambiguity codes (R, Y, K, ...) does.
+
+Writing: :class:`FastaWriter` writes one record per header line, unwrapped by
+default (``line_width`` wraps).
+"""
+
+from __future__ import annotations
+
+import bz2
+import gzip
+import io
+import logging
+import lzma
+import os
+import sys
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO, Iterable, Iterator
+
+from virnucpro.errors import InputError
+
+logger = logging.getLogger(__name__)
+
+STDIN = "-"
+"""The path that means "read standard input"."""
+
+STDIN_STEM = "stdin"
+"""Output stem used when the input is standard input."""
+
+FASTA_EXTENSIONS = (
+    ".fasta", ".fas", ".fa", ".fna", ".ffn", ".faa", ".frn", ".fsa", ".mfa", ".mpfa", ".seq",
+)
+COMPRESSION_EXTENSIONS = (".gz", ".bgz", ".bz2", ".xz")
+
+DNA_SAMPLE_SIZE = 10_000
+"""Characters of each record inspected by the DNA-versus-protein rule."""
+
+_BLOCK_SIZE = 1 << 20
+_SNIFF_SIZE = 8192
+_SEQ_WHITESPACE = b" \t\r\n"
+_PRINTABLE = bytes(range(33, 127))
+_HIGH_BYTES = bytes(range(128, 256))
+_CONTROL = bytes(b for b in range(256) if b < 32 and b not in _SEQ_WHITESPACE) + b"\x7f"
+
+# Sample classification for the DNA rule: ACGTUN (any case) -> "D", other
+# ASCII letters -> "P", everything else deleted by ``bytes.translate``.
+_DNA_LETTERS = b"ACGTUNacgtun"
+_LETTER_CLASS = bytes(
+    ord("D") if b in _DNA_LETTERS else ord("P") if chr(b).isascii() and chr(b).isalpha() else b
+    for b in range(256)
+)
+_NOT_LETTERS = bytes(b for b in range(256) if not (chr(b).isascii() and chr(b).isalpha()))
+
+_MAGIC: tuple[tuple[bytes, str], ...] = (
+    (b"\x1f\x8b", "gzip"),
+    (b"BZh", "bzip2"),
+    (b"\xfd7zXZ\x00", "xz"),
+)
+_UNSUPPORTED_MAGIC: tuple[tuple[bytes, str], ...] = (
+    (b"\x28\xb5\x2f\xfd", "zstd-compressed"),
+    (b"PK\x03\x04", "a ZIP archive"),
+    (b"\x04\x22\x4d\x18", "lz4-compressed"),
+)
+_DECOMPRESS_ERRORS = (EOFError, zlib.error, lzma.LZMAError, OSError)
+
+
+@dataclass(frozen=True, slots=True)
+class FastaRecord:
+    """One FASTA record.
+
+    Attributes:
+        id: first whitespace-separated token of the header line.
+        sequence: the sequence with whitespace removed, in the input's case.
+        description: the whole header line after ``>``, trailing space removed.
+    """
+
+    id: str
+    sequence: str
+    description: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class FastaBytesRecord:
+    """A :class:`FastaRecord` whose sequence is ASCII ``bytes`` (no decoding cost)."""
+
+    id: str
+    sequence: bytes
+    description: str = ""
+
+
+def display_name(path: str | os.PathLike[str]) -> str:
+    """Return the name used for ``path`` in messages (``<stdin>`` for ``-``)."""
+    return "<stdin>" if str(path) == STDIN else str(path)
+
+
+def input_stem(path: str | os.PathLike[str]) -> str:
+    """Return the output file stem for an input path.
+
+    Compression extensions (``.gz``, ``.bgz``, ``.bz2``, ``.xz``) and then one
+    FASTA extension (``.fa``, ``.fasta``, ``.fna``, ``.fas``, ``.ffn``,
+    ``.faa``, ...) are removed, case-insensitively. Standard input gives
+    ``stdin``.
+
+    Examples:
+        ``reads/contigs.fa.gz`` -> ``contigs``; ``sample.v2.fasta`` -> ``sample.v2``.
+    """
+    if str(path) == STDIN:
+        return STDIN_STEM
+    name = Path(path).name
+    for extensions in (COMPRESSION_EXTENSIONS, FASTA_EXTENSIONS):
+        lower = name.lower()
+        for ext in extensions:
+            if lower.endswith(ext) and len(name) > len(ext):
+                name = name[: -len(ext)]
+                break
+    return name or Path(path).name
+
+
+def sniff_compression(head: bytes) -> str | None:
+    """Name the compression of data starting with ``head`` (``gzip``, ``bzip2``, ``xz``) or None."""
+    for magic, kind in _MAGIC:
+        if head.startswith(magic):
+            return kind
+    return None
+
+
+class _Prepended(io.RawIOBase):
+    """A raw stream that returns ``head`` and then the rest of ``stream`` (for pipes)."""
+
+    def __init__(self, head: bytes, stream: BinaryIO) -> None:
+        super().__init__()
+        self._head = head
+        self._stream = stream
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:  # type: ignore[override]
+        if self._head:
+            n = min(len(buffer), len(self._head))
+            buffer[:n] = self._head[:n]
+            self._head = self._head[n:]
+            return n
+        data = self._stream.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+
+def _open_error(name: str, exc: OSError) -> InputError:
+    if isinstance(exc, FileNotFoundError):
+        return InputError(f"{name}: no such file")
+    if isinstance(exc, IsADirectoryError):
+        return InputError(f"{name}: is a directory, not a FASTA file")
+    if isinstance(exc, PermissionError):
+        return InputError(f"{name}: cannot read the file (permission denied)")
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    return InputError(f"{name}: cannot read the file ({_one_line(reason)})")
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def open_input(path: str | os.PathLike[str]) -> tuple[BinaryIO, str | None]:
+    """Open ``path`` (or stdin for ``-``) for reading decompressed bytes.
+
+    Args:
+        path: a file path, or ``-`` for standard input.
+
+    Returns:
+        ``(stream, compression)``: a binary stream of the decompressed data and
+        the compression found from the first bytes (``None`` for plain data).
+        The caller closes the stream (closing the stdin wrapper leaves
+        ``sys.stdin`` open).
+
+    Raises:
+        InputError: the file is missing, unreadable, a directory, or compressed
+            with an unsupported method.
+    """
+    name = display_name(path)
+    try:
+        if str(path) == STDIN:
+            stdin = sys.stdin.buffer
+            head = stdin.read(8)
+            raw: BinaryIO = io.BufferedReader(_Prepended(head, stdin), buffer_size=_BLOCK_SIZE)  # type: ignore[assignment]
+        else:
+            raw = open(path, "rb", buffering=_BLOCK_SIZE)  # noqa: SIM115 - closed by the caller
+            head = raw.read(8)
+            raw.seek(0)
+    except OSError as exc:
+        raise _open_error(name, exc) from exc
+    for magic, what in _UNSUPPORTED_MAGIC:
+        if head.startswith(magic):
+            raw.close()
+            raise InputError(f"{name}: input is {what}; use plain text, gzip, bzip2 or xz")
+    kind = sniff_compression(head)
+    if kind is None:
+        return raw, None
+    opener = {"gzip": gzip.GzipFile, "bzip2": bz2.BZ2File, "xz": lzma.LZMAFile}[kind]
+    return _ClosingDecompressor(opener(raw, mode="rb"), raw), kind  # type: ignore[arg-type,return-value]
+
+
+class _ClosingDecompressor(io.BufferedIOBase):
+    """A decompressing reader that also closes the raw file it reads from."""
+
+    def __init__(self, reader: BinaryIO, raw: BinaryIO) -> None:
+        super().__init__()
+        self._reader = reader
+        self._raw = raw
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int | None = -1) -> bytes:  # type: ignore[override]
+        return self._reader.read(-1 if size is None else size)
+
+    def close(self) -> None:
+        try:
+            self._reader.close()
+        finally:
+            self._raw.close()
+            super().close()
+
+
+class FastaReader:
+    """Iterate over the records of one FASTA input, streaming.
+
+    Opening the input and checking its first bytes happen in the constructor,
+    so a missing, empty, binary or FASTQ input fails before any work starts;
+    later problems (duplicate IDs, truncated compressed data, protein records)
+    are raised while iterating.
+
+    Use as an iterator of :class:`FastaBytesRecord`, ideally in a ``with``
+    block (which closes the file)::
+
+        with FastaReader("contigs.fa.gz") as reader:
+            for record in reader:
+                ...
+
+    Args:
+        path: a file path, or ``-`` for standard input.
+        expect_dna: reject records that look like protein (see module doc).
+
+    Raises:
+        InputError: see the module documentation for the cases.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, expect_dna: bool = True) -> None:
+        self.path = path
+        self.name = display_name(path)
+        self.expect_dna = expect_dna
+        self._stream, self.compression = open_input(path)
+        self._what = f"{self.compression} data" if self.compression else "data"
+        try:
+            first = self._read_first()
+        except BaseException:
+            self.close()
+            raise
+        self._records = self._parse(first)
+
+    # -- reading -----------------------------------------------------------
+
+    def _read(self, size: int = _BLOCK_SIZE) -> bytes:
+        try:
+            return self._stream.read(size)
+        except _DECOMPRESS_ERRORS as exc:
+            if self.compression is None and not isinstance(exc, EOFError):
+                raise _open_error(self.name, exc) from exc  # type: ignore[arg-type]
+            raise InputError(
+                f"{self.name}: truncated or corrupt {self.compression or 'input'} file "
+                f"({_one_line(str(exc)) or type(exc).__name__})"
+            ) from exc
+
+    def _read_first(self) -> bytes:
+        """Read the first block and check that the input starts like FASTA."""
+        data = self._read(_BLOCK_SIZE)
+        while len(data) < _SNIFF_SIZE:
+            more = self._read(_BLOCK_SIZE)
+            if not more:
+                break
+            data += more
+        if data.startswith(b"\xef\xbb\xbf"):  # UTF-8 byte order mark
+            data = data[3:]
+        stripped = data.lstrip()
+        while not stripped:
+            if not data:
+                raise InputError(f"{self.name}: the input is empty")
+            data = self._read(_BLOCK_SIZE)
+            if not data:
+                raise InputError(f"{self.name}: the input is empty (only blank lines)")
+            stripped = data.lstrip()
+        sniff = stripped[:_SNIFF_SIZE]
+        binary = InputError(f"{self.name}: the input is binary {self._what}, not a FASTA text file")
+        if _looks_binary(sniff):
+            raise binary
+        if stripped[:1] == b"@":
+            raise InputError(f"{self.name}: the input looks like FASTQ; a FASTA file is needed")
+        if stripped[:1] != b">":
+            if not sniff.isascii() and len(sniff.translate(None, _HIGH_BYTES)) < 0.7 * len(sniff):
+                raise binary
+            raise InputError(f"{self.name}: no FASTA records (the first line does not start with '>')")
+        return stripped
+
+    def _parse(self, data: bytes) -> Iterator[FastaBytesRecord]:
+        """Split the decompressed byte stream into records (one record in memory at a time)."""
+        buf = bytearray(data)
+        eof = False
+        pos = 0  # index of the current record's '>'
+        seen: dict[str, int] = {}
+        number = 0
+        while True:
+            # Header line: from buf[pos] ('>') to the next newline.
+            search = pos
+            newline = buf.find(b"\n", search)
+            while newline < 0 and not eof:
+                del buf[:pos]
+                search, pos = len(buf), 0
+                more = self._read()
+                eof = not more
+                buf += more
+                newline = buf.find(b"\n", search)
+            if newline < 0:
+                newline = len(buf)
+            # Sequence: up to the next "\n>" (the start of the next header).
+            search = newline
+            nxt = buf.find(b"\n>", search)
+            while nxt < 0 and not eof:
+                del buf[:pos]
+                newline -= pos
+                search, pos = max(len(buf) - 1, newline), 0
+                more = self._read()
+                eof = not more
+                buf += more
+                nxt = buf.find(b"\n>", search)
+            end = nxt if nxt >= 0 else len(buf)
+            number += 1
+            yield self._make_record(buf, pos, newline, end, number, seen)
+            if nxt < 0:
+                return
+            pos = nxt + 1
+
+    def _make_record(
+        self, buf: bytearray, pos: int, newline: int, end: int, number: int, seen: dict[str, int]
+    ) -> FastaBytesRecord:
+        title = bytes(buf[pos + 1 : newline]).decode("utf-8", "surrogateescape").rstrip()
+        parts = title.split(None, 1)
+        if not parts:
+            raise InputError(f"{self.name}: record {number} has an empty header line (no ID)")
+        record_id = parts[0]
+        first = seen.setdefault(record_id, number)
+        if first != number:
+            raise InputError(
+                f"{self.name}: duplicate record ID '{record_id}' (records {first} and {number})"
+            )
+        sequence = bytes(buf[newline + 1 : end]).translate(None, _SEQ_WHITESPACE) if end > newline else b""
+        if sequence:
+            self._check_sequence(record_id, sequence)
+        return FastaBytesRecord(record_id, sequence, title)
+
+    def _check_sequence(self, record_id: str, sequence: bytes) -> None:
+        sample = sequence[:DNA_SAMPLE_SIZE]
+        if not sequence.isascii() or sample.translate(None, _PRINTABLE):
+            raise InputError(
+                f"{self.name}: record '{record_id}' holds non-text bytes (binary data?), "
+                "not a DNA sequence"
+            )
+        if self.expect_dna:
+            letters = sample.translate(_LETTER_CLASS, _NOT_LETTERS)
+            other = letters.count(b"P")
+            if other * 2 > len(letters):
+                share = round(100 * other / len(letters))
+                raise InputError(
+                    f"{self.name}: record '{record_id}' looks like a protein sequence "
+                    f"({share}% of its letters are not A, C, G, T, U or N); DNA is needed"
+                )
+
+    # -- iterator and context manager protocol -----------------------------
+
+    def __iter__(self) -> FastaReader:
+        return self
+
+    def __next__(self) -> FastaBytesRecord:
+        return next(self._records)
+
+    def close(self) -> None:
+        """Close the input (standard input itself stays open)."""
+        records = getattr(self, "_records", None)
+        if records is not None:
+            records.close()
+        try:
+            self._stream.close()
+        except _DECOMPRESS_ERRORS:
+            pass
+
+    def __enter__(self) -> FastaReader:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+def _looks_binary(sample: bytes) -> bool:
+    """True when a sample holds a NUL byte or more than 5% other control bytes."""
+    if b"\x00" in sample:
+        return True
+    return len(sample.translate(None, _CONTROL)) < len(sample) * 0.95
+
+
+def read_fasta_bytes(path: str | os.PathLike[str], *, expect_dna: bool = True) -> FastaReader:
+    """Open a FASTA input and return a streaming iterator of :class:`FastaBytesRecord`.
+
+    Args:
+        path: a file path, or ``-`` for standard input.
+        expect_dna: reject records that look like protein.
+
+    Returns:
+        A :class:`FastaReader` (iterator and context manager).
+
+    Raises:
+        InputError: at once for problems with the start of the file, later
+            while iterating for problems further on.
+    """
+    return FastaReader(path, expect_dna=expect_dna)
+
+
+def read_fasta(path: str | os.PathLike[str], *, expect_dna: bool = True) -> Iterator[FastaRecord]:
+    """Stream the records of a FASTA input as :class:`FastaRecord` (sequence as ``str``).
+
+    The file is opened and its start checked when this function is called;
+    records are read one at a time while iterating.
+
+    Args:
+        path: a file path, or ``-`` for standard input.
+        expect_dna: reject records that look like protein.
+
+    Raises:
+        InputError: see the module documentation.
+    """
+    reader = FastaReader(path, expect_dna=expect_dna)
+
+    def records() -> Iterator[FastaRecord]:
+        with reader:
+            for rec in reader:
+                yield FastaRecord(rec.id, rec.sequence.decode("ascii"), rec.description)
+
+    return records()
+
+
+class FastaWriter:
+    """Write FASTA records to a binary file, one header line each.
+
+    Args:
+        handle: a binary file object opened for writing.
+        line_width: wrap sequences at this many characters; ``None`` (the
+            default) writes each sequence on one line.
+    """
+
+    def __init__(self, handle: BinaryIO, line_width: int | None = None) -> None:
+        if line_width is not None and line_width < 1:
+            raise ValueError("line_width must be positive")
+        self._handle = handle
+        self._width = line_width
+        self.count = 0
+
+    def write(self, record_id: str, sequence: str | bytes) -> None:
+        """Write one record."""
+        seq = sequence.encode("ascii") if isinstance(sequence, str) else bytes(sequence)
+        if self._width is not None and len(seq) > self._width:
+            width = self._width
+            seq = b"\n".join(seq[i : i + width] for i in range(0, len(seq), width))
+        self._handle.write(b">" + record_id.encode("utf-8", "surrogateescape") + b"\n" + seq + b"\n")
+        self.count += 1
+
+    def write_records(self, records: Iterable[FastaRecord]) -> int:
+        """Write every record of ``records``; returns how many were written."""
+        start = self.count
+        for record in records:
+            self.write(record.id, record.sequence)
+        return self.count - start
+
+
+def write_fasta(
+    path: str | os.PathLike[str], records: Iterable[FastaRecord], line_width: int | None = None
+) -> int:
+    """Write ``records`` to a new FASTA file at ``path``; returns the number written."""
+    with open(path, "wb") as handle:
+        return FastaWriter(handle, line_width).write_records(records)
