@@ -367,7 +367,9 @@ def _score_stage(
         return
     import torch
 
-    classifier = load_classifier(models.classifier_path)
+    # Float64 makes each frame's score independent of which frames share its batch (float32
+    # matmuls round differently per batch shape); see results.probabilities_from_logits for ties.
+    classifier = load_classifier(models.classifier_path).double().eval()
     paths.scores_dir.mkdir(parents=True, exist_ok=True)
     for shard in shards:
         frame_ids, _ = read_shard_sequences(paths.shard_dna(shard.index))
@@ -378,7 +380,8 @@ def _score_stage(
         except ValueError as exc:
             raise VirnucproError(f"{shard_name(shard.index)}: {exc}; re-run to recompute it") from None
         with torch.inference_mode():
-            probabilities = classifier.predict_proba(torch.from_numpy(features)).numpy()
+            logits = classifier(torch.from_numpy(features).double()).numpy()
+        probabilities = results.probabilities_from_logits(logits)
         rows = results.frame_scores(frame_ids, probabilities)
         target = paths.shard_scores(shard.index)
         atomic_write_text(target, "".join(row.line() for row in rows))

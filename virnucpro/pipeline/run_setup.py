@@ -112,10 +112,10 @@ def dnabert_hidden_size(model_dir: Path) -> int:
 
 
 def esm_embed_dim(path: Path) -> int:
-    """Embedding size of an ESM-2 checkpoint, read without loading its weights into memory."""
-    from virnucpro.models.esm2 import read_esm2_dims
+    """Embedding size of an ESM-2 checkpoint (memory-mapped: the weights are not read)."""
+    from virnucpro.models.esm2_checkpoint import load_esm2_checkpoint
 
-    return read_esm2_dims(path).embed_dim
+    return load_esm2_checkpoint(path).embed_dim
 
 
 def dnabert_fingerprint(model_dir: Path) -> str:
