@@ -25,10 +25,13 @@ import click
 def translate(input_path: str, output_dir: str, chunk_length: int) -> None:
     """Cut each sequence of INPUT into chunks and translate six frames.
 
-    INPUT is a DNA FASTA file (plain, gzip, bzip2 or xz; '-' reads stdin).
-    Writes, in OUTPUT_DIR, <stem>_chunked<C>.fa (every chunk),
-    <stem>_identified_nucleotide.fa and <stem>_identified_protein.faa (the
-    frames without a stop codon), exactly as the published VirNucPro does.
+    INPUT is a DNA FASTA file (plain, gzip, bzip2 or xz, told apart by
+    content; '-' reads stdin). Writes, in OUTPUT_DIR, <stem>_chunked<C>.fa
+    (every chunk), <stem>_identified_nucleotide.fa and
+    <stem>_identified_protein.faa (the frames without a stop codon), with the
+    same IDs, sequences and order as the published VirNucPro; one line per
+    sequence. <stem> is the input name without FASTA and compression
+    extensions ('stdin' for '-'). Nothing is written when the input is invalid.
     """
     from virnucpro.pipeline.translate import main
 

@@ -30,13 +30,13 @@ from pathlib import Path
 from typing import BinaryIO, Iterator
 
 from virnucpro.errors import InputError, OutputError
-from virnucpro.io.fasta import FastaBytesRecord, display_name, input_stem, read_fasta_bytes
+from virnucpro.io.fasta import FastaBytesRecord, FastaReader, display_name, input_stem, read_fasta_bytes
 from virnucpro.sequence.chunking import chunk_starts
 from virnucpro.sequence.sixframe import FRAME_SUFFIXES, KeptFrame, translate_windows
 
 logger = logging.getLogger(__name__)
 
-BATCH_BASES = 1 << 20
+BATCH_BASES = 1 << 19
 """Target number of bases translated per numpy batch."""
 
 _MAX_EMPTY_WARNINGS = 5
@@ -136,14 +136,23 @@ def output_paths(
 
 @dataclass(slots=True)
 class _Batch:
-    """Chunks of one or more records laid out as windows of one buffer."""
+    """Chunks of one or more records laid out as windows of one buffer.
+
+    ``groups`` holds ``(record_id, first_chunk_index, count)`` per record part,
+    covering the windows in order; ``kept`` is :func:`translate_windows` output.
+    """
 
     buffer: bytes
-    record_ids: list[str]  # per chunk
-    chunk_indices: list[int]  # per chunk, 1-based
+    groups: list[tuple[str, int, int]]
     starts: list[int]
     ends: list[int]
-    kept: list[tuple[int, int, bytes, bytes]]  # from translate_windows
+    kept: list[tuple[int, int, bytes, bytes]]
+
+    def chunk_labels(self) -> Iterator[tuple[str, int]]:
+        """``(record_id, chunk_index)`` of every window, in order."""
+        for record_id, first, count in self.groups:
+            for k in range(first, first + count):
+                yield record_id, k
 
 
 def _iter_batches(
@@ -151,17 +160,16 @@ def _iter_batches(
 ) -> Iterator[_Batch]:
     """Chunk records, group the chunks into batches and translate each batch."""
     parts: list[bytes] = []
-    ids: list[str] = []
-    indices: list[int] = []
+    groups: list[tuple[str, int, int]] = []
     starts: list[int] = []
     ends: list[int] = []
     size = 0
 
     def flush() -> _Batch:
-        nonlocal parts, ids, indices, starts, ends, size
+        nonlocal parts, groups, starts, ends, size
         buffer = parts[0] if len(parts) == 1 else b"".join(parts)
-        batch = _Batch(buffer, ids, indices, starts, ends, translate_windows(buffer, starts, ends))
-        parts, ids, indices, starts, ends, size = [], [], [], [], [], 0
+        batch = _Batch(buffer, groups, starts, ends, translate_windows(buffer, starts, ends))
+        parts, groups, starts, ends, size = [], [], [], [], 0
         return batch
 
     for record in records:
@@ -183,10 +191,10 @@ def _iter_batches(
             offset = size
             parts.append(seq)
             size += length
-            ids.extend([record.id] * n)
-            indices.extend(range(1, n + 1))
+            groups.append((record.id, 1, n))
             starts.extend([offset + s for s in record_starts])
-            ends.extend([offset + min(s + chunk_length, length) for s in record_starts])
+            ends.extend([offset + chunk_length + s for s in record_starts])
+            ends[-1] = offset + length  # only the last chunk is clipped (it ends the record)
             if size >= BATCH_BASES:
                 yield flush()
             continue
@@ -201,8 +209,7 @@ def _iter_batches(
                 j += 1
             stop = min(record_starts[j - 1] + chunk_length, length)
             parts = [seq[base:stop]]
-            ids = [record.id] * (j - i)
-            indices = list(range(i + 1, j + 1))
+            groups = [(record.id, i + 1, j - i)]
             starts = [s - base for s in record_starts[i:j]]
             ends = [min(s + chunk_length, length) - base for s in record_starts[i:j]]
             yield flush()
@@ -246,7 +253,7 @@ def iter_chunk_frames(
     return _chunk_frames(reader, chunk_length, stats)
 
 
-def _chunk_frames(reader, chunk_length: int, stats: TranslateStats) -> Iterator[ChunkFrames]:
+def _chunk_frames(reader: FastaReader, chunk_length: int, stats: TranslateStats) -> Iterator[ChunkFrames]:
     with reader:
         for batch in _iter_batches(reader, chunk_length, stats, reader.name):
             frames_of: dict[int, list[KeptFrame]] = {}
@@ -257,9 +264,7 @@ def _chunk_frames(reader, chunk_length: int, stats: TranslateStats) -> Iterator[
             stats.kept_frames += len(batch.kept)
             stats.chunks_with_kept_frame += len(frames_of)
             buffer = batch.buffer
-            for w, (record_id, k, s, e) in enumerate(
-                zip(batch.record_ids, batch.chunk_indices, batch.starts, batch.ends)
-            ):
+            for w, ((record_id, k), s, e) in enumerate(zip(batch.chunk_labels(), batch.starts, batch.ends)):
                 yield ChunkFrames(
                     record_id, k, f"{record_id}_chunk_{k}", buffer[s:e].decode("ascii"), frames_of.get(w, [])
                 )
@@ -270,42 +275,48 @@ def _check_chunk_length(chunk_length: int) -> None:
         raise ValueError(f"chunk length must be at least 3, not {chunk_length}")
 
 
+class _Numbers:
+    """Cache of ``str(k).encode()`` for chunk numbers (header building is per chunk)."""
+
+    def __init__(self) -> None:
+        self._items: list[bytes] = [b"0"]
+
+    def upto(self, last: int) -> list[bytes]:
+        items = self._items
+        if len(items) <= last:
+            items.extend(b"%d" % k for k in range(len(items), last + 1 + 1024))
+        return items
+
+
 def _write_batch(
-    batch: _Batch, chunk_out: BinaryIO, nuc_out: BinaryIO, prot_out: BinaryIO, stats: TranslateStats
+    batch: _Batch,
+    chunk_out: BinaryIO,
+    nuc_out: BinaryIO,
+    prot_out: BinaryIO,
+    stats: TranslateStats,
+    numbers: _Numbers,
 ) -> None:
-    """Write one batch to the three files (bytes throughout; IDs encoded once per record)."""
-    buffer = batch.buffer
+    """Write one batch to the three files (bytes throughout; one write per file)."""
     heads: list[bytes] = []
-    encoded: dict[str, bytes] = {}
-    lines: list[bytes] = []
-    for record_id, k, s, e in zip(batch.record_ids, batch.chunk_indices, batch.starts, batch.ends):
-        rid = encoded.get(record_id)
-        if rid is None:
-            rid = encoded[record_id] = record_id.encode("utf-8", "surrogateescape")
-        head = b">%b_chunk_%d" % (rid, k)
-        heads.append(head)
-        lines.append(head)
-        lines.append(buffer[s:e])
-    lines.append(b"")
+    for record_id, first, count in batch.groups:
+        prefix = b">" + record_id.encode("utf-8", "surrogateescape") + b"_chunk_"
+        heads += [prefix + k for k in numbers.upto(first + count)[first : first + count]]
+    buffer = batch.buffer
+    lines: list[bytes] = [b""] * (2 * len(heads) + 1)
+    lines[0:-1:2] = heads
+    lines[1:-1:2] = [buffer[s:e] for s, e in zip(batch.starts, batch.ends)]
     chunk_out.write(b"\n".join(lines))
-    nuc_lines: list[bytes] = []
-    prot_lines: list[bytes] = []
-    last = -1
-    for w, f, nucleotide, protein in batch.kept:
-        head = heads[w] + _SUFFIX_BYTES[f]
-        nuc_lines.append(head)
-        nuc_lines.append(nucleotide)
-        prot_lines.append(head)
-        prot_lines.append(protein)
-        if w != last:
-            stats.chunks_with_kept_frame += 1
-            last = w
-    if nuc_lines:
-        nuc_lines.append(b"")
-        prot_lines.append(b"")
-        nuc_out.write(b"\n".join(nuc_lines))
-        prot_out.write(b"\n".join(prot_lines))
-    stats.kept_frames += len(batch.kept)
+    kept = batch.kept
+    if kept:
+        frame_heads = [heads[w] + _SUFFIX_BYTES[f] for w, f, _, _ in kept]
+        lines = [b""] * (2 * len(kept) + 1)
+        lines[0:-1:2] = frame_heads
+        lines[1:-1:2] = [k[2] for k in kept]
+        nuc_out.write(b"\n".join(lines))
+        lines[1:-1:2] = [k[3] for k in kept]
+        prot_out.write(b"\n".join(lines))
+        stats.chunks_with_kept_frame += len({k[0] for k in kept})
+    stats.kept_frames += len(kept)
 
 
 def translate_file(
@@ -341,9 +352,10 @@ def translate_file(
             except OSError as exc:
                 raise OutputError(f"{output_dir}: cannot write the outputs ({exc.strerror or exc})") from exc
             chunk_out, nuc_out, prot_out = handles
+            numbers = _Numbers()
             try:
                 for batch in _iter_batches(reader, chunk_length, stats, reader.name):
-                    _write_batch(batch, chunk_out, nuc_out, prot_out, stats)
+                    _write_batch(batch, chunk_out, nuc_out, prot_out, stats, numbers)
             except OSError as exc:  # the reader reports its own errors as InputError
                 raise OutputError(f"{output_dir}: cannot write the outputs ({exc.strerror or exc})") from exc
         try:

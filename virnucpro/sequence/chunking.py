@@ -45,17 +45,18 @@ def chunk_starts(length: int, chunk_length: int) -> list[int]:
     lo = overlap // n
     hi = lo + 1
     need = overlap - lo * (n - 1)
-    # shifts = [hi]*need + [lo]*max(0, n-1-need) + [0]; start_k subtracts shifts[0..k-1].
-    starts = [0]
-    shifted = 0
-    for k in range(1, n):
-        shifted += hi if k - 1 < need else lo
-        starts.append(k * chunk_length - shifted)
-    return starts
+    # shifts = [hi]*need + [lo]*max(0, n-1-need) + [0]; start_k subtracts shifts[0..k-1],
+    # whose sum is hi*k while k <= need and hi*need + lo*(k - need) after.
+    return [
+        k * chunk_length - (hi * k if k <= need else hi * need + lo * (k - need)) for k in range(n)
+    ]
 
 
 def chunk_bounds(length: int, chunk_length: int) -> list[tuple[int, int]]:
-    """``(start, end)`` of each chunk, ``end`` clipped at ``length``."""
+    """``(start, end)`` of each chunk, ``end`` clipped at ``length``.
+
+    Only the last chunk can be clipped, and it always ends at ``length``.
+    """
     return [(s, min(s + chunk_length, length)) for s in chunk_starts(length, chunk_length)]
 
 

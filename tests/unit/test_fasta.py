@@ -1,0 +1,220 @@
+"""The streaming FASTA reader and writer: formats, compression sniffing, validation."""
+
+from __future__ import annotations
+
+import bz2
+import gzip
+import io
+import lzma
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO_ROOT
+from virnucpro.errors import InputError
+from virnucpro.io.fasta import (
+    FastaRecord,
+    FastaWriter,
+    input_stem,
+    read_fasta,
+    read_fasta_bytes,
+    sniff_compression,
+    write_fasta,
+)
+
+SAMPLE = b">r1 first record\nACGTACGT\nacgtNN\n>r2\nTTTT\n"
+EXPECTED = [("r1", "ACGTACGTacgtNN"), ("r2", "TTTT")]
+
+
+def records(path: Path | str) -> list[tuple[str, str]]:
+    return [(r.id, r.sequence) for r in read_fasta(path)]
+
+
+def write(tmp_path: Path, name: str, data: bytes) -> Path:
+    path = tmp_path / name
+    path.write_bytes(data)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("compress", "name"),
+    [
+        (gzip.compress, "x.fa"),  # compressed, name says plain
+        (bz2.compress, "x.fa.gz"),  # bzip2, name says gzip
+        (lzma.compress, "x.txt"),
+        (lambda d: d, "x.fa.xz"),  # plain, name says xz
+    ],
+)
+def test_compression_is_sniffed_from_bytes_not_name(tmp_path: Path, compress, name: str) -> None:
+    assert records(write(tmp_path, name, compress(SAMPLE))) == EXPECTED
+
+
+def test_sniff_compression() -> None:
+    assert sniff_compression(gzip.compress(b"x")) == "gzip"
+    assert sniff_compression(bz2.compress(b"x")) == "bzip2"
+    assert sniff_compression(lzma.compress(b"x")) == "xz"
+    assert sniff_compression(b">r1\nACGT\n") is None
+
+
+def test_multi_member_gzip(tmp_path: Path) -> None:
+    data = gzip.compress(b">a\nAC\n") + gzip.compress(b"GT\n>b\nTT\n")
+    assert records(write(tmp_path, "m.gz", data)) == [("a", "ACGT"), ("b", "TT")]
+
+
+def test_crlf_blank_lines_and_spaces(tmp_path: Path) -> None:
+    data = b"\r\n\n>r1 first\r\nACGT\r\n\r\nAC GT\t\r\n\n>r2\r\nTT\r\n"
+    assert records(write(tmp_path, "crlf.fa", data)) == [("r1", "ACGTACGT"), ("r2", "TT")]
+
+
+def test_header_beyond_first_token_is_ignored(tmp_path: Path) -> None:
+    data = b">  id-1\tsome text len=5 >x\nACGTA\n>id_2|x|y description\nCC\n"
+    got = list(read_fasta(write(tmp_path, "h.fa", data)))
+    assert [r.id for r in got] == ["id-1", "id_2|x|y"]
+    assert got[0].description == "  id-1\tsome text len=5 >x"  # as Biopython: rstrip only
+
+
+def test_greater_than_inside_a_line_is_not_a_header(tmp_path: Path) -> None:
+    assert records(write(tmp_path, "g.fa", b">a\nAC>GT\n>b\nT\n")) == [("a", "AC>GT"), ("b", "T")]
+
+
+def test_no_trailing_newline_and_empty_record(tmp_path: Path) -> None:
+    data = b">a\n>b\nACG\n>c"
+    assert records(write(tmp_path, "e.fa", data)) == [("a", ""), ("b", "ACG"), ("c", "")]
+
+
+def test_non_ascii_header_round_trips(tmp_path: Path) -> None:
+    path = write(tmp_path, "u.fa", ">séq1 naïve\nACGT\n".encode() + b">lat\xe91\nAC\n")
+    got = list(read_fasta_bytes(path))
+    assert got[0].id == "séq1"
+    out = tmp_path / "out.fa"
+    with open(out, "wb") as handle:
+        writer = FastaWriter(handle)
+        for rec in got:
+            writer.write(rec.id, rec.sequence)
+    assert out.read_bytes() == ">séq1\nACGT\n".encode() + b">lat\xe91\nAC\n"
+
+
+def test_record_larger_than_read_block(tmp_path: Path) -> None:
+    seq = b"ACGT" * 700_000  # 2.8 Mbp, several 1 MiB read blocks, wrapped at 60
+    wrapped = b"\n".join(seq[i : i + 60] for i in range(0, len(seq), 60))
+    path = write(tmp_path, "big.fa", b">big\n" + wrapped + b"\n>small\nAC\n")
+    got = list(read_fasta_bytes(path))
+    assert [(r.id, len(r.sequence)) for r in got] == [("big", len(seq)), ("small", 2)]
+    assert got[0].sequence == seq
+
+
+def test_stdin_is_read_as_bytes() -> None:
+    code = (
+        "from virnucpro.io.fasta import read_fasta\n"
+        "print([(r.id, r.sequence) for r in read_fasta('-')])"
+    )
+    for data in (SAMPLE, gzip.compress(SAMPLE)):
+        proc = subprocess.run(
+            [sys.executable, "-c", code], input=data, capture_output=True, cwd=REPO_ROOT, check=True
+        )
+        assert proc.stdout.decode().strip() == repr(EXPECTED)
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (b"", "is empty"),
+        (b"\n\n  \n", "empty"),
+        (b"@r1\nACGT\n+\nIIII\n", "FASTQ"),
+        (b"hello world\nthis is text\n", "no FASTA records"),
+        (bytes(range(256)) * 10, "binary"),
+        (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", "binary"),
+        (b"PK\x03\x04rest", "ZIP"),
+        (b">a\nACGT\n>b\nAC\n>a\nGG\n", "duplicate record ID 'a'"),
+        (b">p1\nMKVLAAGIVGLLLAQSPEEWRRFKDLE\n", "protein"),
+        (b">\nACGT\n", "no ID"),
+        (b">a\n" + b"ACGT" * 100 + b"\x01GT\n", "non-text"),
+        (b">a\nAC\x01GT\n", "binary"),
+        (b">a\nAC\xc3\xa9GT\n", "non-text"),
+    ],
+)
+def test_input_errors(tmp_path: Path, data: bytes, message: str) -> None:
+    path = write(tmp_path, "bad.fa", data)
+    with pytest.raises(InputError) as info:
+        list(read_fasta(path))
+    text = str(info.value)
+    assert message in text
+    assert str(path) in text
+    assert "\n" not in text
+
+
+@pytest.mark.parametrize(
+    "truncate", [lambda d: d[: len(d) // 2], lambda d: d[:-6]], ids=["half", "no-trailer"]
+)
+@pytest.mark.parametrize("compress", [gzip.compress, bz2.compress, lzma.compress])
+def test_truncated_compressed_file(tmp_path: Path, compress, truncate) -> None:
+    data = compress(b">r1\n" + b"ACGTTGCA" * 20_000 + b"\n")
+    path = write(tmp_path, "t.fa", truncate(data))
+    with pytest.raises(InputError, match="truncated or corrupt"):
+        list(read_fasta(path))
+
+
+def test_missing_file_and_directory(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="no such file"):
+        read_fasta(tmp_path / "nope.fa")
+    with pytest.raises(InputError, match="is a directory"):
+        read_fasta(tmp_path)
+
+
+def test_dna_rule_accepts_n_iupac_and_x(tmp_path: Path) -> None:
+    data = b">n\nNNNNNNNNNNNNNNNN\n>iupac\nRYKMSWBDHV\n>b\nB\n>short\nA\n>x\nXXXXXXXX\n>pep\nMKV\n"
+    path = write(tmp_path, "n.fa", data)
+    assert [r.id for r in read_fasta(path)] == ["n", "iupac", "b", "short", "x", "pep"]
+
+
+@pytest.mark.parametrize("seq", [b"L", b"MKVLAAG", b"acgtEFILPQ"])
+def test_dna_rule_rejects_protein_letters(tmp_path: Path, seq: bytes) -> None:
+    with pytest.raises(InputError, match="record 'p' looks like a protein"):
+        list(read_fasta(write(tmp_path, "p.fa", b">ok\nACGT\n>p\n" + seq + b"\n")))
+
+
+def test_dna_rule_allows_a_minority_of_other_letters(tmp_path: Path) -> None:
+    assert records(write(tmp_path, "m.fa", b">m\nACGTACGTLQ\n")) == [("m", "ACGTACGTLQ")]
+
+
+def test_protein_allowed_when_not_expecting_dna(tmp_path: Path) -> None:
+    path = write(tmp_path, "p.faa", b">p1\nMKVLAAGIVGLLLAQSPEEW\n")
+    assert [r.id for r in read_fasta(path, expect_dna=False)] == ["p1"]
+
+
+def test_duplicate_found_late_in_file(tmp_path: Path) -> None:
+    data = b"".join(b">r%d\nACGT\n" % i for i in range(5000)) + b">r17\nAC\n"
+    reader = read_fasta(write(tmp_path, "late.fa", data))
+    with pytest.raises(InputError, match="'r17' .records 18 and 5001."):
+        for _ in reader:
+            pass
+
+
+@pytest.mark.parametrize(
+    ("name", "stem"),
+    [
+        ("contigs.fa", "contigs"),
+        ("dir/contigs.fasta.gz", "contigs"),
+        ("x.FNA.BZ2", "x"),
+        ("sample.v2.fa.xz", "sample.v2"),
+        ("genes.ffn", "genes"),
+        ("reads.txt", "reads.txt"),
+        ("noext", "noext"),
+        (".fa", ".fa"),
+        ("-", "stdin"),
+    ],
+)
+def test_input_stem(name: str, stem: str) -> None:
+    assert input_stem(name) == stem
+
+
+def test_write_fasta_wrapping(tmp_path: Path) -> None:
+    path = tmp_path / "w.fa"
+    count = write_fasta(path, [FastaRecord("a", "ACGTACGTAC"), FastaRecord("b", "AC")], line_width=4)
+    assert count == 2
+    assert path.read_text() == ">a\nACGT\nACGT\nAC\n>b\nAC\n"
+    buffer = io.BytesIO()
+    FastaWriter(buffer).write("c", b"ACGTACGT")
+    assert buffer.getvalue() == b">c\nACGTACGT\n"
