@@ -88,3 +88,38 @@ def test_contig_summary_walks_in_order():
         "b_chunk_1\t100\t1\t0\t0\tNA\tno_kept_frame\n",
         "c\t500\t1\t1\t0\t0.1\tscored\n",
     ]
+
+
+def test_probabilities_make_float32_noise_ties_exact():
+    from virnucpro.pipeline.results import probabilities_from_logits
+
+    logits = np.array([[2.0097, 2.0097 + 4.8e-7], [2.0, 2.01], [-30.0, 30.0], [0.0, 0.0]])
+    probs = probabilities_from_logits(logits)
+    assert probs.dtype == np.float32
+    assert probs[0].tolist() == [0.5, 0.5]
+    assert probs[3].tolist() == [0.5, 0.5]
+    assert probs[1, 1] > probs[1, 0]
+    assert probs[2, 1] == np.float32(1.0)
+    rows = frame_scores(["aF1", "bF1"], probs[:2])
+    assert rows[0].label == "others"  # a tie goes to class 0, as argmax does
+
+
+def test_published_features_reproduce_published_scores(tiny_ref):
+    """The published features through our scoring give the published table, tie included."""
+    import torch
+
+    from virnucpro.models.classifier import load_classifier
+    from virnucpro.pipeline.results import probabilities_from_logits
+
+    dna = torch.load(tiny_ref / "expected" / "dnabert_embeddings.pt")
+    esm = torch.load(tiny_ref / "expected" / "esm_embeddings.pt")
+    esm_row = {fid: i for i, fid in enumerate(esm["ids"])}
+    features = torch.cat([dna["embeddings"], esm["embeddings"][[esm_row[f] for f in dna["ids"]]]], dim=1)
+    classifier = load_classifier(tiny_ref / "models" / "classifier_tiny.pth").double().eval()
+    with torch.inference_mode():
+        probs = probabilities_from_logits(classifier(features.double()).numpy())
+    ours = {row.frame_id: row for row in frame_scores(dna["ids"], probs)}
+    for row in _expected_rows(tiny_ref):
+        mine = ours[row.frame_id]
+        assert mine.label == row.label
+        assert abs(float(mine.score_virus) - float(row.score_virus)) <= 1e-6

@@ -28,6 +28,7 @@ from virnucpro.log import LOGGER_NAME, add_log_file, reset_logging, setup_consol
 # command name -> "module:attribute"; imported on first use.
 LAZY_COMMANDS: dict[str, str] = {
     "translate": "virnucpro.cli.translate:translate",
+    "predict": "virnucpro.cli.predict:predict",
     "models": "virnucpro.cli.models:models",
 }
 

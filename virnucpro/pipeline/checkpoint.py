@@ -81,6 +81,23 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
+_renames_in_process = 0
+
+
+def _maybe_crash_before_rename() -> None:
+    """Fault injection for the kill-and-resume tests: ``VIRNUCPRO_CRASH_BEFORE_RENAME=N``
+    SIGKILLs this process just before its N-th atomic rename (temp file complete, not yet renamed)."""
+    global _renames_in_process
+    target = os.environ.get("VIRNUCPRO_CRASH_BEFORE_RENAME")
+    if not target:
+        return
+    _renames_in_process += 1
+    if _renames_in_process == int(target):
+        import signal
+
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
 def atomic_write(path: str | Path, data: bytes | bytearray | memoryview | Writer) -> Path:
     """Write a file so that ``path`` is either absent, the old file, or the complete new file.
 
@@ -106,6 +123,7 @@ def atomic_write(path: str | Path, data: bytes | bytearray | memoryview | Writer
                 handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
+        _maybe_crash_before_rename()
         os.replace(tmp, path)
     except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):

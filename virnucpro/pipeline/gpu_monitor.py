@@ -37,6 +37,7 @@ class GpuInfo:
         name: marketing name, e.g. ``"NVIDIA H100 80GB HBM3"``.
         uuid: the GPU (or MIG) UUID.
         memory_total: bytes of device memory.
+        compute_capability: ``(major, minor)``, e.g. ``(9, 0)`` for an H100; None if unknown.
     """
 
     ordinal: int
@@ -44,6 +45,12 @@ class GpuInfo:
     name: str
     uuid: str
     memory_total: int | None
+    compute_capability: tuple[int, int] | None = None
+
+    @property
+    def supports_bf16(self) -> bool:
+        """Ampere (8.0) or newer: fast BF16 matrix units."""
+        return self.compute_capability is not None and self.compute_capability[0] >= 8
 
 
 @dataclass(frozen=True)
@@ -85,8 +92,10 @@ def visible_gpus() -> list[GpuInfo]:
     gpus = []
     for ordinal, device in enumerate(_cuda_devices()):
         try:
+            capability = _value(device.cuda_compute_capability())
             gpus.append(GpuInfo(ordinal, device.index, str(device.name()), str(device.uuid()),
-                                _value(device.memory_total())))
+                                _value(device.memory_total()),
+                                tuple(capability) if capability else None))
         except Exception as exc:  # noqa: BLE001
             logger.debug("cannot query GPU %d: %s", ordinal, exc)
     return gpus

@@ -13,7 +13,7 @@ Layout of an output directory::
       run.json                            parameters that change numbers (resume check)
       virnucpro.log                       full debug log of every run in DIR
       work/
-        translate.done                    the shard index: frames per shard, contig table
+        translate.json (+ .done)          the shard index: frames per shard, counts
         contigs.tsv                       per input sequence: length, chunks, chunks with frames
         shards/shard-00001.dna.fa         kept frames' nucleotides   } same IDs,
         shards/shard-00001.protein.faa    kept frames' proteins      } same order
@@ -84,7 +84,7 @@ class RunPaths:
 
     @property
     def translate_index(self) -> Path:
-        return self.work / "translate.done"
+        return self.work / "translate.json"
 
     @property
     def contigs_table(self) -> Path:

@@ -65,6 +65,30 @@ def format_score(value: np.float32) -> str:
     return str(np.float32(value))
 
 
+#: Logits closer than this many float32 steps (relative) are a tie. The published tool computes
+#: in float32, where such logits come out exactly equal (softmax 0.5/0.5, label ``others``,
+#: chunk ``Is_Virus`` True via ``>=``); our features differ from its by float32 rounding noise
+#: (~1e-7), which must not decide a tie either way.
+TIE_ULPS = 4
+
+
+def probabilities_from_logits(logits: np.ndarray) -> np.ndarray:
+    """Float32 class probabilities from float64 logits ``[N, 2]``, with float32-noise ties made exact.
+
+    Softmax runs in float64 and is rounded once to float32. Where the two logits
+    differ by no more than :data:`TIE_ULPS` float32 steps of their magnitude,
+    both probabilities are exactly 0.5, as the published float32 computation gives.
+    """
+    logits = np.asarray(logits, dtype=np.float64)
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    exp = np.exp(shifted)
+    probs = (exp / exp.sum(axis=1, keepdims=True)).astype(np.float32)
+    scale = np.maximum(np.abs(logits).max(axis=1), 1.0)
+    tie = np.abs(logits[:, 0] - logits[:, 1]) <= TIE_ULPS * np.finfo(np.float32).eps * scale
+    probs[tie] = np.float32(0.5)
+    return probs
+
+
 def frame_scores(frame_ids: Sequence[str], probabilities: np.ndarray) -> list[FrameScore]:
     """Turn an ``[N, 2]`` float32 probability array into result rows.
 

@@ -1,0 +1,104 @@
+"""`virnucpro predict` end to end against the published tool's own outputs (FP32, CPU)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from tests.conftest import TINY_REF, run_cli
+
+MODELS = TINY_REF / "models"
+EXPECTED = TINY_REF / "expected"
+
+
+def fixture_args(out: Path, *extra: str) -> list[str]:
+    return [
+        "predict", str(TINY_REF / "contigs.fa"), "-o", str(out),
+        "--esm-model", str(MODELS / "esm2_t36_tiny.pt"),
+        "--dnabert-model", str(MODELS / "dnabert_tiny"),
+        "--model-path", str(MODELS / "classifier_tiny.pth"),
+        "--precision", "fp32", "--device", "cpu", "--offline", "--no-dashboard",
+        *extra,
+    ]
+
+
+def read_table(path: Path) -> tuple[str, list[list[str]]]:
+    lines = path.read_text().splitlines()
+    return lines[0], [line.split("\t") for line in lines[1:]]
+
+
+def assert_predictions_match(actual: Path, expected: Path, tol: float = 1e-5) -> None:
+    header_a, rows_a = read_table(actual)
+    header_e, rows_e = read_table(expected)
+    assert header_a == header_e
+    assert [r[0] for r in rows_a] == [r[0] for r in rows_e]
+    assert [r[1] for r in rows_a] == [r[1] for r in rows_e]
+    scores_a = np.array([[float(r[2]), float(r[3])] for r in rows_a])
+    scores_e = np.array([[float(r[2]), float(r[3])] for r in rows_e])
+    assert np.abs(scores_a - scores_e).max() <= tol
+
+
+@pytest.fixture(scope="module")
+def fixture_run(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("predict") / "out"
+    result = run_cli(*fixture_args(out, "--keep-features", "--shard-size", "100"))
+    assert result.returncode == 0, result.stderr.decode()
+    return out
+
+
+def test_result_files_match_published(fixture_run):
+    assert_predictions_match(fixture_run / "prediction_results.txt", EXPECTED / "prediction_results.txt")
+    assert (fixture_run / "prediction_results_highestscore.csv").read_text() == (
+        EXPECTED / "prediction_results_highestscore.csv"
+    ).read_text()
+
+
+def test_kept_features_match_published_embeddings(fixture_run):
+    from virnucpro.pipeline.features import read_features
+
+    for kind, name in (("dnabert", "dnabert_embeddings.pt"), ("esm", "esm_embeddings.pt")):
+        expected = torch.load(EXPECTED / name)
+        want = dict(zip(expected["ids"], expected["embeddings"].numpy()))
+        seen = 0
+        for path in sorted((fixture_run / "work" / "features").glob(f"*.{kind}.safetensors")):
+            features = read_features(path)
+            for fid, row in zip(features.ids, features.embeddings):
+                assert np.abs(row - want[fid]).max() <= 1e-5, (kind, fid)
+                seen += 1
+        assert seen == len(want)
+
+
+def test_contig_summary_has_every_input_sequence_once(fixture_run):
+    header, rows = read_table(fixture_run / "contig_summary.tsv")
+    assert header.split("\t")[:3] == ["sequence_id", "length", "chunks"]
+    input_ids = [line[1:].split()[0] for line in (TINY_REF / "contigs.fa").read_text().splitlines() if line.startswith(">")]
+    assert [r[0] for r in rows] == input_ids
+    # Chunks called virus per contig agree with the per-chunk table.
+    _, chunk_rows = read_table(fixture_run / "prediction_results_highestscore.csv")
+    virus_per_contig: dict[str, int] = {}
+    for chunk_id, is_virus in chunk_rows:
+        contig = chunk_id.rsplit("_chunk_", 1)[0]
+        virus_per_contig[contig] = virus_per_contig.get(contig, 0) + (is_virus == "True")
+    for row in rows:
+        assert int(row[4]) == virus_per_contig.get(row[0], 0)
+
+
+def test_run_summary_counts(fixture_run):
+    summary = json.loads((fixture_run / "run_summary.json").read_text())
+    expected_frames = len(read_table(EXPECTED / "prediction_results.txt")[1])
+    assert summary["counts"]["kept_frames"] == expected_frames
+    assert summary["counts"]["sequences"] == 160
+    assert summary["precision"] == "fp32"
+    assert summary["notice"] is None
+
+
+def test_scores_do_not_depend_on_batching(tmp_path, fixture_run):
+    out = tmp_path / "tiny-batches"
+    result = run_cli(*fixture_args(out, "--batch-tokens", "64", "--shard-size", "37"))
+    assert result.returncode == 0, result.stderr.decode()
+    assert_predictions_match(out / "prediction_results.txt", fixture_run / "prediction_results.txt", tol=1e-6)
+    assert not (out / "work" / "features").exists()  # removed without --keep-features

@@ -1,0 +1,181 @@
+"""Runs that survive being killed: workers, SIGKILL at random moments, corruption, changed settings."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO_ROOT, run_cli
+from tests.integration.test_predict_fixture import assert_predictions_match, fixture_args
+
+RESULT_FILES = ("prediction_results.txt", "prediction_results_highestscore.csv", "contig_summary.tsv")
+
+
+def results_of(out: Path) -> dict[str, bytes]:
+    return {name: (out / name).read_bytes() for name in RESULT_FILES}
+
+
+def cli_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(REPO_ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    env.setdefault("VIRNUCPRO_CACHE", str(REPO_ROOT / ".pytest_cache" / "virnucpro-cache"))
+    return env
+
+
+def start_cli(args: list[str], env: dict[str, str] | None = None) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "virnucpro", *args],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env or cli_env(), start_new_session=True,
+    )
+
+
+def verified_markers(out: Path) -> dict[Path, int]:
+    """Every result whose marker verifies now, with the marker's mtime (to detect recomputation)."""
+    from virnucpro.pipeline.checkpoint import read_done, verify_done
+
+    found = {}
+    for marker in out.glob("work/**/*.done"):
+        result = marker.with_suffix("")
+        data = read_done(result)
+        if data and verify_done(result, data["identity"], use_cache=False):
+            found[marker] = marker.stat().st_mtime_ns
+    return found
+
+
+REFERENCE_DIR: list[Path] = []
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory) -> dict[str, bytes]:
+    out = tmp_path_factory.mktemp("reference") / "out"
+    result = run_cli(*fixture_args(out, "--shard-size", "40"))
+    assert result.returncode == 0, result.stderr.decode()
+    REFERENCE_DIR[:] = [out]
+    return results_of(out)
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_cpu_workers_match_single_process(tmp_path, reference, workers):
+    out = tmp_path / "out"
+    result = run_cli(*fixture_args(out, "--shard-size", "40", "--workers", workers))
+    assert result.returncode == 0, result.stderr.decode()
+    assert results_of(out) == reference
+
+
+def test_sigkill_at_random_moments_then_resume(tmp_path, reference):
+    out = tmp_path / "out"
+    args = fixture_args(out, "--shard-size", "40", "--workers", "2")
+    rng = random.Random(20261122)
+    for trial in range(4):
+        proc = start_cli(args)
+        time.sleep(rng.uniform(1.5, 6.0))
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+        if proc.returncode == 0:
+            break  # finished before the kill: nothing left to interrupt
+    before = verified_markers(out)
+    result = run_cli(*args)
+    assert result.returncode == 0, result.stderr.decode()
+    assert results_of(out) == reference
+    for marker, mtime in before.items():
+        if marker.exists():  # features are removed after success; every surviving marker was kept
+            assert marker.stat().st_mtime_ns == mtime, f"{marker} was recomputed although it verified"
+    log = (out / "virnucpro.log").read_text()
+    assert "reusing" in log or not before
+
+
+@pytest.mark.parametrize("crash_at", [2, 9, 25, 60])
+def test_killed_just_before_a_rename(tmp_path, reference, crash_at):
+    out = tmp_path / "out"
+    args = fixture_args(out, "--shard-size", "40")
+    env = cli_env() | {"VIRNUCPRO_CRASH_BEFORE_RENAME": str(crash_at)}
+    crashed = subprocess.run([sys.executable, "-m", "virnucpro", *args], env=env, capture_output=True, timeout=600)
+    assert crashed.returncode == -signal.SIGKILL
+    leftovers = [p for p in out.rglob("*") if ".tmp-" in p.name]
+    assert leftovers, "the crash should leave a complete temp file that was never renamed"
+    result = run_cli(*args)
+    assert result.returncode == 0, result.stderr.decode()
+    assert results_of(out) == reference
+    assert not [p for p in out.rglob("*") if ".tmp-" in p.name]
+
+
+def test_corrupted_shard_is_recomputed_alone(tmp_path, reference):
+    out = tmp_path / "out"
+    args = fixture_args(out, "--shard-size", "40")
+    assert run_cli(*args).returncode == 0
+    victim = out / "work" / "scores" / "shard-00003.tsv"
+    victim.write_bytes(victim.read_bytes()[:-25])  # truncated
+    result = run_cli(*args)
+    assert result.returncode == 0, result.stderr.decode()
+    assert results_of(out) == reference
+    stages = json.loads((out / "run_summary.json").read_text())["stages"]
+    assert stages["dnabert"]["computed_shards"] == 1
+    assert stages["esm"]["computed_shards"] == 1
+    assert stages["score"]["computed_shards"] == 1
+    assert stages["score"]["reused_shards"] == 10
+
+
+def test_changed_settings_are_refused_until_force(tmp_path, reference):
+    out = tmp_path / "out"
+    assert run_cli(*fixture_args(out, "--shard-size", "40")).returncode == 0
+    refused = run_cli(*fixture_args(out, "--shard-size", "40", "-c", "300"))
+    assert refused.returncode == 2
+    stderr = refused.stderr.decode()
+    errors = [line for line in stderr.splitlines() if line.startswith("virnucpro: error:")]
+    assert len(errors) == 1 and stderr.strip().splitlines()[-1] == errors[0]
+    assert "chunk_length: 500 -> 300" in errors[0] and "--force" in errors[0]
+    assert "Traceback" not in stderr
+    assert results_of(out) == reference  # untouched
+    forced = run_cli(*fixture_args(out, "--shard-size", "40", "-c", "300", "--force"))
+    assert forced.returncode == 0, forced.stderr.decode()
+    assert results_of(out) != reference
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_signals_stop_workers_quickly(tmp_path, reference, signum):
+    out = tmp_path / "out"
+    args = fixture_args(out, "--shard-size", "20", "--workers", "2", "--batch-tokens", "64")
+    proc = start_cli(args)
+    deadline = time.monotonic() + 120
+    while not list(out.glob("work/features/*.done")) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    os.kill(proc.pid, signum)
+    started = time.monotonic()
+    proc.wait(timeout=30)
+    assert time.monotonic() - started < 15
+    assert proc.returncode == 130, proc.stderr.read().decode()
+    survivors: list[str] = []
+    for _ in range(50):  # workers and multiprocessing's helper must be gone within seconds
+        survivors = subprocess.run(["pgrep", "-a", "-s", str(proc.pid)], capture_output=True, text=True).stdout.splitlines()
+        if not survivors:
+            break
+        time.sleep(0.1)
+    assert not survivors
+    result = run_cli(*args)
+    assert result.returncode == 0, result.stderr.decode()
+    # Other shard size and batch budget than the reference: equal within the batching tolerance.
+    assert_predictions_match(out / "prediction_results.txt", REFERENCE_DIR[0] / "prediction_results.txt", tol=1e-6)
+
+
+def test_second_run_on_same_directory_is_refused(tmp_path):
+    out = tmp_path / "out"
+    proc = start_cli(fixture_args(out, "--shard-size", "40"))
+    try:
+        deadline = time.monotonic() + 60
+        while not (out / ".virnucpro.lock").exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(0.5)
+        second = run_cli(*fixture_args(out, "--shard-size", "40"))
+        assert second.returncode != 0
+        assert "another virnucpro run is using" in second.stderr.decode()
+    finally:
+        proc.wait(timeout=600)
+    assert proc.returncode == 0

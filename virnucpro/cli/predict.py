@@ -1,0 +1,69 @@
+"""``virnucpro predict``: the whole method, resumable, on CPU, one GPU or many."""
+
+from __future__ import annotations
+
+import click
+
+_PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+
+
+@click.command()
+@click.argument("input_path", metavar="INPUT", type=str)
+@click.option("-o", "--output-dir", required=True, type=click.Path(file_okay=False),
+              help="Directory for results and resumable work (created if missing).")
+@click.option("-m", "--model-type", type=click.Choice(["300", "500"]), default="500", show_default=True,
+              help="Published classifier to use; also the default chunk length.")
+@click.option("--model-path", type=click.Path(dir_okay=False), default=None,
+              help="A classifier file instead of the published one (published pickle, state dict or safetensors).")
+@click.option("-c", "--chunk-length", type=click.IntRange(min=3), default=None,
+              help="Chunk length in bp [default: the model type].")
+@click.option("--models", "model_set", type=click.Choice(["published", "demo"]), default="published", show_default=True,
+              help="'demo' uses tiny random models built locally: runs anywhere, scores are meaningless.")
+@click.option("--esm-model", default=None, metavar="NAME|FILE",
+              help="ESM-2 model name (torch.hub cache) or local .pt file [default: esm2_t36_3B_UR50D].")
+@click.option("--dnabert-model", default=None, metavar="HUB_ID|DIR",
+              help="DNABERT-S Hugging Face id or local directory [default: zhihan1996/DNABERT-S].")
+@click.option("--dnabert-revision", default=None, metavar="REV", help="Hub revision (branch, tag or commit) of DNABERT-S.")
+@click.option("--device", default="auto", show_default=True, metavar="auto|cpu|cuda|cuda:N",
+              help="Device for a single-process run.")
+@click.option("--precision", type=click.Choice(_PRECISIONS), default="auto", show_default=True,
+              help="auto = BF16 on GPUs of compute capability >= 8.0, FP32 otherwise.")
+@click.option("--batch-tokens", type=click.IntRange(min=1), default=None,
+              help="Padded tokens per model batch [default: sized to the device].")
+@click.option("--offline", is_flag=True, help="Never touch the network; use cached or local models only.")
+@click.option("--parallel", is_flag=True, help="One worker per visible GPU.")
+@click.option("--gpus", default=None, metavar="0,1,...", help="GPU ordinals to use (implies --parallel).")
+@click.option("--workers", type=click.IntRange(min=0), default=0, show_default=True,
+              help="CPU worker processes (threads are split between them); 0 = run in this process.")
+@click.option("--shard-size", type=click.IntRange(min=1), default=10_000, show_default=True,
+              help="Frames per work shard (the unit of resume and of work per worker).")
+@click.option("--force", is_flag=True, help="Discard a previous run in the output directory and start over.")
+@click.option("--no-dashboard", is_flag=True, help="Plain progress lines instead of the live view.")
+@click.option("--keep-features", is_flag=True, help="Keep per-frame embeddings under DIR/work/features/.")
+def predict(input_path: str, output_dir: str, model_type: str, model_path: str | None, chunk_length: int | None,
+            model_set: str, esm_model: str | None, dnabert_model: str | None, dnabert_revision: str | None,
+            device: str, precision: str, batch_tokens: int | None, offline: bool, parallel: bool,
+            gpus: str | None, workers: int, shard_size: int, force: bool, no_dashboard: bool,
+            keep_features: bool) -> None:
+    """Score every chunk of INPUT (DNA FASTA; '-' for stdin) as virus or not.
+
+    Writes in OUTPUT_DIR: prediction_results.txt (per frame),
+    prediction_results_highestscore.csv (per chunk), contig_summary.tsv (per
+    input sequence), run_summary.json and virnucpro.log. Re-running the same
+    command resumes an interrupted run.
+
+    \b
+    Examples:
+      virnucpro predict contigs.fa -o results/
+      virnucpro predict contigs.fa -o results/ --parallel --gpus 0,1,2,3
+      virnucpro predict examples/example_contigs.fa -o demo/ --models demo
+    """
+    from virnucpro.pipeline.prediction import PredictOptions, main
+
+    main(PredictOptions(
+        input_path=input_path, output_dir=output_dir, model_type=int(model_type), model_path=model_path,
+        chunk_length=chunk_length, esm_model=esm_model, dnabert_model=dnabert_model,
+        dnabert_revision=dnabert_revision, models=model_set, device=device, precision=precision,
+        batch_tokens=batch_tokens, offline=offline, shard_size=shard_size, parallel=parallel or gpus is not None,
+        gpus=gpus, workers=workers, force=force, no_dashboard=no_dashboard, keep_features=keep_features,
+    ))

@@ -1,0 +1,195 @@
+"""Before any work: which model files, which devices, which precision.
+
+Everything here runs in the parent process. It never initialises CUDA when
+workers will be spawned (GPUs are discovered through NVML); only the
+single-device, in-process mode asks torch about the device, because there the
+parent is the worker.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from virnucpro.errors import ModelNotAvailableError, VirnucproError
+from virnucpro.models import registry
+from virnucpro.pipeline.checkpoint import atomic_write_text, file_sha256
+
+if TYPE_CHECKING:
+    from virnucpro.pipeline.prediction import PredictOptions
+
+logger = logging.getLogger(__name__)
+
+
+class DeviceSelectionError(VirnucproError):
+    """Options that ask for devices this machine does not have, or that contradict each other."""
+
+    exit_code = 2
+
+
+@dataclass(frozen=True)
+class ResolvedModels:
+    """The three model files of a run and their identities (name + sha256)."""
+
+    esm_path: Path
+    dnabert_dir: Path
+    classifier_path: Path
+    identities: dict[str, Any]
+    demo: bool = False
+    notice: str = ""
+
+
+@dataclass(frozen=True)
+class DevicePlan:
+    """Where the embedding workers run.
+
+    Attributes:
+        devices: one entry per worker (``cuda:N`` or ``cpu``).
+        in_process: run the single worker inside this process (no spawn).
+        precision: concrete precision name (``fp32``, ``bf16``, ``fp16``) used by every worker.
+    """
+
+    devices: list[str]
+    in_process: bool
+    precision: str
+
+
+# --------------------------------------------------------------------------- models
+
+
+def resolve_models(options: "PredictOptions") -> ResolvedModels:
+    """Find (or fetch) the model files and check that they fit together.
+
+    Raises:
+        ModelNotAvailableError: a model is missing, unsafe, or the classifier's
+            input size is not DNABERT-S dim + ESM-2 dim.
+    """
+    from virnucpro.models.classifier import check_input_dim, load_classifier
+
+    if options.models == "demo":
+        from virnucpro.models.demo import DemoModelSet, ensure_demo_models
+
+        if options.esm_model or options.dnabert_model or options.model_path:
+            raise DeviceSelectionError("--models demo cannot be combined with --esm-model, --dnabert-model or --model-path")
+        demo = ensure_demo_models()
+        esm_path, dnabert_dir, classifier_path = demo.esm_path, demo.dnabert_dir, demo.classifier_path
+        esm_name, dnabert_name, classifier_name = "demo-esm2", "demo-dnabert-s", "demo-classifier"
+        notice = DemoModelSet.NOTICE
+    else:
+        esm_name = options.esm_model or registry.DEFAULT_ESM_MODEL
+        dnabert_name = options.dnabert_model or registry.DEFAULT_DNABERT_MODEL
+        classifier_name = options.model_path or f"{options.model_type}_model.pth"
+        classifier_path = registry.resolve_classifier(options.model_type, options.model_path, offline=options.offline)
+        dnabert_dir = registry.resolve_dnabert_model(dnabert_name, options.dnabert_revision, offline=options.offline)
+        esm_path = registry.resolve_esm_model(esm_name, offline=options.offline)
+        notice = ""
+
+    dnabert_dim = dnabert_hidden_size(dnabert_dir)
+    esm_dim = esm_embed_dim(esm_path)
+    classifier = load_classifier(classifier_path)
+    check_input_dim(classifier, dnabert_dim, esm_dim, dnabert_name=dnabert_name, esm_name=esm_name,
+                    classifier_name=str(classifier_name))
+    identities = {
+        "dnabert": {"name": dnabert_name, "revision": options.dnabert_revision, "sha256": dnabert_fingerprint(dnabert_dir), "dim": dnabert_dim},
+        "esm": {"name": esm_name, "sha256": cached_sha256(esm_path), "dim": esm_dim},
+        "classifier": {"name": str(classifier_name), "sha256": cached_sha256(classifier_path)},
+    }
+    for kind, path in (("esm", esm_path), ("dnabert", dnabert_dir), ("classifier", classifier_path)):
+        logger.info("%s model: %s (%s)", kind, identities[kind]["name"], path)
+    return ResolvedModels(esm_path, dnabert_dir, classifier_path, identities, options.models == "demo", notice)
+
+
+def dnabert_hidden_size(model_dir: Path) -> int:
+    """``hidden_size`` from a DNABERT-S directory's ``config.json``."""
+    config = model_dir / "config.json"
+    try:
+        return int(json.loads(config.read_text(encoding="utf-8"))["hidden_size"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ModelNotAvailableError(f"{config}: cannot read hidden_size ({exc})") from None
+
+
+def esm_embed_dim(path: Path) -> int:
+    """Embedding size of an ESM-2 checkpoint (memory-mapped: the weights are not read)."""
+    from virnucpro.models.esm2_checkpoint import load_esm2_checkpoint
+
+    return load_esm2_checkpoint(path).embed_dim
+
+
+def dnabert_fingerprint(model_dir: Path) -> str:
+    """One sha256 over the files that decide DNABERT-S's numbers (config, tokenizer, weights)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for name in ("config.json", "tokenizer.json", *registry.DNABERT_WEIGHT_FILES):
+        path = model_dir / name
+        if path.is_file():
+            digest.update(f"{name}:{cached_sha256(path)}\n".encode())
+    return digest.hexdigest()
+
+
+def cached_sha256(path: Path) -> str:
+    """sha256 of a model file, remembered across runs by path, size and mtime.
+
+    Hashing the 5.7 GB ESM-2 3B file takes tens of seconds; a run hashes it once
+    and later runs read the answer from ``$VIRNUCPRO_CACHE/fingerprints.json``.
+    """
+    resolved = Path(path).resolve()
+    stat = resolved.stat()
+    key = f"{resolved}|{stat.st_size}|{stat.st_mtime_ns}"
+    store = registry.cache_dir() / "fingerprints.json"
+    try:
+        known = json.loads(store.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        known = {}
+    if key in known:
+        return known[key]
+    digest = file_sha256(resolved)
+    known[key] = digest
+    try:
+        atomic_write_text(store, json.dumps(known, indent=1, sort_keys=True) + "\n")
+    except VirnucproError as exc:  # a read-only cache only costs a re-hash next time
+        logger.debug("cannot record the fingerprint of %s: %s", resolved, exc)
+    return digest
+
+
+# --------------------------------------------------------------------------- devices
+
+
+def plan_devices(options: "PredictOptions") -> DevicePlan:
+    """Turn ``--device/--parallel/--gpus/--workers/--precision`` into a worker plan.
+
+    Raises:
+        DeviceSelectionError / GpuSelectionError: contradictory options or absent devices (exit 2).
+    """
+    precision = options.precision.lower()
+    if options.gpus is not None or options.parallel:
+        from virnucpro.pipeline.gpu_monitor import parse_gpu_list, visible_gpus
+
+        if options.workers:
+            raise DeviceSelectionError("--workers runs CPU workers; it cannot be combined with --parallel/--gpus")
+        if options.device not in ("auto", "cuda") and not options.device.startswith("cuda"):
+            raise DeviceSelectionError(f"--device {options.device} contradicts --parallel/--gpus (GPU workers)")
+        gpus = visible_gpus()
+        ordinals = parse_gpu_list(options.gpus or "all", gpus)
+        if precision == "auto":
+            chosen = [g for g in gpus if g.ordinal in ordinals]
+            precision = "bf16" if chosen and all(g.supports_bf16 for g in chosen) else "fp32"
+        return DevicePlan([f"cuda:{i}" for i in ordinals], in_process=False, precision=precision)
+
+    if options.workers:
+        if options.device not in ("auto", "cpu"):
+            raise DeviceSelectionError("--workers runs CPU worker processes; use --gpus for GPU workers")
+        return DevicePlan(["cpu"] * options.workers, in_process=False,
+                          precision="fp32" if precision == "auto" else precision)
+
+    from virnucpro.models.precision import precision_name, resolve_device, resolve_precision
+
+    try:
+        device = resolve_device(options.device)
+        dtype = resolve_precision(precision, device)
+    except ValueError as exc:
+        raise DeviceSelectionError(str(exc)) from None
+    return DevicePlan([str(device)], in_process=True, precision=precision_name(dtype))
