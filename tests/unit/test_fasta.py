@@ -218,3 +218,14 @@ def test_write_fasta_wrapping(tmp_path: Path) -> None:
     buffer = io.BytesIO()
     FastaWriter(buffer).write("c", b"ACGTACGT")
     assert buffer.getvalue() == b">c\nACGTACGT\n"
+
+
+def test_single_protein_only_letter_counts_as_protein(tmp_path):
+    """Regression: the letter Q used to be deleted from the sample (its class byte is 'Q')."""
+    from virnucpro.errors import InputError
+    from virnucpro.io.fasta import read_fasta
+
+    path = tmp_path / "q.fa"
+    path.write_text(">rec0\nQ\n")
+    with pytest.raises(InputError, match="looks like a protein"):
+        list(read_fasta(path))

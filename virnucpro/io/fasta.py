@@ -95,7 +95,8 @@ def _sample_class(byte: int) -> int:
 
 
 _SAMPLE_CLASS = bytes(_sample_class(b) for b in range(256))
-_SAMPLE_DELETE = bytes(b for b in range(32, 256) if b != 127 and _sample_class(b) == b)
+# bytes.translate deletes from the ORIGINAL bytes, so the delete set must never hold a letter.
+_SAMPLE_DELETE = bytes(b for b in range(32, 256) if b != 127 and not (b < 128 and chr(b).isalpha()))
 
 _MAGIC: tuple[tuple[bytes, str], ...] = (
     (b"\x1f\x8b", "gzip"),
