@@ -17,7 +17,7 @@ $(BIN)/.installed: pyproject.toml
 install: $(BIN)/.installed
 
 demo: install
-	$(BIN)/virnucpro translate examples/example_contigs.fa -o example-output
+	$(BIN)/virnucpro predict examples/example_contigs.fa -o example-output --models demo
 
 test: install
 	$(BIN)/python -m pytest -q

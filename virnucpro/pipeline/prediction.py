@@ -189,8 +189,7 @@ def _run(options: PredictOptions, paths: RunPaths) -> int:
     _feature_stage("esm", pending, options, paths, models, plan, state)
     _score_stage(pending, paths, models, plan, state, scored_before)
     _assemble(paths, state)
-    if not options.keep_features and paths.features_dir.exists():
-        shutil.rmtree(paths.features_dir, ignore_errors=True)
+    _remove_intermediates(paths, options.keep_features)
     _write_summary(options, paths, models, plan, state, time.monotonic() - started)
     if models.demo:
         atomic_write_text(paths.root / "NOTICE.txt", f"{models.notice}\n")
@@ -257,13 +256,20 @@ def _translate_stage(options: PredictOptions, paths: RunPaths, identity: dict[st
 
 
 def _write_shard(paths: RunPaths, index: int, frames: list[tuple[str, str, str]], identity: dict[str, Any]) -> ShardInfo:
-    for path, column in ((paths.shard_dna(index), 1), (paths.shard_protein(index), 2)):
-        def write(handle, column=column) -> None:
-            writer = FastaWriter(handle)
-            for frame in frames:
-                writer.write(frame[0], frame[column])
+    """Write one shard's DNA and protein files, keeping an identical verified file from a killed run."""
+    import hashlib
+    import io
 
-        atomic_write(path, write)
+    for path, column in ((paths.shard_dna(index), 1), (paths.shard_protein(index), 2)):
+        buffer = io.BytesIO()
+        writer = FastaWriter(buffer)
+        for frame in frames:
+            writer.write(frame[0], frame[column])
+        data = buffer.getvalue()
+        marker = read_done(path)
+        if marker and marker.get("sha256") == hashlib.sha256(data).hexdigest() and verify_done(path, identity):
+            continue
+        atomic_write(path, data)
         write_done(path, identity, frames=len(frames))
     return ShardInfo(index, len(frames))
 
@@ -469,6 +475,15 @@ def _read_sorted_calls(path: Path) -> Iterable[results.ChunkCall]:
         for line in handle:
             chunk_id, others, virus = line.rstrip("\n").split("\t")
             yield results.ChunkCall(chunk_id, float(others), float(virus))
+
+
+def _remove_intermediates(paths: RunPaths, keep_features: bool) -> None:
+    """After success, drop what is large and cheap to remake: the shard FASTA files (the
+    translate stage re-creates them in seconds) and, unless kept, the feature files. The
+    small score files stay, so re-running a finished command only re-translates."""
+    shutil.rmtree(paths.shards_dir, ignore_errors=True)
+    if not keep_features:
+        shutil.rmtree(paths.features_dir, ignore_errors=True)
 
 
 # --------------------------------------------------------------------------- summary
