@@ -149,7 +149,8 @@ def parse_gpu_list(spec: str, gpus: Sequence[GpuInfo] | None = None) -> list[int
     available = visible_gpus() if gpus is None else list(gpus)
     if not available:
         raise GpuSelectionError(
-            "--gpus given but no CUDA GPU is visible (no NVIDIA driver/NVML, or CUDA_VISIBLE_DEVICES hides them)"
+            "--parallel/--gpus asks for GPUs but no CUDA GPU is visible (no NVIDIA driver/NVML, or "
+            "CUDA_VISIBLE_DEVICES hides them); use --workers N for CPU worker processes"
         )
     if text.lower() == "all":
         return [gpu.ordinal for gpu in available]

@@ -27,8 +27,8 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 from virnucpro import __version__
-from virnucpro.errors import OutputError, VirnucproError
-from virnucpro.io.fasta import FastaWriter, read_fasta
+from virnucpro.errors import InputError, OutputError, VirnucproError
+from virnucpro.io.fasta import FastaWriter, read_fasta_bytes
 from virnucpro.log import add_log_file, remove_log_file
 from virnucpro.pipeline import results
 from virnucpro.pipeline.checkpoint import (
@@ -40,6 +40,7 @@ from virnucpro.pipeline.checkpoint import (
     hash_input,
     read_done,
     verify_done,
+    wipe_run_state,
     write_done,
 )
 from virnucpro.pipeline.dashboard import Dashboard
@@ -150,17 +151,25 @@ def main(options: PredictOptions) -> int:
         remove_log_file(log_handler)
 
 
+def check_input(input_path: str) -> None:
+    """Open the input and check its first bytes (raises :class:`InputError` at once when unusable)."""
+    if input_path != "-":
+        read_fasta_bytes(input_path).close()
+
+
 def _run(options: PredictOptions, paths: RunPaths) -> int:
     started = time.monotonic()
     logger.info("virnucpro %s predict %s -> %s", __version__, options.input_path, paths.root)
     removed = clean_temporaries(paths.root)
     if removed:
         logger.info("removed %d temporary file(s) left by an interrupted run", len(removed))
+    # Cheap checks first: a bad input or an absent GPU must not wait for a 6 GB model download.
+    check_input(options.input_path)
+    plan = plan_devices(options)
+    logger.info("devices: %s; precision: %s", ", ".join(plan.devices), plan.precision)
     models = resolve_models(options)
     if models.demo:
         logger.warning("*** %s ***", models.notice)
-    plan = plan_devices(options)
-    logger.info("devices: %s; precision: %s", ", ".join(plan.devices), plan.precision)
     input_sha = hash_input(options.input_path)
     params = {
         "work_format": WORK_FORMAT,
@@ -179,7 +188,12 @@ def _run(options: PredictOptions, paths: RunPaths) -> int:
     state = RunState()
     translate_identity = {"input_sha256": input_sha, "chunk_length": options.effective_chunk_length,
                           "shard_size": options.shard_size, "work_format": WORK_FORMAT}
-    _translate_stage(options, paths, translate_identity, state)
+    try:
+        _translate_stage(options, paths, translate_identity, state)
+    except InputError:
+        if outcome != "resume":  # nothing of this run is worth keeping; let a fixed input start afresh
+            wipe_run_state(paths.root, [p.name for p in paths.state_paths()])
+        raise
 
     pending = [s for s in state.shards if not verify_done(paths.shard_scores(s.index), _score_identity(paths, models, plan, s))]
     scored_before = len(state.shards) - len(pending)

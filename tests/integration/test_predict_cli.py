@@ -1,0 +1,134 @@
+"""`virnucpro predict` through the CLI: the demo run, and every user error as one line with its exit code."""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import TINY_REF, run_cli
+from tests.integration.test_predict_fixture import fixture_args
+
+RESULTS = ("prediction_results.txt", "prediction_results_highestscore.csv", "contig_summary.tsv")
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "example_contigs.fa"
+
+
+def one_error_line(stderr: bytes) -> str:
+    text = stderr.decode()
+    assert "Traceback" not in text
+    errors = [line for line in text.splitlines() if line.startswith("virnucpro: error:")]
+    assert len(errors) == 1, text
+    return errors[0]
+
+
+def no_results(out: Path) -> bool:
+    return not any((out / name).exists() for name in RESULTS) and not (out / "run.json").exists()
+
+
+def test_demo_run_writes_every_output_with_a_notice(tmp_path):
+    out = tmp_path / "demo"
+    result = run_cli("predict", str(EXAMPLE), "-o", str(out), "--models", "demo")
+    assert result.returncode == 0, result.stderr.decode()
+    for name in (*RESULTS, "run_summary.json", "virnucpro.log", "NOTICE.txt"):
+        assert (out / name).is_file(), name
+    assert "scores are meaningless" in (out / "NOTICE.txt").read_text()
+    assert "scores are meaningless" in result.stderr.decode()
+    summary = json.loads((out / "run_summary.json").read_text())
+    assert summary["notice"] == "demo models: scores are meaningless"
+    records = sum(1 for line in EXAMPLE.read_text().splitlines() if line.startswith(">"))
+    assert summary["counts"]["sequences"] == records
+    assert len((out / "contig_summary.tsv").read_text().splitlines()) == records + 1
+
+
+def test_missing_input_is_an_input_error(tmp_path):
+    out = tmp_path / "out"
+    result = run_cli("predict", str(tmp_path / "absent.fa"), "-o", str(out), "--models", "demo")
+    assert result.returncode == 3
+    assert "absent.fa: no such file" in one_error_line(result.stderr)
+    assert no_results(out)
+
+
+def test_bad_input_leaves_nothing_that_blocks_a_fixed_rerun(tmp_path):
+    out = tmp_path / "out"
+    fasta = tmp_path / "in.fa"
+    fasta.write_text(">a\nACGTACGTACGTATGAAACCC\n>a\nACGTTT\n")
+    result = run_cli("predict", str(fasta), "-o", str(out), "--models", "demo")
+    assert result.returncode == 3
+    assert "duplicate record ID 'a'" in one_error_line(result.stderr)
+    assert no_results(out) and not (out / "work").exists()
+    fasta.write_text(">a\nACGTACGTACGTATGAAACCC\n>b\nACGTTT\n")
+    fixed = run_cli("predict", str(fasta), "-o", str(out), "--models", "demo")
+    assert fixed.returncode == 0, fixed.stderr.decode()
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--gpus", "0"], "no CUDA GPU is visible"),
+        (["--parallel"], "no CUDA GPU is visible"),
+        (["--workers", "2", "--gpus", "0"], "cannot be combined"),
+        (["--workers", "2", "--device", "cuda"], "--workers runs CPU worker processes"),
+        (["--esm-model", "x.pt"], "--models demo cannot be combined"),
+    ],
+)
+def test_contradictory_or_absent_devices_are_usage_errors(tmp_path, extra, message):
+    if "no CUDA" in message and os.environ.get("CUDA_VISIBLE_DEVICES", "") not in ("", "-1"):
+        pytest.skip("GPUs may be visible here")
+    out = tmp_path / "out"
+    result = run_cli("predict", str(EXAMPLE), "-o", str(out), "--models", "demo", *extra)
+    assert result.returncode == 2, result.stderr.decode()
+    assert message in one_error_line(result.stderr)
+    assert no_results(out)
+
+
+def test_missing_published_models_fail_fast_offline(tmp_path):
+    out = tmp_path / "out"
+    env = {
+        "VIRNUCPRO_CACHE": str(tmp_path / "cache"),
+        "TORCH_HOME": str(tmp_path / "torch"),
+        "HF_HOME": str(tmp_path / "hf"),
+    }
+    result = run_cli("predict", str(EXAMPLE), "-o", str(out), "--offline", env=env, timeout=60)
+    assert result.returncode == 4
+    line = one_error_line(result.stderr)
+    assert "is not available" in line and "virnucpro models download" in line
+    assert no_results(out)
+
+
+class _Exploit:
+    def __reduce__(self):
+        return (os.system, ("touch PWNED",))
+
+
+def test_malicious_classifier_is_refused_and_nothing_runs(tmp_path):
+    bad = tmp_path / "evil.pth"
+    bad.write_bytes(pickle.dumps(_Exploit()))
+    out = tmp_path / "out"
+    args = fixture_args(out)
+    args[args.index("--model-path") + 1] = str(bad)
+    result = run_cli(*args, cwd=tmp_path)
+    assert result.returncode == 4
+    assert "system" in one_error_line(result.stderr)
+    assert not (tmp_path / "PWNED").exists()
+    assert no_results(out)
+
+
+def test_classifier_of_the_wrong_size_is_explained(tmp_path):
+    out = tmp_path / "out"
+    args = fixture_args(out)
+    args[args.index("--esm-model") + 1] = str(TINY_REF / "models" / "esm2_t36_tiny.pt")
+    # The demo classifier expects 48 + 32 = 80 inputs like the fixture one, so build a mismatch:
+    import torch
+
+    from virnucpro.models.classifier import MLPClassifier
+
+    wrong = tmp_path / "wrong.pth"
+    torch.save(MLPClassifier(input_dim=100, hidden_dim=8).state_dict(), wrong)
+    args[args.index("--model-path") + 1] = str(wrong)
+    result = run_cli(*args)
+    assert result.returncode == 4
+    line = one_error_line(result.stderr)
+    assert "100" in line and "48" in line and "32" in line
