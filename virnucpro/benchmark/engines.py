@@ -253,7 +253,7 @@ class MatmulPeak:
 
 
 def measure_matmul_peak(device: torch.device, dtype: torch.dtype, size: int | None = None,
-                        min_seconds: float = 0.5) -> MatmulPeak:
+                        min_seconds: float = 0.3) -> MatmulPeak:
     """Time a loop of square matrix products (``out=`` into one buffer) in ``dtype``.
 
     On CUDA: ``size`` 8192 by default, timed with CUDA events after a warm-up.

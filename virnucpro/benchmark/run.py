@@ -35,7 +35,7 @@ SCHEMA = "virnucpro-benchmark/1"
 DEFAULT_FRAMES = {"small": 24, "full": 1000}
 """Frames per chunk length."""
 DEFAULT_CPU_BP = {"small": 300_000, "full": 3_000_000}
-DEFAULT_REPEATS = {"small": 3, "full": 1}
+DEFAULT_REPEATS = {"small": 2, "full": 1}
 PUBLISHED_ESM_BATCH_TOKENS = 2048
 WARMUP_FRAMES = 4
 """Warm-up frames per chunk length before each timed pass."""

@@ -68,7 +68,7 @@ def benchmark(json_path: str | None, device: str, size: str, frames: int | None,
         lengths = parse_chunk_lengths(chunk_lengths)
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
-    command = ["virnucpro", "benchmark", *sys.argv[2:]] if sys.argv[1:2] == ["benchmark"] else sys.argv
+    command = ["virnucpro", *sys.argv[1:]]
     if precision_check:
         if not input_path:
             raise click.UsageError("--precision-check needs --input FASTA")
