@@ -96,7 +96,7 @@ def test_targets_pass_fail_and_not_measured():
     assert h100["pipeline_speedup"]["status"] == "PASS" and h100["bf16_cosine_min"]["status"] == "PASS"
     assert h100["bf16_cosine_min"]["value"] == pytest.approx(0.9995)
     cpu = run.evaluate_targets(_fake_result("cpu", "x", "small", 0.9, 1.0))
-    assert {t["status"] for t in cpu} == {"NOT MEASURED"}
+    assert {t["status"] for t in cpu} == {"NOT MEASURED"} and {t["value"] for t in cpu} == {None}
     assert all("no GPU" in t["note"] for t in cpu)
     other = {t["name"]: t for t in run.evaluate_targets(_fake_result("cuda", "NVIDIA A100", "full", 0.6, 1.0))}
     assert other["esm2_mfu"]["status"] == "PASS" and "H100" in other["esm2_mfu"]["note"]

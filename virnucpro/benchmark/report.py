@@ -115,10 +115,10 @@ def render(result: dict[str, Any], stream: TextIO | None = None) -> None:
 
     sp = result["speedup"]
     speed = Table(title=f"Speed-up: ours ({sp['ours_precision']}) over the published method (fp32)")
-    for col in ("", "ours s", "published s", "speed-up"):
+    for col in ("", "ours", "published", "speed-up"):
         speed.add_column(col, justify="right")
     for model in ("esm2", "dnabert_s"):
-        speed.add_row(model, _f(sp[model]["ours_seconds"]), _f(sp[model]["published_seconds"]),
+        speed.add_row(f"{model} (s)", _f(sp[model]["ours_seconds"]), _f(sp[model]["published_seconds"]),
                       _f(sp[model]["factor"], "{:.2f}x"))
     pipe = sp["pipeline"]
     speed.add_row("pipeline (frames/s)", _f(pipe["ours_frames_per_s"], "{:,.1f}"),
