@@ -91,14 +91,16 @@ def _fake_result(device_type: str, name: str, size: str, mfu_esm: float, cos: fl
 
 
 def test_targets_pass_fail_and_not_measured():
-    h100 = {t["name"]: t for t in run.evaluate_targets(_fake_result("cuda", "NVIDIA H100 80GB HBM3", "full", 0.5, 0.9995))}
+    fake = _fake_result("cuda", "NVIDIA H100 80GB HBM3", "full", 0.5, 0.9995)
+    h100 = {t["name"]: t for t in run.evaluate_targets(fake)}
     assert h100["esm2_mfu"]["status"] == "FAIL" and h100["dnabert_s_mfu"]["status"] == "PASS"
     assert h100["pipeline_speedup"]["status"] == "PASS" and h100["bf16_cosine_min"]["status"] == "PASS"
     assert h100["bf16_cosine_min"]["value"] == pytest.approx(0.9995)
     cpu = run.evaluate_targets(_fake_result("cpu", "x", "small", 0.9, 1.0))
     assert {t["status"] for t in cpu} == {"NOT MEASURED"} and {t["value"] for t in cpu} == {None}
     assert all("no GPU" in t["note"] for t in cpu)
-    other = {t["name"]: t for t in run.evaluate_targets(_fake_result("cuda", "NVIDIA A100", "full", 0.6, 1.0))}
+    fake = _fake_result("cuda", "NVIDIA A100", "full", 0.6, 1.0)
+    other = {t["name"]: t for t in run.evaluate_targets(fake)}
     assert other["esm2_mfu"]["status"] == "PASS" and "H100" in other["esm2_mfu"]["note"]
 
 
@@ -108,7 +110,8 @@ def test_cpu_stages_measure_every_stage_on_one_thread():
     threads = torch.get_num_threads()
     stages = cpu_side.measure_cpu_stages(20_000, 500, synthetic.train_dna_tokenizer(corpus_bp=50_000))
     assert torch.get_num_threads() == threads  # restored
-    assert [s.name for s in stages] == ["chunk_translate", "dna_tokenize", "protein_tokenize", "join_classify_write"]
+    names = ["chunk_translate", "dna_tokenize", "protein_tokenize", "join_classify_write"]
+    assert [s.name for s in stages] == names
     assert len({s.frames for s in stages}) == 1 and stages[0].frames > 0
     per_core = cpu_side.cpu_frames_per_s(stages)
     assert 0 < per_core <= min(s.frames_per_s for s in stages)

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from virnucpro.benchmark import flops
-from virnucpro.benchmark.flops import DNABERT_S, ESM2_3B, ESM2_SMALL, DNABERT_SMALL
+from virnucpro.benchmark.flops import DNABERT_S, DNABERT_SMALL, ESM2_3B, ESM2_SMALL
 
 
 def test_esm2_3b_per_token_matches_spec8():
@@ -34,7 +34,8 @@ def test_esm2_is_about_97_percent_of_model_work_and_spec8_ceiling():
 
 def test_total_flops_sums_each_sequence_at_its_own_length():
     lengths = [10, 50, 168]
-    assert ESM2_3B.total_flops(lengths) == pytest.approx(sum(ESM2_3B.sequence_flops(t) for t in lengths), rel=1e-12)
+    expected = sum(ESM2_3B.sequence_flops(t) for t in lengths)
+    assert ESM2_3B.total_flops(lengths) == pytest.approx(expected, rel=1e-12)
     assert ESM2_3B.total_flops([]) == 0.0
 
 

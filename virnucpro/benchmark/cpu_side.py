@@ -138,7 +138,8 @@ def _join_classify_write(ids: list[str], tmp: Path, seed: int) -> float:
 
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(ids))  # the DNABERT-S block in another row order: the join must match IDs
-    dnabert = Features([ids[i] for i in order], rng.standard_normal((len(ids), DNABERT_DIM), dtype=np.float32), {})
+    dnabert_rows = rng.standard_normal((len(ids), DNABERT_DIM), dtype=np.float32)
+    dnabert = Features([ids[i] for i in order], dnabert_rows, {})
     esm = Features(list(ids), rng.standard_normal((len(ids), ESM_DIM), dtype=np.float32), {})
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)

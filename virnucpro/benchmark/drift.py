@@ -37,7 +37,9 @@ def cosine_rows(a: np.ndarray | torch.Tensor, b: np.ndarray | torch.Tensor) -> n
     return np.clip(cos, -1.0, 1.0)
 
 
-def cosine_summary(reference: np.ndarray | torch.Tensor, other: np.ndarray | torch.Tensor) -> dict[str, float]:
+def cosine_summary(
+    reference: np.ndarray | torch.Tensor, other: np.ndarray | torch.Tensor
+) -> dict[str, float]:
     """``{"cosine_min", "cosine_median", "frames"}`` of :func:`cosine_rows`."""
     cos = cosine_rows(reference, other)
     if cos.size == 0:
@@ -113,9 +115,10 @@ def random_classifier(input_dim: int, reference_features: np.ndarray, seed: int 
     With random weights and default BatchNorm statistics nearly every frame would
     get the same label, and agreement would be 100% whatever the drift. So the
     BatchNorm running statistics are set to the mean and variance of the hidden
-    layer on ``reference_features`` (the FP32 features), and the output bias is
-    chosen so that the median logit difference is zero there: about half the
-    frames are called ``virus``, and frames near the boundary can flip.
+    layer on ``reference_features`` (the FP32 features), and the output bias puts
+    the decision boundary near the median logit difference, in the widest gap
+    between frames there (:func:`central_gap_threshold`): 30-70% of the frames are
+    called ``virus``, and only a real change of the features flips a label.
 
     Args:
         input_dim: feature size (768 + 2560 = 3328 at full size).
@@ -134,7 +137,25 @@ def random_classifier(input_dim: int, reference_features: np.ndarray, seed: int 
         model.bn1.running_mean.copy_(hidden.mean(0))
         model.bn1.running_var.copy_(hidden.var(0, unbiased=False) + 1e-6)
         logits = model(x)
-        gap = torch.median(logits[:, 1] - logits[:, 0])
-        model.output_layer.bias[1] -= gap / 2
-        model.output_layer.bias[0] += gap / 2
+        threshold = central_gap_threshold((logits[:, 1] - logits[:, 0]).numpy())
+        model.output_layer.bias[1] -= threshold / 2
+        model.output_layer.bias[0] += threshold / 2
     return model.float().eval()
+
+
+def central_gap_threshold(values: np.ndarray, central: float = 0.4) -> float:
+    """A cut that splits ``values`` near their median without sitting on any of them.
+
+    Returns the midpoint of the widest gap between consecutive sorted values within
+    the central ``central`` fraction (30th-70th percentile by default). Cutting at
+    the median itself would put a frame exactly on the decision boundary (odd
+    counts) and make it flip under any perturbation, which is no measure of drift.
+    """
+    v = np.sort(np.asarray(values, dtype=np.float64))
+    if v.size < 2:
+        return float(v[0] - 1.0) if v.size else 0.0
+    lo = int(np.floor((0.5 - central / 2) * (v.size - 1)))
+    hi = max(lo + 1, int(np.ceil((0.5 + central / 2) * (v.size - 1))))
+    gaps = np.diff(v[lo : hi + 1])
+    i = lo + int(np.argmax(gaps))
+    return float((v[i] + v[i + 1]) / 2)

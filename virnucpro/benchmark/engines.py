@@ -101,7 +101,9 @@ def build_esm2_published(shape: TransformerShape, device: torch.device, seed: in
 # --------------------------------------------------------------------------- DNABERT-S
 
 
-def build_dnabert(shape: TransformerShape, tokenizer, device: torch.device, dtype: torch.dtype, seed: int = 0):
+def build_dnabert(
+    shape: TransformerShape, tokenizer, device: torch.device, dtype: torch.dtype, seed: int = 0
+):
     """Our DNABERT-S embedder with random weights (same weights for every dtype at one seed)."""
     from virnucpro.models.dnabert_s import DnabertConfig, DnabertEncoder, DnabertSEmbedder
 

@@ -83,7 +83,8 @@ def sample_frames(input_path: str, chunk_length: int, count: int, seed: int = 0)
     if not reservoir:
         raise InputError(f"{input_path}: no kept frame (no chunk has a stop-free translation)")
     reservoir.sort()
-    return SampledFrames([r[1] for r in reservoir], [r[2] for r in reservoir], [r[3] for r in reservoir], seen)
+    ids, nucleotide, protein = ([r[k] for r in reservoir] for k in (1, 2, 3))
+    return SampledFrames(ids, nucleotide, protein, seen)
 
 
 def default_check_precisions(device) -> tuple[str, ...]:
@@ -114,7 +115,8 @@ def run_precision_check(options: PrecisionCheckOptions) -> dict[str, Any]:
     models = resolve_models(PredictOptions(
         input_path=options.input_path, output_dir="", model_type=options.model_type,
         model_path=options.model_path, models=options.models, esm_model=options.esm_model,
-        dnabert_model=options.dnabert_model, dnabert_revision=options.dnabert_revision, offline=options.offline,
+        dnabert_model=options.dnabert_model, dnabert_revision=options.dnabert_revision,
+        offline=options.offline,
     ))
     frames = sample_frames(options.input_path, options.model_type, options.sample, options.seed)
     logger.info("precision check: %d of %d kept frames sampled; FP32 vs %s on %s",

@@ -76,6 +76,11 @@ def _mib(value: Any) -> str:
     return _f(None if value is None else value / 2**20, "{:,.0f}")
 
 
+def _cosines(row: dict[str, Any], fmt: str) -> list[str]:
+    """ESM-2 min, ESM-2 median, DNABERT-S min, DNABERT-S median of a drift row."""
+    return [_f(row[m].get(k), fmt) for m in ("esm2", "dnabert_s") for k in ("cosine_min", "cosine_median")]
+
+
 def render(result: dict[str, Any], stream: TextIO | None = None) -> None:
     """Print the benchmark tables."""
     console = Console(file=stream, width=132)
@@ -105,8 +110,9 @@ def render(result: dict[str, Any], stream: TextIO | None = None) -> None:
     for col in ("model", "impl", "prec", "s", "frames/s", "tokens/s", "TFLOP/s", "MFU", "peak MiB", "batch"):
         eng.add_column(col, justify="right" if col not in ("model", "impl", "prec") else "left")
     for e in result["engines"]:
-        eng.add_row(e["model"], e["implementation"], e["precision"], _f(e["seconds"]), _f(e["frames_per_s"], "{:,.1f}"),
-                    _f(e["tokens_per_s"], "{:,.0f}"), _f(e["tflops"]), _pct(e["mfu"]), _mib(e["peak_memory_bytes"]),
+        eng.add_row(e["model"], e["implementation"], e["precision"], _f(e["seconds"]),
+                    _f(e["frames_per_s"], "{:,.1f}"), _f(e["tokens_per_s"], "{:,.0f}"), _f(e["tflops"]),
+                    _pct(e["mfu"]), _mib(e["peak_memory_bytes"]),
                     str(e["batch_tokens"] if e["batch_tokens"] is not None else "1 seq"))
     console.print(eng)
     if result["engines"]:
@@ -131,16 +137,13 @@ def render(result: dict[str, Any], stream: TextIO | None = None) -> None:
                     "label agreement", "flips"):
             drift.add_column(col, justify="right")
         for d in result["drift"]:
-            drift.add_row(d["precision"], d["reference"], _f(d["esm2"]["cosine_min"], "{:.6f}"),
-                          _f(d["esm2"]["cosine_median"], "{:.6f}"), _f(d["dnabert_s"]["cosine_min"], "{:.6f}"),
-                          _f(d["dnabert_s"]["cosine_median"], "{:.6f}"), _pct(d["labels"]["agreement"]),
-                          f"{d['labels']['flips']}/{d['labels']['frames']}")
+            labels = d["labels"]
+            drift.add_row(d["precision"], d["reference"], *_cosines(d, "{:.6f}"), _pct(labels["agreement"]),
+                          f"{labels['flips']}/{labels['frames']}")
         agreement = result.get("baseline_agreement") or {}
         if agreement:
-            esm, dna = agreement.get("esm2", {}), agreement.get("dnabert_s", {})
-            drift.add_row("fp32 ours", "fp32 published", _f(esm.get("cosine_min"), "{:.7f}"),
-                          _f(esm.get("cosine_median"), "{:.7f}"), _f(dna.get("cosine_min"), "{:.7f}"),
-                          _f(dna.get("cosine_median"), "{:.7f}"), "", "")
+            both = {m: agreement.get(m, {}) for m in ("esm2", "dnabert_s")}
+            drift.add_row("fp32 ours", "fp32 published", *_cosines(both, "{:.7f}"), "", "")
         console.print(drift)
 
     cpu = result["cpu_side"]
@@ -162,7 +165,10 @@ def render(result: dict[str, Any], stream: TextIO | None = None) -> None:
     colour = {"PASS": "green", "FAIL": "red"}
     for t in result["targets"]:
         value = t["value"]
-        shown = _pct(value) if t["name"].endswith("mfu") else _f(value, "{:.6f}" if "cosine" in t["name"] else "{:.2f}x")
+        if t["name"].endswith("mfu"):
+            shown = _pct(value)
+        else:
+            shown = _f(value, "{:.6f}" if "cosine" in t["name"] else "{:.2f}x")
         status = t["status"]
         targets.add_row(t["description"], shown,
                         f"[{colour[status]}]{status}[/]" if status in colour else status, t["note"])
@@ -172,8 +178,9 @@ def render(result: dict[str, Any], stream: TextIO | None = None) -> None:
 def render_precision_check(result: dict[str, Any], stream: TextIO | None = None) -> None:
     """Print the ``--precision-check`` table."""
     console = Console(file=stream, width=132)
-    console.print(f"[bold]virnucpro benchmark --precision-check[/bold]  {result['frames']} frames sampled from "
-                  f"{result['input']} (chunks of {result['chunk_length']}), device {result['device']['type']}")
+    console.print(f"[bold]virnucpro benchmark --precision-check[/bold]  {result['frames']} frames sampled "
+                  f"from {result['input']} (chunks of {result['chunk_length']}), "
+                  f"device {result['device']['type']}")
     if result.get("notice"):
         console.print(f"  [yellow]{result['notice']}[/yellow]")
     table = Table(title="Against FP32 on the same frames")
@@ -182,8 +189,7 @@ def render_precision_check(result: dict[str, Any], stream: TextIO | None = None)
         table.add_column(col, justify="right")
     for r in result["results"]:
         lab = r["labels"]
-        table.add_row(r["precision"], _f(r["esm2"]["cosine_min"], "{:.6f}"), _f(r["esm2"]["cosine_median"], "{:.6f}"),
-                      _f(r["dnabert_s"]["cosine_min"], "{:.6f}"), _f(r["dnabert_s"]["cosine_median"], "{:.6f}"),
+        table.add_row(r["precision"], *_cosines(r, "{:.6f}"),
                       _pct(lab["agreement"]), str(lab["flips"]), str(lab["virus_to_others"]),
                       str(lab["others_to_virus"]), _f(r["max_abs_virus_score_change"], "{:.2e}"))
     console.print(table)

@@ -153,7 +153,8 @@ def run_benchmark(options: BenchmarkOptions) -> dict[str, Any]:
         "models": {"esm2": esm_shape.describe(), "dnabert_s": dna_shape.describe()},
         "frames": _frames_summary(frames, esm_tokens, dna_tokens),
         "matmul_peak": [
-            {"dtype": p.dtype, "size": p.size, "iterations": p.iterations, "seconds": p.seconds, "tflops": p.tflops}
+            {"dtype": p.dtype, "size": p.size, "iterations": p.iterations, "seconds": p.seconds,
+             "tflops": p.tflops}
             for p in peaks.values()
         ],
     }
@@ -161,7 +162,7 @@ def run_benchmark(options: BenchmarkOptions) -> dict[str, Any]:
     runs: dict[tuple[str, str, str], Any] = {}
     records: list[dict[str, Any]] = []
 
-    def record(model: str, impl: str, precision: str, shape, tokens, run, batch_tokens, batching: str) -> None:
+    def record(model: str, impl: str, precision: str, shape, tokens, run, batch_tokens, batching) -> None:
         runs[(model, impl, precision)] = run
         records.append(_engine_record(model, impl, precision, shape, tokens, run, batch_tokens, batching,
                                       peaks, device))
@@ -198,7 +199,8 @@ def run_benchmark(options: BenchmarkOptions) -> dict[str, Any]:
         run = engines.timed_embed(lambda s: embedder.embed(s, batch_tokens=options.batch_tokens),
                                   frames.nucleotide, warmup.nucleotide, device, repeats)
         budget = options.batch_tokens or default_batch_tokens(device)
-        record("dnabert_s", "ours", precision, dna_shape, dna_tokens, run, budget, f"<= {budget} padded tokens")
+        record("dnabert_s", "ours", precision, dna_shape, dna_tokens, run, budget,
+               f"<= {budget} padded tokens")
         del embedder
         engines.release(device)
     if not options.skip_baseline:
@@ -364,7 +366,8 @@ def _baseline_agreement(runs: dict) -> dict[str, Any] | None:
     for model in ("esm2", "dnabert_s"):
         pub = runs.get((model, "published", "fp32"))
         if pub is not None:
-            out[model] = cosine_summary(pub.embeddings.numpy(), runs[(model, "ours", "fp32")].embeddings.numpy())
+            ours = runs[(model, "ours", "fp32")]
+            out[model] = cosine_summary(pub.embeddings.numpy(), ours.embeddings.numpy())
     return out or None
 
 
@@ -377,7 +380,8 @@ def _cpu_summary(stages, cpu_bp: int, chunk_length: int, speedup: dict, device, 
         source = f"measured here: ours at {speedup['ours_precision']}, both models, this GPU"
     else:
         per_gpu = cost.SPEC8_H100_FRAMES_PER_S
-        source = f"SPEC 8 ceiling ({cost.SPEC8_H100_FRAMES_PER_S:.0f} frames/s per H100); no full-size GPU run here"
+        source = (f"SPEC 8 ceiling ({cost.SPEC8_H100_FRAMES_PER_S:.0f} frames/s per H100); "
+                  "no full-size GPU run here")
     demand = GPUS_COMPARED * per_gpu
     return {
         "threads": 1,
@@ -399,7 +403,8 @@ def evaluate_targets(result: dict[str, Any]) -> list[dict[str, Any]]:
     if not on_full_gpu:
         why = "needs a CUDA GPU and --size full" + ("" if device["type"] == "cuda" else " (no GPU here)")
     else:
-        why = "" if "H100" in str(device.get("name", "")) else f"target is for an H100; measured on {device.get('name')}"
+        name = str(device.get("name", ""))
+        why = "" if "H100" in name else f"target is for an H100; measured on {name}"
     primary = result["primary_precision"]
 
     def engine(model: str) -> dict | None:

@@ -92,7 +92,9 @@ def random_dna(rng: np.random.Generator, length: int) -> np.ndarray:
     return _BASES[rng.integers(0, 4, length)]
 
 
-def write_contigs(path: Path, total_bp: int, seed: int = 0, min_len: int = 1000, max_len: int = 20_000) -> int:
+def write_contigs(
+    path: Path, total_bp: int, seed: int = 0, min_len: int = 1000, max_len: int = 20_000
+) -> int:
     """Write a synthetic contig FASTA of about ``total_bp`` bases; returns the record count.
 
     Record lengths are log-uniform in ``[min_len, max_len]``; most of each
@@ -137,7 +139,9 @@ def train_dna_tokenizer(vocab_size: int = DNA_VOCAB_SIZE, seed: int = 0, corpus_
     corpus = [random_dna(rng, 1000).tobytes().decode() for _ in range(max(1, corpus_bp // 1000))]
     tokenizer = Tokenizer(models.BPE(unk_token="[UNK]"))
     tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=list(SPECIAL_TOKENS), show_progress=False)
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size, special_tokens=list(SPECIAL_TOKENS), show_progress=False
+    )
     tokenizer.train_from_iterator(corpus, trainer=trainer)
     tokenizer.post_processor = processors.TemplateProcessing(
         single="[CLS] $A [SEP]",

@@ -38,10 +38,13 @@ import click
 @click.option("--model-path", type=click.Path(dir_okay=False), default=None,
               help="--precision-check: a classifier file instead of the published one.")
 @click.option("--models", "model_set", type=click.Choice(["published", "demo"]), default="published",
-              show_default=True, help="--precision-check: 'demo' uses tiny random models (meaningless scores).")
+              show_default=True,
+              help="--precision-check: 'demo' uses tiny random models (meaningless scores).")
 @click.option("--esm-model", default=None, metavar="NAME|FILE", help="--precision-check: ESM-2 model.")
-@click.option("--dnabert-model", default=None, metavar="HUB_ID|DIR", help="--precision-check: DNABERT-S model.")
-@click.option("--dnabert-revision", default=None, metavar="REV", help="--precision-check: DNABERT-S revision.")
+@click.option("--dnabert-model", default=None, metavar="HUB_ID|DIR",
+              help="--precision-check: DNABERT-S model.")
+@click.option("--dnabert-revision", default=None, metavar="REV",
+              help="--precision-check: DNABERT-S revision.")
 @click.option("--offline", is_flag=True, help="--precision-check: use cached or local models only.")
 def benchmark(json_path: str | None, device: str, size: str, frames: int | None, chunk_lengths: str,
               precision_spec: str, skip_baseline: bool, batch_tokens: int | None, seed: int,
