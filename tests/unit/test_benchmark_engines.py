@@ -1,0 +1,118 @@
+"""Random-weight engines (same weights for ours and fair-esm), probes, targets and MFU rules."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from virnucpro.benchmark import engines, run, synthetic
+from virnucpro.benchmark.drift import cosine_rows
+from virnucpro.benchmark.flops import TransformerShape
+
+TINY_ESM = TransformerShape("esm2", layers=2, dim=64, heads=4, ffn=256, ffn_matrices=2, vocab=33)
+TINY_DNA = TransformerShape("dnabert_s", layers=1, dim=24, heads=12, ffn=48, ffn_matrices=3, vocab=4096)
+CPU = torch.device("cpu")
+PROTEINS = ["MKTAYIAKQR", "ACDEFGHIKLMNPQRSTVWY" * 3, "MW"]
+
+
+def test_random_esm2_checkpoint_has_fair_esm_layout_and_is_deterministic():
+    a = engines.random_esm2_checkpoint(TINY_ESM, CPU, seed=1)
+    b = engines.random_esm2_checkpoint(TINY_ESM, CPU, seed=1)
+    assert (a.num_layers, a.embed_dim, a.attention_heads) == (2, 64, 4)
+    assert a.state_dict["lm_head.weight"] is a.state_dict["embed_tokens.weight"]
+    assert all(torch.equal(a.state_dict[k], b.state_dict[k]) for k in a.state_dict)
+    assert float(a.state_dict["embed_tokens.weight"][1].abs().sum()) == 0.0  # padding row
+
+
+def test_ours_and_published_esm2_share_weights():
+    from virnucpro.models.esm2_reference import published_embed
+
+    ours = engines.build_esm2_ours(TINY_ESM, CPU, torch.float32, seed=3)
+    model, alphabet = engines.build_esm2_published(TINY_ESM, CPU, seed=3)
+    cos = cosine_rows(ours.embed(PROTEINS), published_embed(model, alphabet, PROTEINS))
+    assert cos.min() > 1 - 1e-6
+
+
+def test_dnabert_same_weights_for_every_dtype():
+    tokenizer = synthetic.train_dna_tokenizer(corpus_bp=50_000)
+    seqs = ["ACGTACGTTTGACCA" * 10, "GGGCCCAAATTT" * 4]
+    fp32 = engines.build_dnabert(TINY_DNA, tokenizer, CPU, torch.float32, seed=5).embed(seqs)
+    again = engines.build_dnabert(TINY_DNA, tokenizer, CPU, torch.float32, seed=5).embed(seqs, batch_tokens=1)
+    bf16 = engines.build_dnabert(TINY_DNA, tokenizer, CPU, torch.bfloat16, seed=5).embed(seqs)
+    assert cosine_rows(fp32, again).min() > 1 - 1e-6  # one sequence per forward == batched
+    assert cosine_rows(fp32, bf16).min() > 0.99
+
+
+def test_timed_embed_and_peak_memory():
+    timed = engines.timed_embed(lambda s: torch.ones(len(s), 3), ["a", "b"], ["a"], CPU, repeats=2)
+    assert timed.seconds >= 0 and timed.embeddings.shape == (2, 3)
+    assert timed.peak_memory_bytes > 0 and timed.peak_memory_kind.startswith("peak_rss")
+
+
+def test_matmul_peak_is_positive():
+    peak = engines.measure_matmul_peak(CPU, torch.float32, size=64, min_seconds=0.01)
+    assert peak.dtype == "fp32" and peak.iterations >= 3 and peak.tflops > 0
+
+
+def test_mfu_reference_is_bf16_on_cuda_and_own_dtype_on_cpu():
+    peaks = {"fp32": engines.MatmulPeak("fp32", 8, 1, 1.0), "bf16": engines.MatmulPeak("bf16", 8, 1, 1.0)}
+    assert run.mfu_reference("cuda", "fp32", peaks)[0] == "bf16"
+    assert run.mfu_reference("cpu", "fp32", peaks)[0] == "fp32"
+    assert run.mfu_reference("cpu", "fp16", peaks) == ("fp16", None)
+
+
+def test_option_parsing():
+    assert run.parse_precisions("auto") == ()
+    assert run.parse_precisions("bf16, fp32,bf16") == ("bf16", "fp32")
+    with pytest.raises(ValueError):
+        run.parse_precisions("int8")
+    assert run.parse_chunk_lengths("300,500") == (300, 500)
+    with pytest.raises(ValueError):
+        run.parse_chunk_lengths("300,x")
+    assert run.resolve_run_precisions(("bf16",), CPU) == ("fp32", "bf16")
+    assert run.resolve_run_precisions((), CPU) == ("fp32", "bf16")
+    assert run.primary_precision(("fp32", "fp16")) == "fp16"
+    assert run.primary_precision(("fp32",)) == "fp32"
+
+
+def _fake_result(device_type: str, name: str, size: str, mfu_esm: float, cos: float) -> dict:
+    return {
+        "device": {"type": device_type, "name": name},
+        "size": size,
+        "primary_precision": "bf16",
+        "engines": [
+            {"model": "esm2", "implementation": "ours", "precision": "bf16", "mfu": mfu_esm},
+            {"model": "dnabert_s", "implementation": "ours", "precision": "bf16", "mfu": 0.40},
+        ],
+        "speedup": {"pipeline": {"factor": 12.0}},
+        "drift": [{"precision": "bf16", "esm2": {"cosine_min": cos}, "dnabert_s": {"cosine_min": 0.9999}}],
+    }
+
+
+def test_targets_pass_fail_and_not_measured():
+    fake = _fake_result("cuda", "NVIDIA H100 80GB HBM3", "full", 0.5, 0.9995)
+    h100 = {t["name"]: t for t in run.evaluate_targets(fake)}
+    assert h100["esm2_mfu"]["status"] == "FAIL" and h100["dnabert_s_mfu"]["status"] == "PASS"
+    assert h100["pipeline_speedup"]["status"] == "PASS" and h100["bf16_cosine_min"]["status"] == "PASS"
+    assert h100["bf16_cosine_min"]["value"] == pytest.approx(0.9995)
+    cpu = run.evaluate_targets(_fake_result("cpu", "x", "small", 0.9, 1.0))
+    assert {t["status"] for t in cpu} == {"NOT MEASURED"} and {t["value"] for t in cpu} == {None}
+    assert all("no GPU" in t["note"] for t in cpu)
+    fake = _fake_result("cuda", "NVIDIA A100", "full", 0.6, 1.0)
+    other = {t["name"]: t for t in run.evaluate_targets(fake)}
+    assert other["esm2_mfu"]["status"] == "PASS" and "H100" in other["esm2_mfu"]["note"]
+
+
+def test_cpu_stages_measure_every_stage_on_one_thread():
+    from virnucpro.benchmark import cpu_side
+
+    threads = torch.get_num_threads()
+    stages = cpu_side.measure_cpu_stages(20_000, 500, synthetic.train_dna_tokenizer(corpus_bp=50_000))
+    assert torch.get_num_threads() == threads  # restored
+    names = ["chunk_translate", "dna_tokenize", "protein_tokenize", "join_classify_write"]
+    assert [s.name for s in stages] == names
+    assert len({s.frames for s in stages}) == 1 and stages[0].frames > 0
+    per_core = cpu_side.cpu_frames_per_s(stages)
+    assert 0 < per_core <= min(s.frames_per_s for s in stages)
+    assert np.isclose(1 / per_core, sum(1 / s.frames_per_s for s in stages))
