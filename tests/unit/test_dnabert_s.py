@@ -19,14 +19,12 @@ from hypothesis import strategies as st
 from safetensors.torch import save_file
 
 from virnucpro.errors import ModelNotAvailableError
+from virnucpro.models.batching import plan_batch, run_in_budget, shrink_budget
 from virnucpro.models.dnabert_s import (
     DnabertSEmbedder,
     alibi_slopes,
     load_dnabert_s,
     masked_mean,
-    plan_batch,
-    run_in_budget,
-    shrink_budget,
 )
 
 CPU = torch.device("cpu")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
+from virnucpro.models.batching import plan_batches, shrink_budget
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -18,8 +20,6 @@ from virnucpro.models.esm2 import (
     estimate_batch_tokens,
     fill_token_matrix,
     load_esm2,
-    plan_batches,
-    shrink_batch_tokens,
 )
 from virnucpro.models.esm2_checkpoint import load_esm2_checkpoint
 from virnucpro.models.esm2_reference import build_fair_esm_model, published_embed
@@ -97,7 +97,7 @@ def test_input_order_and_on_batch(embedder_fp32, proteins, ours_fp32, subset):
     got = embedder_fp32.embed(seqs, batch_tokens=400, on_batch=sizes.append)
     assert torch.allclose(got, ours_fp32[list(reversed(subset))], atol=1e-6, rtol=0)
     assert sum(sizes) == len(seqs)
-    assert sizes == [len(b) for b in plan_batches([len(s) for s in seqs], 400)]
+    assert sizes == [len(b) for b in plan_batches([len(s) + 2 for s in seqs], 400)]
 
 
 def test_long_sequence_not_truncated(tmp_path):
@@ -175,7 +175,7 @@ def test_empty_sequence_is_input_error():
 @settings(max_examples=60, deadline=None)
 @given(st.lists(st.integers(1, 3000), min_size=1, max_size=60), st.integers(1, 20000))
 def test_plan_batches_within_budget(lengths, budget):
-    batches = plan_batches(lengths, budget)
+    batches = plan_batches([n + 2 for n in lengths], budget)
     flat = np.concatenate(batches)
     assert sorted(flat.tolist()) == list(range(len(lengths)))
     padded = [[lengths[i] + 2 for i in b] for b in batches]
@@ -193,8 +193,8 @@ def test_budget_estimate_and_shrink():
     assert estimate_batch_tokens(0, 2560, 40, 2) == 1024
     assert estimate_batch_tokens(1 << 50, 2560, 40, 2) == 65536
     assert estimate_batch_tokens(8 * gib, 2560, 40, 4) < estimate_batch_tokens(8 * gib, 2560, 40, 2)
-    assert shrink_batch_tokens(8000) == 4000
-    assert shrink_batch_tokens(1) == 1
+    assert shrink_budget(8000, 8000) == 4000
+    assert shrink_budget(1, 1) == 1
 
 
 def test_cpu_default_budget(embedder_fp32):

@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from virnucpro.errors import ModelNotAvailableError
+from virnucpro.models.batching import run_in_budget
 from virnucpro.models.dnabert_tokenizer import DnabertTokenizer
 
 logger = logging.getLogger(__name__)
@@ -304,52 +305,6 @@ def load_encoder_weights(encoder: DnabertEncoder, state: dict[str, torch.Tensor]
     encoder.load_state_dict(mapped, strict=True)
 
 
-def plan_batch(padded_lengths: Sequence[int], start: int, budget: int) -> int:
-    """How many sequences from ``start`` form the next batch.
-
-    ``padded_lengths`` is sorted longest first, so the batch's padded length is
-    ``padded_lengths[start]`` and ``count * padded_lengths[start] <= budget``.
-    A sequence longer than the whole budget still gets a batch of its own.
-    """
-    return max(1, min(len(padded_lengths) - start, budget // padded_lengths[start]))
-
-
-def shrink_budget(budget: int, failed_batch_tokens: int) -> int:
-    """The token budget to use after a batch of ``failed_batch_tokens`` ran out of memory: half of it."""
-    return max(1, min(budget, failed_batch_tokens) // 2)
-
-
-def run_in_budget(padded_lengths: Sequence[int], budget: int, process: Callable[[int, int], None]) -> int:
-    """Call ``process(start, count)`` on consecutive batches that fill ``budget``.
-
-    When ``process`` raises :class:`torch.OutOfMemoryError` on a batch of several
-    sequences, the budget is halved and the same sequences are re-planned; a single
-    sequence that does not fit re-raises.
-
-    Returns:
-        The budget in force at the end (smaller than ``budget`` after an OOM).
-    """
-    start = 0
-    while start < len(padded_lengths):
-        count = plan_batch(padded_lengths, start, budget)
-        try:
-            process(start, count)
-        except torch.OutOfMemoryError:
-            if count == 1:
-                raise
-            failed = count * padded_lengths[start]
-            budget = shrink_budget(budget, failed)
-            logger.warning(
-                "out of memory on a batch of %d tokens; token budget lowered to %d", failed, budget
-            )
-        else:
-            start += count
-            continue
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()  # outside the except block, so the failed batch's tensors are freed
-    return budget
-
-
 def default_batch_tokens(device: torch.device) -> int:
     """Token budget used when ``embed`` is not given one."""
     return DEFAULT_BATCH_TOKENS_CUDA if device.type == "cuda" else DEFAULT_BATCH_TOKENS_CPU
@@ -391,10 +346,11 @@ class DnabertSEmbedder:
             raise ValueError(f"batch_tokens must be positive, got {budget}")
         if self._budget_cap is not None:
             budget = min(budget, self._budget_cap)
-        # Allocated outside inference mode so callers may modify the result in place.
-        out = torch.empty((len(seqs), self.dim), dtype=torch.float32)
+        # Results gather on the device and come back in one copy, so the loop never waits for
+        # the GPU; the host tensor is made outside inference mode so callers may modify it.
+        out = torch.empty((len(seqs), self.dim), dtype=torch.float32, device=self.device)
         if not seqs:
-            return out
+            return out.cpu().clone()
 
         token_ids = self.tokenizer.encode(seqs)
         lengths = np.fromiter((len(ids) for ids in token_ids), dtype=np.int64, count=len(token_ids))
@@ -403,26 +359,34 @@ class DnabertSEmbedder:
 
         def process(start: int, count: int) -> None:
             rows = order[start : start + count]
-            out[torch.from_numpy(rows)] = self._embed_batch([token_ids[i] for i in rows], padded[start])
+            embedded = self._embed_batch([token_ids[i] for i in rows], padded[start])
+            out[torch.from_numpy(rows).to(self.device)] = embedded
             if on_batch is not None:
                 on_batch(count)
 
         with torch.inference_mode():
-            final_budget = run_in_budget(padded, budget, process)
+            final_budget = run_in_budget(padded, budget, process, label="DNABERT-S")
+            host = out.cpu()
         if final_budget < budget:
             self._budget_cap = final_budget
-        return out
+        return host.clone()
 
     def _embed_batch(self, batch_ids: list[list[int]], padded_length: int) -> torch.Tensor:
-        """Forward one padded batch; FP32 CPU [B, dim]."""
-        pad = self.tokenizer.pad_id
-        rows = [ids + [pad] * (padded_length - len(ids)) for ids in batch_ids]
-        input_ids = torch.tensor(rows, dtype=torch.long)
-        lengths = torch.tensor([len(ids) for ids in batch_ids])
-        mask = torch.arange(padded_length)[None, :] < lengths[:, None]
-        input_ids, mask = input_ids.to(self.device), mask.to(self.device)
-        hidden = self.encoder(input_ids, mask)
-        return masked_mean(hidden, mask).cpu()
+        """Forward one padded batch; FP32 [B, dim] on the device."""
+        pinned = self.device.type == "cuda"
+        input_ids = np.full((len(batch_ids), padded_length), self.tokenizer.pad_id, dtype=np.int64)
+        lengths = np.empty(len(batch_ids), dtype=np.int64)
+        for row, ids in enumerate(batch_ids):
+            input_ids[row, : len(ids)] = ids
+            lengths[row] = len(ids)
+        ids_t, lengths_t = torch.from_numpy(input_ids), torch.from_numpy(lengths)
+        if pinned:
+            ids_t, lengths_t = ids_t.pin_memory(), lengths_t.pin_memory()
+        ids_t = ids_t.to(self.device, non_blocking=pinned)
+        lengths_t = lengths_t.to(self.device, non_blocking=pinned)
+        mask = torch.arange(padded_length, device=self.device)[None, :] < lengths_t[:, None]
+        hidden = self.encoder(ids_t, mask)
+        return masked_mean(hidden, mask)
 
 
 def load_dnabert_s(model_dir: Path, device: torch.device, dtype: torch.dtype) -> DnabertSEmbedder:

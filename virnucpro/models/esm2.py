@@ -40,6 +40,7 @@ import torch
 import torch.nn.functional as F
 
 from virnucpro.errors import InputError, ModelNotAvailableError
+from virnucpro.models.batching import run_in_budget
 from virnucpro.models.esm2_checkpoint import Esm2Checkpoint, load_esm2_checkpoint
 
 logger = logging.getLogger(__name__)
@@ -158,36 +159,6 @@ def fill_token_matrix(
 # --------------------------------------------------------------------------- batching
 
 
-def next_batch_end(padded_desc: np.ndarray, start: int, budget: int) -> int:
-    """End (exclusive) of the batch starting at ``start``.
-
-    Args:
-        padded_desc: padded lengths (residues + BOS + EOS), sorted longest first.
-        start: first sequence of the batch.
-        budget: maximum ``max_len * count`` padded tokens; a sequence longer than
-            the budget still gets a batch of its own.
-    """
-    count = max(1, int(budget) // int(padded_desc[start]))
-    return min(len(padded_desc), start + count)
-
-
-def plan_batches(lengths: Sequence[int] | np.ndarray, budget: int) -> list[np.ndarray]:
-    """Split sequences (by residue count) into longest-first batches within ``budget`` padded tokens.
-
-    Returns:
-        Arrays of input indices, one per batch, in processing order.
-    """
-    lengths = np.asarray(lengths, dtype=np.int64)
-    order = np.argsort(-lengths, kind="stable")
-    padded = lengths[order] + 2
-    batches, start = [], 0
-    while start < len(order):
-        end = next_batch_end(padded, start, budget)
-        batches.append(order[start:end])
-        start = end
-    return batches
-
-
 def estimate_batch_tokens(
     free_bytes: int,
     dim: int,
@@ -219,11 +190,6 @@ def estimate_batch_tokens(
     per_token = dim * (16 + 13 * dtype_bytes) + heads * reference_len * 4
     tokens = int(free_bytes * fraction) // max(1, per_token)
     return int(min(cap, max(floor, tokens)))
-
-
-def shrink_batch_tokens(failed_tokens: int, minimum: int = 1) -> int:
-    """Budget to use after a batch of ``failed_tokens`` padded tokens ran out of memory."""
-    return max(minimum, int(failed_tokens) // 2)
 
 
 def default_batch_tokens(device: torch.device, dim: int, heads: int, dtype: torch.dtype) -> int:
@@ -417,46 +383,12 @@ class Esm2Embedder:
         return toks.to(self.device, non_blocking=pinned), window.to(self.device, non_blocking=pinned)
 
     def _pooled(self, toks: torch.Tensor, window: torch.Tensor, has_padding: bool) -> torch.Tensor:
+        """Mean over residues 1..window of the last layer; FP32 [B, dim] on the device."""
         reps = self.forward_tokens(toks, has_padding)
         pos = torch.arange(toks.shape[1], device=self.device)
         weight = ((pos >= 1) & (pos <= window[:, None])).to(torch.float32)
         summed = (reps * weight.unsqueeze(-1)).sum(1)
-        return (summed / window[:, None].to(torch.float32)).to("cpu", torch.float32)
-
-    def _embed_batch(
-        self,
-        idx: np.ndarray,
-        codes: np.ndarray,
-        offsets: np.ndarray,
-        lengths: np.ndarray,
-        out: torch.Tensor,
-        on_batch: Callable[[int], None] | None,
-    ) -> None:
-        """Embed sequences ``idx`` into ``out``; on CUDA OOM split in two and lower the budget."""
-        lens = lengths[idx]
-        try:
-            toks, window = self._batch_tensors(idx, codes, offsets, lengths)
-            out[torch.from_numpy(idx)] = self._pooled(toks, window, bool(lens.min() != lens.max()))
-        except torch.OutOfMemoryError:
-            if self.device.type != "cuda" or len(idx) == 1:
-                raise
-        else:
-            if on_batch is not None:
-                on_batch(len(idx))
-            return
-        # Retry outside the except block so the failed attempt's tensors are freed first.
-        toks = window = None
-        torch.cuda.empty_cache()
-        failed = len(idx) * (int(lens.max()) + 2)
-        self._oom_budget = min(self._oom_budget or failed, shrink_batch_tokens(failed))
-        self.batch_tokens = min(self.batch_tokens, self._oom_budget)
-        logger.warning(
-            "ESM-2: out of GPU memory on a batch of %d sequences (%d padded tokens); splitting it, "
-            "budget now %d tokens", len(idx), failed, self._oom_budget,
-        )
-        half = len(idx) // 2
-        self._embed_batch(idx[:half], codes, offsets, lengths, out, on_batch)
-        self._embed_batch(idx[half:], codes, offsets, lengths, out, on_batch)
+        return summed / window[:, None].to(torch.float32)
 
     def embed(
         self,
@@ -480,22 +412,33 @@ class Esm2Embedder:
             InputError: a sequence is empty or has a character outside the alphabet.
         """
         codes, lengths = encode_sequences(seqs, self.tokens.lut)
-        out = torch.empty(len(seqs), self.dim, dtype=torch.float32)
+        budget = self.batch_tokens if batch_tokens is None else batch_tokens
+        if self._oom_budget is not None:
+            budget = min(budget, self._oom_budget)
+        # Results gather on the device and come back in one copy: the loop never waits for the GPU.
+        out = torch.empty(len(seqs), self.dim, dtype=torch.float32, device=self.device)
         if not len(seqs):
-            return out
+            return out.cpu().clone()
         offsets = np.concatenate(([0], np.cumsum(lengths)[:-1]))
         order = np.argsort(-lengths, kind="stable")
-        padded = lengths[order] + 2
+        padded = (lengths[order] + 2).tolist()
+
+        def process(start: int, count: int) -> None:
+            idx = order[start : start + count]
+            lens = lengths[idx]
+            toks, window = self._batch_tensors(idx, codes, offsets, lengths)
+            pooled = self._pooled(toks, window, bool(lens.min() != lens.max()))
+            out[torch.from_numpy(idx).to(self.device)] = pooled
+            if on_batch is not None:
+                on_batch(count)
+
         with torch.inference_mode():
-            start = 0
-            while start < len(order):
-                budget = self.batch_tokens if batch_tokens is None else batch_tokens
-                if self._oom_budget is not None:
-                    budget = min(budget, self._oom_budget)
-                end = next_batch_end(padded, start, budget)
-                self._embed_batch(order[start:end], codes, offsets, lengths, out, on_batch)
-                start = end
-        return out
+            final_budget = run_in_budget(padded, budget, process, label="ESM-2")
+            host = out.cpu()
+        if final_budget < budget:
+            self._oom_budget = final_budget
+            self.batch_tokens = min(self.batch_tokens, final_budget)
+        return host.clone()
 
 
 def load_esm2(path: Path, device: torch.device, dtype: torch.dtype) -> Esm2Embedder:

@@ -1,0 +1,90 @@
+"""Length-sorted, token-budgeted batching shared by both embedding engines.
+
+Sequences are sorted longest first; a batch takes as many as fit
+``count * longest_padded_length <= budget``. When a batch runs out of GPU
+memory, the budget is halved and the same sequences are planned again; the
+smaller budget is returned so the engine keeps it for the rest of the run.
+
+Each engine writes a batch's results into a device tensor and copies them to
+the host once at the end, so nothing in the loop waits for the GPU: while the
+GPU computes one batch, Python is already tokenising and copying the next.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import torch
+
+logger = logging.getLogger(__name__)
+
+
+def plan_batch(padded_lengths: Sequence[int], start: int, budget: int) -> int:
+    """How many sequences from ``start`` form the next batch.
+
+    ``padded_lengths`` is sorted longest first, so the batch's padded length is
+    ``padded_lengths[start]`` and ``count * padded_lengths[start] <= budget``.
+    A sequence longer than the whole budget still gets a batch of its own.
+    """
+    return max(1, min(len(padded_lengths) - start, budget // int(padded_lengths[start])))
+
+
+def plan_batches(padded_lengths: Sequence[int], budget: int) -> list[np.ndarray]:
+    """All batches at once: input indices per batch, longest first, each within ``budget``.
+
+    ``padded_lengths`` are in input order (tokens each sequence takes, specials included).
+    """
+    padded = np.asarray(padded_lengths, dtype=np.int64)
+    order = np.argsort(-padded, kind="stable")
+    longest_first = padded[order]
+    batches, start = [], 0
+    while start < len(order):
+        count = plan_batch(longest_first, start, budget)
+        batches.append(order[start : start + count])
+        start += count
+    return batches
+
+
+def shrink_budget(budget: int, failed_batch_tokens: int) -> int:
+    """The token budget to use after a batch of ``failed_batch_tokens`` ran out of memory: half of it."""
+    return max(1, min(budget, failed_batch_tokens) // 2)
+
+
+def run_in_budget(
+    padded_lengths: Sequence[int],
+    budget: int,
+    process: Callable[[int, int], None],
+    label: str = "model",
+) -> int:
+    """Call ``process(start, count)`` on consecutive batches that fill ``budget``.
+
+    When ``process`` raises :class:`torch.OutOfMemoryError` on a batch of several
+    sequences, the budget is halved and the same sequences are re-planned (outside
+    the ``except`` block, so the failed attempt's tensors are freed first); a
+    single sequence that does not fit re-raises.
+
+    Returns:
+        The budget in force at the end (smaller than ``budget`` after an OOM).
+    """
+    start = 0
+    while start < len(padded_lengths):
+        count = plan_batch(padded_lengths, start, budget)
+        try:
+            process(start, count)
+        except torch.OutOfMemoryError:
+            if count == 1:
+                raise
+            failed = count * int(padded_lengths[start])
+        else:
+            start += count
+            continue
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        budget = shrink_budget(budget, failed)
+        logger.warning(
+            "%s: out of GPU memory on a batch of %d sequences (%d padded tokens); token budget now %d",
+            label, count, failed, budget,
+        )
+    return budget
