@@ -30,6 +30,7 @@ LAZY_COMMANDS: dict[str, str] = {
     "translate": "virnucpro.cli.translate:translate",
     "predict": "virnucpro.cli.predict:predict",
     "models": "virnucpro.cli.models:models",
+    "plot": "virnucpro.cli.plot:plot",
 }
 
 _EPILOG = "\b\nExit codes:\n" + "\n".join(f"  {code:>3}  {text}" for code, text in EXIT_CODES.items())
