@@ -32,6 +32,7 @@ LAZY_COMMANDS: dict[str, str] = {
     "models": "virnucpro.cli.models:models",
     "plot": "virnucpro.cli.plot:plot",
     "features": "virnucpro.cli.features:features",
+    "doctor": "virnucpro.cli.doctor:doctor",
 }
 
 _EPILOG = "\b\nExit codes:\n" + "\n".join(f"  {code:>3}  {text}" for code, text in EXIT_CODES.items())
