@@ -146,6 +146,8 @@ def main(options: PredictOptions) -> int:
 
         with output_dir_lock(paths.root):
             return _run(options, paths)
+    except OutputError as exc:
+        raise OutputError(f"{exc}; finished work is kept, re-run the same command once this is fixed") from exc
     finally:
         remove_log_file(log_handler)
 
