@@ -21,8 +21,8 @@ def doctor(offline: bool, model_set: str, model_type: str, model_path: str | Non
 
     Then check that `predict` with the same model options could run: each
     model cached, or downloadable from a reachable source. Exits 4 (model not
-    available) when it could not, naming each missing model and the fix;
-    0 otherwise. The network probes take at most a few seconds (skipped with --offline).
+    available) when it could not, naming each missing model and the fix; 1 for
+    another failed check (torch cannot be imported); 0 otherwise. The network probes take at most a few seconds (skipped with --offline).
 
     \b
     Examples:
@@ -44,6 +44,8 @@ def doctor(offline: bool, model_set: str, model_type: str, model_path: str | Non
         more = f" (and {len(failures) - 1} more above)" if len(failures) > 1 else ""
         raise ModelNotAvailableError(f"predict cannot run as configured: {failures[0].name}: "
                                      f"{failures[0].detail}{more}")
-    others = report.failures
-    if others:
-        click.echo(f"virnucpro doctor: {len(others)} problem(s) above", err=True)
+    if report.failures:
+        from virnucpro.errors import VirnucproError
+
+        first = report.failures[0]
+        raise VirnucproError(f"{len(report.failures)} problem(s) above, first: {first.name}: {first.detail}")

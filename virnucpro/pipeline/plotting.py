@@ -154,8 +154,10 @@ def select_sequences(contig_summary: Path, top: int = DEFAULT_TOP, ids: Sequence
         raise InputError(f"{contig_summary.parent} is not a finished virnucpro predict run "
                          f"(no {contig_summary.name})")
     if ids:
+        # Memory follows the IDs asked for, not the run: keep only matching rows.
+        candidates = set(ids) | {v for value in ids for v in value.split(",") if v}
+        rows = {row.sequence_id: row for row in _contig_rows(contig_summary) if row.sequence_id in candidates}
         wanted: list[str] = []
-        rows = {row.sequence_id: row for row in _contig_rows(contig_summary)}
         for value in ids:
             wanted.extend([value] if value in rows else [v for v in value.split(",") if v])
         unknown = [v for v in wanted if v not in rows]
@@ -223,10 +225,7 @@ def load_tracks(run_dir: str | Path, top: int = DEFAULT_TOP, ids: Sequence[str] 
 
 
 def _matplotlib():
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg", force=False)
+    try:  # Figure objects draw without pyplot, so the user's matplotlib backend is left alone
         from matplotlib.figure import Figure
     except ImportError:
         raise VirnucproError(f"plotting needs matplotlib, an optional extra: {INSTALL_HINT}") from None
