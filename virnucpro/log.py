@@ -122,8 +122,10 @@ def remove_log_file(handler: logging.Handler) -> None:
 
 
 def reset_logging() -> None:
-    """Remove every handler from the package logger (used between in-process CLI calls)."""
+    """Undo :func:`setup_console_logging` (used after in-process CLI calls): remove every handler
+    and let records propagate again, so the embedding program's (or pytest's) logging sees them."""
     logger = logging.getLogger(LOGGER_NAME)
     for handler in list(logger.handlers):
         logger.removeHandler(handler)
         handler.close()
+    logger.propagate = True
