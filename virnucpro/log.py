@@ -12,6 +12,8 @@ import sys
 from pathlib import Path
 from typing import TextIO
 
+from virnucpro.errors import OutputError
+
 LOGGER_NAME = "virnucpro"
 _FILE_FORMAT = "%(asctime)s %(levelname)-7s %(processName)s %(name)s: %(message)s"
 
@@ -43,18 +45,70 @@ def setup_console_logging(verbosity: int = 0, stream: TextIO | None = None) -> l
     return logger
 
 
+class _LogFileHandler(logging.FileHandler):
+    """A file handler that survives a full disk or a file-size limit.
+
+    The standard handler prints a ``--- Logging error ---`` traceback to stderr
+    for every record it cannot write, and raises from ``close()``. This one
+    stops writing after the first failed write, says so once on the console
+    (one warning line) and closes quietly: the log is a diagnostic aid, and the
+    run itself reports the failure when it next writes a result.
+    """
+
+    failed: bool = False
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if not self.failed:
+            super().emit(record)
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        error = sys.exc_info()[1]
+        if not isinstance(error, OSError):
+            super().handleError(record)  # a formatting bug: keep the standard report
+            return
+        self.failed = True
+        self._close_stream()
+        logging.getLogger(LOGGER_NAME).warning(
+            "cannot write the log file %s (%s); continuing without it", self.baseFilename, error.strerror or error
+        )
+
+    def close(self) -> None:
+        self._close_stream()
+        super().close()
+
+    def _close_stream(self) -> None:
+        self.acquire()
+        try:
+            stream, self.stream = self.stream, None  # type: ignore[assignment]
+            if stream is not None:
+                try:
+                    stream.close()
+                except OSError:
+                    self.failed = True
+        finally:
+            self.release()
+
+
 def add_log_file(path: str | Path) -> logging.Handler:
     """Also write every log record (DEBUG and up) to ``path``, appending.
 
     Adding the same path twice is a no-op and returns the existing handler.
+    A later write failure (disk full, file-size limit) turns the file log off
+    with one console warning instead of a traceback per record.
+
+    Raises:
+        OutputError: the file (or its directory) cannot be created or opened.
     """
     logger = logging.getLogger(LOGGER_NAME)
     resolved = str(Path(path).resolve())
     for handler in logger.handlers:
         if isinstance(handler, logging.FileHandler) and handler.baseFilename == resolved:
             return handler
-    Path(resolved).parent.mkdir(parents=True, exist_ok=True)
-    handler = logging.FileHandler(resolved, encoding="utf-8")
+    try:
+        Path(resolved).parent.mkdir(parents=True, exist_ok=True)
+        handler = _LogFileHandler(resolved, encoding="utf-8")
+    except OSError as exc:
+        raise OutputError(f"cannot write the log file {resolved}: {exc.strerror or exc}") from None
     handler.setLevel(logging.DEBUG)
     handler.setFormatter(logging.Formatter(_FILE_FORMAT))
     logger.addHandler(handler)
@@ -68,8 +122,10 @@ def remove_log_file(handler: logging.Handler) -> None:
 
 
 def reset_logging() -> None:
-    """Remove every handler from the package logger (used between in-process CLI calls)."""
+    """Undo :func:`setup_console_logging` (used after in-process CLI calls): remove every handler
+    and let records propagate again, so the embedding program's (or pytest's) logging sees them."""
     logger = logging.getLogger(LOGGER_NAME)
     for handler in list(logger.handlers):
         logger.removeHandler(handler)
         handler.close()
+    logger.propagate = True

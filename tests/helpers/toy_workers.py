@@ -7,6 +7,7 @@ path; the worker writes their squares with ``atomic_write`` + ``.done``. The
 - ``crash_once``: SIGKILL the worker the first time (a marker file remembers);
 - ``exit_always``: ``os._exit(137)`` every time;
 - ``raise``: raise ``ValueError`` every time;
+- ``write_error``: raise ``OutputError`` (as a full disk would) every time;
 - ``slow``: sleep ``delay`` seconds per number (used to interrupt a run).
 """
 
@@ -18,6 +19,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+from virnucpro.errors import OutputError
 from virnucpro.pipeline.checkpoint import atomic_write_text, write_done
 from virnucpro.pipeline.work_queue import Task
 
@@ -47,6 +49,8 @@ def square_process(state: dict[str, Any], task: Task, progress: Callable[[int], 
         os._exit(137)
     elif mode == "raise":
         raise ValueError(f"bad number in {task.key}")
+    elif mode == "write_error":
+        raise OutputError(f"cannot write {payload['output']}: No space left on device")
     numbers = [int(line) for line in Path(payload["input"]).read_text().split()]
     squares = []
     for number in numbers:

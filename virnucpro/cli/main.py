@@ -31,6 +31,9 @@ LAZY_COMMANDS: dict[str, str] = {
     "predict": "virnucpro.cli.predict:predict",
     "models": "virnucpro.cli.models:models",
     "benchmark": "virnucpro.cli.benchmark:benchmark",
+    "plot": "virnucpro.cli.plot:plot",
+    "features": "virnucpro.cli.features:features",
+    "doctor": "virnucpro.cli.doctor:doctor",
 }
 
 _EPILOG = "\b\nExit codes:\n" + "\n".join(f"  {code:>3}  {text}" for code, text in EXIT_CODES.items())

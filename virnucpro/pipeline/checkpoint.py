@@ -126,7 +126,7 @@ def atomic_write(path: str | Path, data: bytes | bytearray | memoryview | Writer
         _maybe_crash_before_rename()
         os.replace(tmp, path)
     except BaseException as exc:
-        with contextlib.suppress(FileNotFoundError):
+        with contextlib.suppress(OSError):  # absent, or on a read-only filesystem (EROFS even when absent)
             tmp.unlink()
         if isinstance(exc, OSError):
             raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from exc

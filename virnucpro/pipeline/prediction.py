@@ -147,6 +147,8 @@ def main(options: PredictOptions) -> int:
 
         with output_dir_lock(paths.root):
             return _run(options, paths)
+    except OutputError as exc:
+        raise OutputError(f"{exc}; finished work is kept, re-run the same command once this is fixed") from exc
     finally:
         remove_log_file(log_handler)
 
@@ -155,6 +157,14 @@ def check_input(input_path: str) -> None:
     """Open the input and check its first bytes (raises :class:`InputError` at once when unusable)."""
     if input_path != "-":
         read_fasta_bytes(input_path).close()
+
+
+def _make_dir(path: Path) -> None:
+    """``mkdir -p`` whose failure (read-only filesystem, permission, a file in the way) is one line."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"cannot create directory {path}: {exc.strerror or exc}") from None
 
 
 def _run(options: PredictOptions, paths: RunPaths) -> int:
@@ -236,7 +246,7 @@ def _translate_stage(options: PredictOptions, paths: RunPaths, identity: dict[st
             logger.info("translate: reusing %d verified shard(s) (%d kept frames)", len(shards), state.counts.kept_frames)
             return
 
-    paths.shards_dir.mkdir(parents=True, exist_ok=True)
+    _make_dir(paths.shards_dir)
     stats = TranslateStats()
     with_frames: dict[str, int] = {}
     shard_frames: list[tuple[str, str, str]] = []
@@ -340,7 +350,7 @@ def _feature_stage(
         logger.info("%s: reusing %d verified shard(s)", kind, report.reused_shards)
     if not tasks:
         return
-    paths.features_dir.mkdir(parents=True, exist_ok=True)
+    _make_dir(paths.features_dir)
     init_args: dict[str, Any] = {"precision": plan.precision, "batch_tokens": options.batch_tokens}
     if kind == "dnabert":
         init_args["model_dir"] = str(models.dnabert_dir)
@@ -390,7 +400,7 @@ def _score_stage(
     # Float64 makes each frame's score independent of which frames share its batch (float32
     # matmuls round differently per batch shape); see results.probabilities_from_logits for ties.
     classifier = load_classifier(models.classifier_path).double().eval()
-    paths.scores_dir.mkdir(parents=True, exist_ok=True)
+    _make_dir(paths.scores_dir)
     for shard in shards:
         frame_ids, _ = read_shard_sequences(paths.shard_dna(shard.index))
         dnabert = read_features(paths.dnabert_features(shard.index))
@@ -446,7 +456,7 @@ def _assemble(paths: RunPaths, state: RunState) -> None:
 
     # Per-chunk calls: sorted per shard into temporary files, then k-way merged.
     sorted_dir = paths.work / "assembly"
-    sorted_dir.mkdir(parents=True, exist_ok=True)
+    _make_dir(sorted_dir)
     sorted_files = []
     for shard in shards:
         calls = sorted(results.chunk_calls(results.read_score_file(paths.shard_scores(shard.index))), key=lambda c: c.chunk_id)

@@ -38,6 +38,13 @@ Workers ignore SIGINT (the parent decides) and die with the parent
 ``in_process=True`` runs the same functions in the calling process with the
 same events and retry rules (no crash recovery, obviously); use it for one
 device without parallelism or for debugging.
+
+Write failures: a task that raises :class:`~virnucpro.errors.OutputError`
+(disk full, permission denied, read-only filesystem) is not retried and no
+further task is handed out; tasks already running finish, and
+:meth:`RunReport.raise_for_failures` raises that ``OutputError`` (one line,
+exit 1) instead of :class:`ShardsFailedError`. Retrying would only recompute a
+shard to fail the same write again.
 """
 
 from __future__ import annotations
@@ -57,7 +64,7 @@ from multiprocessing.connection import Connection
 from multiprocessing.connection import wait as wait_for_ready
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
-from virnucpro.errors import ShardsFailedError
+from virnucpro.errors import OutputError, ShardsFailedError
 
 logger = logging.getLogger(__name__)
 
@@ -175,20 +182,32 @@ class RunReport:
         failed: task key -> the last error, for tasks that used up their retries.
         worker_errors: ``"worker N (device)"`` -> why that worker was given up.
         seconds: wall time of the run.
+        write_error: the message of the first :class:`OutputError` a task raised (the run
+            stopped handing out tasks then); None if there was none.
+        not_run: keys of the tasks never started because of ``write_error``.
     """
 
     finished: dict[str, dict[str, Any]] = field(default_factory=dict)
     failed: dict[str, str] = field(default_factory=dict)
     worker_errors: dict[str, str] = field(default_factory=dict)
     seconds: float = 0.0
+    write_error: str | None = None
+    not_run: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
         """True when no task failed."""
-        return not self.failed
+        return not self.failed and not self.not_run
 
     def raise_for_failures(self, stage: str = "") -> None:
-        """Raise :class:`ShardsFailedError` naming the failed tasks, if any (see :func:`shards_failed_error`)."""
+        """Raise :class:`OutputError` after a write failure, else :class:`ShardsFailedError` naming
+        the failed tasks, if any (see :func:`shards_failed_error`)."""
+        if self.write_error is not None:
+            for key, error in self.failed.items():
+                logger.debug("task %s failed: %s", key, error)
+            logger.info("%s%d task(s) finished and are kept; %d not started", f"{stage}: " if stage else "",
+                        len(self.finished), len(self.not_run))
+            raise OutputError(self.write_error)
         if self.failed:
             raise shards_failed_error(self, stage)
 
@@ -288,12 +307,13 @@ def _run_task(process_fn: Callable[..., Any], state: Any, task: Task, send: Call
     except _StopRequested:
         raise
     except Exception as exc:  # noqa: BLE001 - any failure of user code is reported, the worker lives on
-        send(("error", task.key, f"{type(exc).__name__}: {exc}", traceback.format_exc()))
+        write_error = str(exc) if isinstance(exc, OutputError) else None
+        send(("error", task.key, f"{type(exc).__name__}: {exc}", traceback.format_exc(), write_error))
         return
     try:
         send(("done", task.key, result, time.monotonic() - started))
     except Exception as exc:  # noqa: BLE001 - e.g. an unpicklable result
-        send(("error", task.key, f"result could not be sent: {type(exc).__name__}: {exc}", traceback.format_exc()))
+        send(("error", task.key, f"result could not be sent: {type(exc).__name__}: {exc}", traceback.format_exc(), None))
 
 
 class _PipeLogHandler(logging.Handler):
@@ -543,7 +563,10 @@ class BatchQueueManager:
         except Exception:  # noqa: BLE001 - a broken dashboard must not stop the run
             logger.debug("on_event callback failed for %r", event, exc_info=True)
 
-    def _task_failed(self, slot: _Slot, task: Task, error: str) -> None:
+    def _task_failed(self, slot: _Slot, task: Task, error: str, write_error: str | None = None) -> None:
+        if write_error is not None:
+            self._stop_after_write_error(slot, task, error, write_error)
+            return
         attempt = self._attempts[task.key]
         will_retry = attempt <= self.max_task_retries
         level = logging.WARNING if will_retry else logging.ERROR
@@ -554,6 +577,16 @@ class BatchQueueManager:
             self._push(task)
         else:
             self._report.failed[task.key] = error
+
+    def _stop_after_write_error(self, slot: _Slot, task: Task, error: str, write_error: str) -> None:
+        """No retry, no new tasks: the next write would fail the same way (disk full, read-only...)."""
+        logger.debug("task %s could not write its output: %s", task.key, error)
+        self._emit(TaskFailed(slot.worker_id, task.key, error, self._attempts[task.key], False))
+        self._report.failed[task.key] = error
+        if self._report.write_error is None:
+            self._report.write_error = write_error
+        while self._heap:
+            self._report.not_run.append(heapq.heappop(self._heap)[2].key)
 
     def _handle_message(self, slot: _Slot, message: tuple) -> None:
         """Act on one message from a worker (the same messages in both modes)."""
@@ -583,11 +616,11 @@ class BatchQueueManager:
             logger.debug("task %s finished on %s in %.1f s", key, slot.device, seconds)
             self._emit(TaskFinished(slot.worker_id, key, result, seconds))
         elif kind == "error":
-            _, key, error, trace = message
+            _, key, error, trace, write_error = message
             task, slot.task = slot.task, None
             logger.debug("task %s raised on %s:\n%s", key, slot.device, trace)
             if task is not None:
-                self._task_failed(slot, task, error)
+                self._task_failed(slot, task, error, write_error)
         elif kind == "init_error":
             _, error, trace = message
             logger.error("%s could not start: %s", slot.label, error)

@@ -1,0 +1,35 @@
+"""``virnucpro plot``: per-chunk virus scores along each sequence of a finished run."""
+
+from __future__ import annotations
+
+import click
+
+
+@click.command()
+@click.argument("run_dir", metavar="DIR", type=click.Path(exists=True, file_okay=False))
+@click.option("-o", "--output", type=click.Path(dir_okay=False), default=None,
+              help="Plot file; .pdf (one page per 6 sequences), .png or .svg  [default: DIR/plots.pdf]")
+@click.option("--top", type=click.IntRange(min=1), default=None,
+              help="Plot the N sequences with the highest virus score  [default: 10]")
+@click.option("--ids", multiple=True, metavar="ID",
+              help="Plot these sequences instead (repeat the option, or separate IDs with commas).")
+def plot(run_dir: str, output: str | None, top: int | None, ids: tuple[str, ...]) -> None:
+    """Draw each chunk's virus score along its sequence for a finished `predict` run in DIR.
+
+    One panel per sequence: x is the position in bp, each chunk is a bar as
+    long as the chunk and as high as its highest virus score (score2), coloured
+    by the chunk's call; grey hatching marks chunks with no kept frame. Needs
+    the optional extra: pip install 'virnucpro[plot]' (exit 1 without it).
+
+    \b
+    Examples:
+      virnucpro plot results/
+      virnucpro plot results/ -o top20.png --top 20
+      virnucpro plot results/ --ids contig_7 --ids contig_12 -o two.pdf
+    """
+    from virnucpro.pipeline.plotting import DEFAULT_TOP, plot_run
+
+    if top is not None and ids:
+        raise click.UsageError("use either --top or --ids, not both")
+    written = plot_run(run_dir, output, top or DEFAULT_TOP, list(ids) or None)
+    click.echo(str(written))
