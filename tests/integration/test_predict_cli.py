@@ -132,3 +132,17 @@ def test_classifier_of_the_wrong_size_is_explained(tmp_path):
     assert result.returncode == 4
     line = one_error_line(result.stderr)
     assert "100" in line and "48" in line and "32" in line
+
+
+def test_keep_features_on_a_finished_run_adds_the_features(tmp_path):
+    out = tmp_path / "out"
+    first = run_cli("predict", str(EXAMPLE), "-o", str(out), "--models", "demo")
+    assert first.returncode == 0, first.stderr.decode()
+    tables = {name: (out / name).read_bytes() for name in RESULTS}
+    assert not (out / "work" / "features").exists()
+    again = run_cli("predict", str(EXAMPLE), "-o", str(out), "--models", "demo", "--keep-features")
+    assert again.returncode == 0, again.stderr.decode()
+    assert sorted(p.name for p in (out / "work" / "features").glob("*.safetensors")) == [
+        "shard-00001.dnabert.safetensors", "shard-00001.esm.safetensors",
+    ]
+    assert {name: (out / name).read_bytes() for name in RESULTS} == tables

@@ -104,8 +104,8 @@ def find_feature_shards(run_dir: str | Path, model: str) -> list[FeatureShard]:
     if not any(_feature_path(paths, model, i).is_file() for i, _ in shards):
         raise InputError(
             f"{paths.root} has no kept {model} features (no {paths.features_dir}/shard-*.{model}.safetensors); "
-            "run predict again with --keep-features (into a new -o, or with --force: a finished run "
-            "is not recomputed)"
+            "re-run the same predict command with --keep-features added (finished scores are kept, "
+            "only the embeddings are computed)"
         )
     found: list[FeatureShard] = []
     dim: int | None = None

@@ -209,8 +209,10 @@ def _run(options: PredictOptions, paths: RunPaths) -> int:
     scored_before = len(state.shards) - len(pending)
     if scored_before:
         logger.info("%d of %d shard(s) already scored and verified; reusing them", scored_before, len(state.shards))
-    _feature_stage("dnabert", pending, options, paths, models, plan, state)
-    _feature_stage("esm", pending, options, paths, models, plan, state)
+    # With --keep-features every shard needs its features, also shards scored by an earlier run.
+    to_embed = state.shards if options.keep_features else pending
+    _feature_stage("dnabert", to_embed, options, paths, models, plan, state)
+    _feature_stage("esm", to_embed, options, paths, models, plan, state)
     _score_stage(pending, paths, models, plan, state, scored_before)
     _assemble(paths, state)
     _remove_intermediates(paths, options.keep_features)
