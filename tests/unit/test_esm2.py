@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from virnucpro.models.batching import plan_batches, shrink_budget
+from virnucpro.models.batching import estimate_batch_tokens, plan_batches, shrink_budget
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -17,7 +17,6 @@ from virnucpro.models.esm2 import (
     MEAN_WINDOW,
     encode_sequences,
     esm1b_tokens,
-    estimate_batch_tokens,
     fill_token_matrix,
     load_esm2,
 )

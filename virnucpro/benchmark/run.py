@@ -198,7 +198,7 @@ def run_benchmark(options: BenchmarkOptions) -> dict[str, Any]:
         embedder = engines.build_dnabert(dna_shape, tokenizer, device, _dtype(precision), options.seed)
         run = engines.timed_embed(lambda s: embedder.embed(s, batch_tokens=options.batch_tokens),
                                   frames.nucleotide, warmup.nucleotide, device, repeats)
-        budget = options.batch_tokens or default_batch_tokens(device)
+        budget = options.batch_tokens or default_batch_tokens(device, embedder.encoder.config, embedder.dtype)
         record("dnabert_s", "ours", precision, dna_shape, dna_tokens, run, budget,
                f"<= {budget} padded tokens")
         del embedder

@@ -88,3 +88,36 @@ def run_in_budget(
             label, count, failed, budget,
         )
     return budget
+
+
+def estimate_batch_tokens(
+    free_bytes: int,
+    dim: int,
+    heads: int,
+    dtype_bytes: int,
+    *,
+    reference_len: int = 512,
+    fraction: float = 0.6,
+    floor: int = 1024,
+    cap: int = 65536,
+) -> int:
+    """Token budget that fits the activations of one layer in ``fraction`` of free memory.
+
+    Per padded token and layer the live tensors are about: the FP32 residual
+    stream, its LayerNorm output and the FP32 sub-block result (``4 * 4 * dim``
+    bytes), and in the matmul dtype the normed input, QKV, the attention output
+    and the two FFN activations (``13 * dim`` elements). Attention adds
+    ``heads * T`` FP32 scores per token if SDPA falls back to its unfused
+    kernel; ``reference_len`` stands in for T. Inference mode frees each layer's
+    temporaries, so the cost does not grow with depth.
+
+    Args:
+        free_bytes: device memory free after the weights were placed.
+        dim: model width; heads: attention heads; dtype_bytes: bytes per matmul element.
+
+    Returns:
+        A budget in padded tokens, clamped to ``[floor, cap]``.
+    """
+    per_token = dim * (16 + 13 * dtype_bytes) + heads * reference_len * 4
+    tokens = int(free_bytes * fraction) // max(1, per_token)
+    return int(min(cap, max(floor, tokens)))

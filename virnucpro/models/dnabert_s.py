@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from virnucpro.errors import ModelNotAvailableError
-from virnucpro.models.batching import run_in_budget
+from virnucpro.models.batching import estimate_batch_tokens, run_in_budget
 from virnucpro.models.dnabert_tokenizer import DnabertTokenizer
 
 logger = logging.getLogger(__name__)
@@ -305,9 +305,18 @@ def load_encoder_weights(encoder: DnabertEncoder, state: dict[str, torch.Tensor]
     encoder.load_state_dict(mapped, strict=True)
 
 
-def default_batch_tokens(device: torch.device) -> int:
-    """Token budget used when ``embed`` is not given one."""
-    return DEFAULT_BATCH_TOKENS_CUDA if device.type == "cuda" else DEFAULT_BATCH_TOKENS_CPU
+def default_batch_tokens(device: torch.device, config: DnabertConfig, dtype: torch.dtype) -> int:
+    """Token budget used when ``embed`` is not given one: sized from free memory on CUDA."""
+    if device.type != "cuda":
+        return DEFAULT_BATCH_TOKENS_CPU
+    free, _total = torch.cuda.mem_get_info(device)
+    dtype_bytes = torch.empty((), dtype=dtype).element_size()
+    # DNABERT-S frames are short (about 110 tokens for 500 bp), so the [B, H, T, T] bias is
+    # sized for 256-token sequences rather than ESM-2's 512.
+    return estimate_batch_tokens(
+        free, config.hidden_size, config.num_attention_heads, dtype_bytes,
+        reference_len=256, cap=DEFAULT_BATCH_TOKENS_CUDA,
+    )
 
 
 class DnabertSEmbedder:
@@ -338,10 +347,14 @@ class DnabertSEmbedder:
         Args:
             seqs: upper-case nucleotide strings.
             batch_tokens: max padded tokens per batch (longest x count); default
-                :data:`DEFAULT_BATCH_TOKENS_CPU` / :data:`DEFAULT_BATCH_TOKENS_CUDA`.
+                :data:`DEFAULT_BATCH_TOKENS_CPU`, or sized from free GPU memory (at most
+                :data:`DEFAULT_BATCH_TOKENS_CUDA`).
             on_batch: called after each batch with the number of sequences in it.
         """
-        budget = batch_tokens if batch_tokens is not None else default_batch_tokens(self.device)
+        budget = (
+            batch_tokens if batch_tokens is not None
+            else default_batch_tokens(self.device, self.encoder.config, self.dtype)
+        )
         if budget < 1:
             raise ValueError(f"batch_tokens must be positive, got {budget}")
         if self._budget_cap is not None:

@@ -40,7 +40,7 @@ import torch
 import torch.nn.functional as F
 
 from virnucpro.errors import InputError, ModelNotAvailableError
-from virnucpro.models.batching import run_in_budget
+from virnucpro.models.batching import estimate_batch_tokens, run_in_budget
 from virnucpro.models.esm2_checkpoint import Esm2Checkpoint, load_esm2_checkpoint
 
 logger = logging.getLogger(__name__)
@@ -157,39 +157,6 @@ def fill_token_matrix(
 
 
 # --------------------------------------------------------------------------- batching
-
-
-def estimate_batch_tokens(
-    free_bytes: int,
-    dim: int,
-    heads: int,
-    dtype_bytes: int,
-    *,
-    reference_len: int = 512,
-    fraction: float = 0.6,
-    floor: int = 1024,
-    cap: int = 65536,
-) -> int:
-    """Token budget that fits the activations of one layer in ``fraction`` of free memory.
-
-    Per padded token and layer the live tensors are about: the FP32 residual
-    stream, its LayerNorm output and the FP32 sub-block result (``4 * 4 * dim``
-    bytes), and in the matmul dtype the normed input, QKV, the attention output
-    and the two FFN activations (``13 * dim`` elements). Attention adds
-    ``heads * T`` FP32 scores per token if SDPA falls back to its unfused
-    kernel; ``reference_len`` stands in for T. Inference mode frees each layer's
-    temporaries, so the cost does not grow with depth.
-
-    Args:
-        free_bytes: device memory free after the weights were placed.
-        dim: model width; heads: attention heads; dtype_bytes: bytes per matmul element.
-
-    Returns:
-        A budget in padded tokens, clamped to ``[floor, cap]``.
-    """
-    per_token = dim * (16 + 13 * dtype_bytes) + heads * reference_len * 4
-    tokens = int(free_bytes * fraction) // max(1, per_token)
-    return int(min(cap, max(floor, tokens)))
 
 
 def default_batch_tokens(device: torch.device, dim: int, heads: int, dtype: torch.dtype) -> int:
