@@ -179,3 +179,26 @@ def test_second_run_on_same_directory_is_refused(tmp_path):
     finally:
         proc.wait(timeout=600)
     assert proc.returncode == 0
+
+
+def test_workers_that_keep_dying_end_with_exit_5_and_keep_finished_shards(tmp_path, reference):
+    """Each worker process is killed at its 3rd rename (after one finished shard), again after
+    every restart: the run makes progress, runs out of restarts, exits 5 naming the failed
+    shards, keeps what finished; a plain re-run completes it identically."""
+    out = tmp_path / "out"
+    args = fixture_args(out, "--shard-size", "40", "--workers", "2")
+    env = cli_env() | {"VIRNUCPRO_CRASH_BEFORE_RENAME": "worker:3"}
+    crashed = subprocess.run([sys.executable, "-m", "virnucpro", *args], env=env, capture_output=True, timeout=600)
+    assert crashed.returncode == 5, crashed.stderr.decode()
+    stderr = crashed.stderr.decode()
+    assert "Traceback" not in stderr
+    error = [line for line in stderr.splitlines() if line.startswith("virnucpro: error:")]
+    assert len(error) == 1 and "failed (shard-" in error[0] and "re-run" in error[0]
+    kept = verified_markers(out)
+    assert any("features" in str(marker) for marker in kept)
+    result = run_cli(*args)
+    assert result.returncode == 0, result.stderr.decode()
+    assert results_of(out) == reference
+    for marker, mtime in kept.items():
+        if marker.exists():
+            assert marker.stat().st_mtime_ns == mtime

@@ -85,12 +85,22 @@ _renames_in_process = 0
 
 
 def _maybe_crash_before_rename() -> None:
-    """Fault injection for the kill-and-resume tests: ``VIRNUCPRO_CRASH_BEFORE_RENAME=N``
-    SIGKILLs this process just before its N-th atomic rename (temp file complete, not yet renamed)."""
+    """Fault injection for the kill-and-resume tests.
+
+    ``VIRNUCPRO_CRASH_BEFORE_RENAME=N`` SIGKILLs a process just before its N-th
+    atomic rename (temp file complete, not yet renamed); ``worker:N`` does so
+    only in worker processes (each new worker counts from zero again).
+    """
     global _renames_in_process
     target = os.environ.get("VIRNUCPRO_CRASH_BEFORE_RENAME")
     if not target:
         return
+    if target.startswith("worker:"):
+        import multiprocessing
+
+        if multiprocessing.parent_process() is None:
+            return
+        target = target.split(":", 1)[1]
     _renames_in_process += 1
     if _renames_in_process == int(target):
         import signal
