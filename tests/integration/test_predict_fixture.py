@@ -93,6 +93,7 @@ def test_run_summary_counts(fixture_run):
     assert summary["counts"]["kept_frames"] == expected_frames
     assert summary["counts"]["sequences"] == 160
     assert summary["precision"] == "fp32"
+    assert (summary["status"], summary["exit_code"], summary["error"]) == ("ok", 0, None)
     assert summary["notice"] is None
 
 

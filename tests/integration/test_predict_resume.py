@@ -196,9 +196,13 @@ def test_workers_that_keep_dying_end_with_exit_5_and_keep_finished_shards(tmp_pa
     assert len(error) == 1 and "failed (shard-" in error[0] and "re-run" in error[0]
     kept = verified_markers(out)
     assert any("features" in str(marker) for marker in kept)
+    summary = json.loads((out / "run_summary.json").read_text())
+    assert (summary["status"], summary["exit_code"]) == ("failed", 5)
+    assert "failed (shard-" in summary["error"]
     result = run_cli(*args)
     assert result.returncode == 0, result.stderr.decode()
     assert results_of(out) == reference
+    assert json.loads((out / "run_summary.json").read_text())["status"] == "ok"
     for marker, mtime in kept.items():
         if marker.exists():
             assert marker.stat().st_mtime_ns == mtime

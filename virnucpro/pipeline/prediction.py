@@ -168,7 +168,27 @@ def _make_dir(path: Path) -> None:
 
 
 def _run(options: PredictOptions, paths: RunPaths) -> int:
+    """Run every stage; a run that fails after it was accepted still leaves a ``run_summary.json``."""
     started = time.monotonic()
+    state = RunState()
+    setup: dict[str, Any] = {}
+    try:
+        return _run_stages(options, paths, state, setup, started)
+    except BaseException as exc:
+        if setup.get("accepted") and not isinstance(exc, InputError):
+            status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
+            exit_code = getattr(exc, "exit_code", 130 if status == "interrupted" else 1)
+            try:
+                _write_summary(options, paths, setup["models"], setup["plan"], state,
+                               time.monotonic() - started, status=status, error=str(exc) or type(exc).__name__,
+                               exit_code=exit_code)
+            except Exception as summary_error:  # noqa: BLE001 - never mask the real error
+                logger.debug("could not write the failure summary: %s", summary_error)
+        raise
+
+
+def _run_stages(options: PredictOptions, paths: RunPaths, state: RunState, setup: dict[str, Any],
+                started: float) -> int:
     logger.info("virnucpro %s predict %s -> %s", __version__, options.input_path, paths.root)
     removed = clean_temporaries(paths.root)
     if removed:
@@ -194,8 +214,8 @@ def _run(options: PredictOptions, paths: RunPaths) -> int:
     )
     if outcome == "forced":
         logger.info("--force: removed the previous run's state in %s", paths.root)
+    setup.update(accepted=True, models=models, plan=plan)
 
-    state = RunState()
     translate_identity = {"input_sha256": input_sha, "chunk_length": options.effective_chunk_length,
                           "shard_size": options.shard_size, "work_format": WORK_FORMAT}
     try:
@@ -516,8 +536,17 @@ def _remove_intermediates(paths: RunPaths, keep_features: bool) -> None:
 
 
 def _write_summary(
-    options: PredictOptions, paths: RunPaths, models: ResolvedModels, plan: DevicePlan, state: RunState, seconds: float
+    options: PredictOptions,
+    paths: RunPaths,
+    models: ResolvedModels,
+    plan: DevicePlan,
+    state: RunState,
+    seconds: float,
+    status: str = "ok",
+    error: str | None = None,
+    exit_code: int = 0,
 ) -> None:
+    """Write ``run_summary.json``: what batch scripts read instead of the log."""
     import numpy
     import torch
 
@@ -526,6 +555,9 @@ def _write_summary(
         for name, report in state.stages.items()
     }
     summary = {
+        "status": status,
+        "exit_code": exit_code,
+        "error": error,
         "virnucpro_version": __version__,
         "input": str(options.input_path),
         "output_dir": str(paths.root.resolve()),
