@@ -288,7 +288,7 @@ def main() -> int:
 
         # Same outputs on the subset (IDs, sequences, order), or the comparison is void.
         for ours_name, base_name in (
-            ("subset_chunked%d.fa" % c, "chunked.fa"),
+            (f"subset_chunked{c}.fa", "chunked.fa"),
             ("subset_identified_nucleotide.fa", "nucleotide.fa"),
             ("subset_identified_protein.faa", "protein.faa"),
         ):

@@ -16,8 +16,9 @@ from __future__ import annotations
 import os
 import signal
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from virnucpro.errors import OutputError
 from virnucpro.pipeline.checkpoint import atomic_write_text, write_done

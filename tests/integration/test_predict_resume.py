@@ -74,7 +74,7 @@ def test_sigkill_at_random_moments_then_resume(tmp_path, reference):
     out = tmp_path / "out"
     args = fixture_args(out, "--shard-size", "40", "--workers", "2")
     rng = random.Random(20261122)
-    for trial in range(4):
+    for _trial in range(4):
         proc = start_cli(args)
         time.sleep(rng.uniform(1.5, 6.0))
         os.killpg(proc.pid, signal.SIGKILL)

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-from virnucpro.models.batching import estimate_batch_tokens, plan_batches, shrink_budget
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.unit.esm2_helpers import read_faa, save_random_esm2
 from virnucpro.errors import InputError
+from virnucpro.models.batching import estimate_batch_tokens, plan_batches, shrink_budget
 from virnucpro.models.esm2 import (
     CPU_BATCH_TOKENS,
     MEAN_WINDOW,

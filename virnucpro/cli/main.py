@@ -10,7 +10,8 @@ import contextlib
 import importlib
 import logging
 import sys
-from typing import Sequence, TextIO
+from collections.abc import Sequence
+from typing import TextIO
 
 import click
 

@@ -32,8 +32,9 @@ import os
 import re
 import secrets
 import shutil
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import IO, Any, Callable, Iterator, Mapping, Sequence
+from typing import IO, Any
 
 from virnucpro.errors import OutputError, RunConfigMismatchError, VirnucproError
 

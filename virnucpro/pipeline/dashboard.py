@@ -20,8 +20,9 @@ import logging
 import sys
 import threading
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from virnucpro.pipeline import gpu_monitor
 from virnucpro.pipeline.work_queue import (

@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import functools
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 from virnucpro.errors import EXIT_USAGE, VirnucproError
 

@@ -7,9 +7,10 @@ file. Both run inside the worker, so CUDA is only ever touched there.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from virnucpro.pipeline.features import embed_shard
 from virnucpro.pipeline.work_queue import Task

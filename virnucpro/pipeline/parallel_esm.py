@@ -7,7 +7,8 @@ embeds one shard's protein file.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from virnucpro.pipeline.features import embed_shard
 from virnucpro.pipeline.parallel import EmbedderState, load_embedder_state

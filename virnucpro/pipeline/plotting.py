@@ -31,9 +31,10 @@ import heapq
 import json
 import logging
 import math
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Iterator, Sequence
+from typing import IO
 
 from virnucpro.errors import EXIT_USAGE, InputError, OutputError, VirnucproError
 from virnucpro.pipeline import results

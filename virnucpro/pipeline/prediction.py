@@ -22,9 +22,10 @@ import logging
 import platform
 import shutil
 import time
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 from virnucpro import __version__
 from virnucpro.errors import InputError, OutputError, VirnucproError
@@ -36,7 +37,6 @@ from virnucpro.pipeline.checkpoint import (
     atomic_write_text,
     check_or_write_run_json,
     clean_temporaries,
-    file_sha256,
     hash_input,
     read_done,
     verify_done,

@@ -25,9 +25,10 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO, Iterator
+from typing import BinaryIO
 
 from virnucpro.errors import InputError, OutputError
 from virnucpro.io.fasta import FastaBytesRecord, FastaReader, display_name, input_stem, read_fasta_bytes

@@ -59,10 +59,11 @@ import sys
 import threading
 import time
 import traceback
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from multiprocessing.connection import wait as wait_for_ready
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any
 
 from virnucpro.errors import OutputError, ShardsFailedError
 

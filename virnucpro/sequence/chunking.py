@@ -11,7 +11,8 @@ one chunk, the whole sequence. Chunk ``k`` (1-based) is named
 
 from __future__ import annotations
 
-from typing import Sequence, TypeVar
+from collections.abc import Sequence
+from typing import TypeVar
 
 S = TypeVar("S", str, bytes)
 

@@ -28,8 +28,8 @@ table).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 from Bio.Data import CodonTable
