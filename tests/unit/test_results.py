@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from virnucpro.pipeline.results import (
     ChunkCall,
-    ContigInfo,
+    ContigRow,
     chunk_calls,
     contig_summary_lines,
     format_score,
@@ -71,10 +71,10 @@ def test_sharded_merge_equals_whole(values, n_cuts):
 
 def test_contig_summary_walks_in_order():
     contigs = [
-        ContigInfo("a", 900, 2, 2),
-        ContigInfo("empty", 0, 0, 0),
-        ContigInfo("b_chunk_1", 100, 1, 0),
-        ContigInfo("c", 500, 1, 1),
+        ContigRow("a", 900, 2, 2),
+        ContigRow("empty", 0, 0, 0),
+        ContigRow("b_chunk_1", 100, 1, 0),
+        ContigRow("c", 500, 1, 1),
     ]
     calls = [
         ChunkCall("a_chunk_1", 0.4, 0.6),

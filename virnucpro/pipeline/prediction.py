@@ -137,10 +137,7 @@ def main(options: PredictOptions) -> int:
         0 on success. Errors are raised as :class:`~virnucpro.errors.VirnucproError`.
     """
     paths = RunPaths(Path(options.output_dir))
-    try:
-        paths.root.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise OutputError(f"cannot create output directory {paths.root}: {exc.strerror or exc}") from None
+    _make_dir(paths.root)
     log_handler = add_log_file(paths.log)
     try:
         from virnucpro.pipeline.checkpoint import output_dir_lock
@@ -451,11 +448,11 @@ def _all_rows(paths: RunPaths, shards: list[ShardInfo]) -> Iterator[results.Fram
     return itertools.chain.from_iterable(results.read_score_file(paths.shard_scores(s.index)) for s in shards)
 
 
-def _read_contigs(paths: RunPaths) -> Iterator[results.ContigInfo]:
+def _read_contigs(paths: RunPaths) -> Iterator[results.ContigRow]:
     with open(paths.contigs_table, encoding="utf-8") as handle:
         for line in handle:
             seq_id, length, chunks, with_frames = line.rstrip("\n").split("\t")
-            yield results.ContigInfo(seq_id, int(length), int(chunks), int(with_frames))
+            yield results.ContigRow(seq_id, int(length), int(chunks), int(with_frames))
 
 
 def _assemble(paths: RunPaths, state: RunState) -> None:

@@ -46,8 +46,8 @@ class FrameScore:
 
 
 @dataclass(frozen=True)
-class ContigInfo:
-    """What the translate stage learnt about one input sequence."""
+class ContigRow:
+    """One row of the work table ``contigs.tsv``: what the translate stage learnt about one input sequence."""
 
     sequence_id: str
     length: int
@@ -190,7 +190,7 @@ def write_highest_score_rows(calls: Iterable[ChunkCall], out: TextIO) -> int:
     return count
 
 
-def contig_summary_lines(contigs: Iterable[ContigInfo], calls: Iterable[ChunkCall]) -> Iterator[str]:
+def contig_summary_lines(contigs: Iterable[ContigRow], calls: Iterable[ChunkCall]) -> Iterator[str]:
     """Rows of ``contig_summary.tsv``, one per input sequence, in input order.
 
     Both inputs are in input order (contigs from the translate stage, chunk
