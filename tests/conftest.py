@@ -20,6 +20,17 @@ def tiny_ref() -> Path:
     return TINY_REF
 
 
+def cli_in_process(*args: str) -> tuple[int, str, str]:
+    """Run the CLI in this process through ``main(argv, stdout, stderr)``: (exit code, stdout, stderr)."""
+    import io
+
+    from virnucpro.cli.main import main
+
+    out, err = io.StringIO(), io.StringIO()
+    code = main(list(args), stdout=out, stderr=err)
+    return code, out.getvalue(), err.getvalue()
+
+
 def run_cli(*args: str, input: bytes | None = None, env: dict | None = None, timeout: float = 600, cwd=None):
     """Run ``python -m virnucpro ARGS`` in a subprocess; returns CompletedProcess with bytes stdout/stderr."""
     full_env = dict(os.environ)

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import io
 import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from tests.conftest import cli_in_process as cli
 from tests.helpers.shared_run import shared_kept_run
-from virnucpro.cli.main import main
 from virnucpro.pipeline.features import read_features
 
 DIMS = {"dnabert": 48, "esm": 32}
@@ -19,12 +18,6 @@ DIMS = {"dnabert": 48, "esm": 32}
 @pytest.fixture(scope="module")
 def run(tmp_path_factory) -> Path:
     return shared_kept_run(tmp_path_factory)
-
-
-def cli(*args: str) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    code = main(list(args), stdout=out, stderr=err)
-    return code, out.getvalue(), err.getvalue()
 
 
 def frame_ids_in_results(run: Path) -> list[str]:

@@ -2,26 +2,19 @@
 
 from __future__ import annotations
 
-import io
 import os
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import REPO_ROOT, run_cli
+from tests.conftest import cli_in_process as cli
 from tests.helpers.shared_run import shared_kept_run
-from virnucpro.cli.main import main
 
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory) -> Path:
     return shared_kept_run(tmp_path_factory)
-
-
-def cli(*args: str) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    code = main(list(args), stdout=out, stderr=err)
-    return code, out.getvalue(), err.getvalue()
 
 
 def test_default_is_a_pdf_in_the_run_directory(run):
