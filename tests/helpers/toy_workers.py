@@ -8,7 +8,8 @@ path; the worker writes their squares with ``atomic_write`` + ``.done``. The
 - ``exit_always``: ``os._exit(137)`` every time;
 - ``raise``: raise ``ValueError`` every time;
 - ``write_error``: raise ``OutputError`` (as a full disk would) every time;
-- ``slow``: sleep ``delay`` seconds per number (used to interrupt a run).
+- ``slow``: sleep ``delay`` seconds per number (used to interrupt a run);
+- ``hang_once``: the first time, report one frame and then hang forever (a stuck GPU call).
 """
 
 from __future__ import annotations
@@ -46,6 +47,13 @@ def square_process(state: dict[str, Any], task: Task, progress: Callable[[int], 
         if not marker.exists():
             marker.write_text("crashed")
             os.kill(os.getpid(), signal.SIGKILL)
+    elif mode == "hang_once":
+        marker = Path(payload["marker"])
+        if not marker.exists():
+            marker.write_text("hung")
+            progress(1)
+            while True:
+                time.sleep(3600)
     elif mode == "exit_always":
         os._exit(137)
     elif mode == "raise":

@@ -86,6 +86,20 @@ def test_killed_worker_task_requeued_and_worker_restarted(tmp_path: Path) -> Non
     assert sorted(finished_keys) == ["a", "c", "victim"]  # each exactly once
 
 
+def test_stalled_worker_is_killed_and_its_task_retried(tmp_path: Path) -> None:
+    tasks = write_inputs(tmp_path, {"a": 5, "stuck": 9}, modes={"stuck": "hang_once"})
+    events: list = []
+    started = time.monotonic()
+    report = _manager(["cpu"], events, stall_timeout=2.0, progress_interval=0.1).run(tasks)
+    assert report.ok and sorted(report.finished) == ["a", "stuck"]
+    assert time.monotonic() - started < 60
+    for task in tasks:
+        _assert_squares(task)
+    died = [e for e in events if isinstance(e, WorkerDied)]
+    assert len(died) == 1 and died[0].task_key == "stuck"
+    assert "made no progress for 2 s" in died[0].reason and died[0].will_restart
+
+
 def test_task_that_always_kills_its_worker_fails_others_kept(tmp_path: Path) -> None:
     tasks = write_inputs(tmp_path, {"ok1": 5, "poison": 7, "ok2": 4}, modes={"poison": "exit_always"})
     events: list = []

@@ -40,11 +40,13 @@ _PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 @click.option("--force", is_flag=True, help="Discard a previous run in the output directory and start over.")
 @click.option("--no-dashboard", is_flag=True, help="Plain progress lines instead of the live view.")
 @click.option("--keep-features", is_flag=True, help="Keep per-frame embeddings under DIR/work/features/.")
+@click.option("--stall-timeout", type=click.FloatRange(min=0), default=1800, show_default=True, metavar="SECONDS",
+              help="Kill and retry a worker process that reports no progress for this long (a hung GPU); 0 = never.")
 def predict(input_path: str, output_dir: str, model_type: str, model_path: str | None, chunk_length: int | None,
             model_set: str, esm_model: str | None, dnabert_model: str | None, dnabert_revision: str | None,
             device: str, precision: str, batch_tokens: int | None, offline: bool, parallel: bool,
             gpus: str | None, workers: int, shard_size: int, force: bool, no_dashboard: bool,
-            keep_features: bool) -> None:
+            keep_features: bool, stall_timeout: float) -> None:
     """Score every chunk of INPUT (DNA FASTA; '-' for stdin) as virus or not.
 
     Writes in OUTPUT_DIR: prediction_results.txt (per frame),
@@ -66,4 +68,5 @@ def predict(input_path: str, output_dir: str, model_type: str, model_path: str |
         dnabert_revision=dnabert_revision, models=model_set, device=device, precision=precision,
         batch_tokens=batch_tokens, offline=offline, shard_size=shard_size, parallel=parallel or gpus is not None,
         gpus=gpus, workers=workers, force=force, no_dashboard=no_dashboard, keep_features=keep_features,
+        stall_timeout=stall_timeout,
     ))

@@ -78,6 +78,7 @@ class PredictOptions:
     force: bool = False
     no_dashboard: bool = False
     keep_features: bool = False
+    stall_timeout: float = 1800.0
 
     @property
     def effective_chunk_length(self) -> int:
@@ -383,6 +384,7 @@ def _feature_stage(
             init_fn, process_fn, plan.devices, init_args,
             in_process=plan.in_process, on_event=dashboard.handle,
             worker_env={"PYTORCH_CUDA_ALLOC_CONF": "expandable_segments:True"},
+            stall_timeout=options.stall_timeout or None,
         )
         run_report = manager.run(tasks)
     run_report.raise_for_failures(kind)

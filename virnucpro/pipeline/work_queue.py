@@ -430,6 +430,8 @@ class _Slot:
     launches: int = 0
     restarts: int = 0
     retired: bool = False
+    last_heard: float = 0.0  # when the busy worker last sent anything (progress, logs)
+    stalled: bool = False  # killed by the parent for making no progress
 
     @property
     def label(self) -> str:
@@ -476,6 +478,8 @@ class BatchQueueManager:
         stop_timeout: seconds workers get to stop before they are terminated, then killed.
         poll_interval: the longest the parent waits for events before re-checking its state.
         progress_interval: a worker sends progress at most this often (seconds).
+        stall_timeout: seconds a busy worker may go without sending anything (progress is sent
+            after every batch) before it is killed and its task retried; None or 0 = never.
     """
 
     def __init__(
@@ -494,6 +498,7 @@ class BatchQueueManager:
         stop_timeout: float = 3.0,
         poll_interval: float = 0.2,
         progress_interval: float = 0.5,
+        stall_timeout: float | None = None,
     ) -> None:
         if not devices:
             raise ValueError("at least one device is needed")
@@ -513,6 +518,7 @@ class BatchQueueManager:
         self.stop_timeout = stop_timeout
         self.poll_interval = poll_interval
         self.progress_interval = progress_interval
+        self.stall_timeout = stall_timeout
         self._ctx = multiprocessing.get_context("spawn")
         self._reset()
 
@@ -679,12 +685,28 @@ class BatchQueueManager:
                         self._drain(slot)
                     if slot.process.sentinel in ready:
                         self._on_worker_exit(slot)
+                self._kill_stalled(live)
         except BaseException:
             interrupted = True
             raise
         finally:
             self._shutdown(graceful=not interrupted)
             self._restore_signal_handlers(previous)
+
+    def _kill_stalled(self, slots: Sequence[_Slot]) -> None:
+        """SIGKILL a busy worker that sent nothing for ``stall_timeout`` seconds (a hung GPU or
+        driver call): its sentinel then fires and the usual retry and restart rules apply."""
+        if not self.stall_timeout:
+            return
+        now = time.monotonic()
+        for slot in slots:
+            if slot.process is None or slot.task is None or slot.stalled:
+                continue
+            if now - slot.last_heard > self.stall_timeout:
+                logger.error("%s sent nothing for %.0f s while running %s; killing it", slot.label,
+                             now - slot.last_heard, slot.task.key)
+                slot.stalled = True
+                slot.process.kill()
 
     def _start_needed_workers(self) -> None:
         idle_or_starting = sum(1 for s in self._slots if s.process is not None and s.task is None)
@@ -732,6 +754,7 @@ class BatchQueueManager:
                 slot.conn = None
                 continue
             slot.task, slot.task_started = task, time.monotonic()
+            slot.last_heard = slot.task_started
             self._attempts[task.key] += 1
 
     def _drain(self, slot: _Slot) -> None:
@@ -746,6 +769,7 @@ class BatchQueueManager:
                 conn.close()
                 slot.conn = None
                 return
+            slot.last_heard = time.monotonic()
             self._handle_message(slot, message)
 
     def _on_worker_exit(self, slot: _Slot) -> None:
@@ -759,7 +783,11 @@ class BatchQueueManager:
         task, slot.task = slot.task, None
         if slot.retired:  # init_fn raised; already reported
             return
-        reason = f"worker on {slot.device} died: {_describe_exit(exitcode)}"
+        if slot.stalled:
+            reason = f"worker on {slot.device} made no progress for {self.stall_timeout:g} s and was killed"
+            slot.stalled = False
+        else:
+            reason = f"worker on {slot.device} died: {_describe_exit(exitcode)}"
         will_restart = slot.restarts < self.max_worker_restarts
         if not will_restart:
             slot.retired = True
