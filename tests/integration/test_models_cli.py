@@ -66,6 +66,18 @@ def test_offline_classifier_download_exits_4(env, tmp_path):
     assert str(tmp_path / "vcache" / "classifiers" / "500_model.pth") in line and "VIRNUCPRO_OFFLINE=1" in line
 
 
+def test_download_all_tries_every_model_before_failing(env):
+    env["VIRNUCPRO_OFFLINE"] = "1"
+    result = run_cli("models", "download", "all", env=env, timeout=120)
+    assert result.returncode == EXIT_MODEL_UNAVAILABLE
+    stderr = result.stderr.decode()
+    assert "Traceback" not in stderr
+    for name in ("esm2_t36_3B_UR50D", "zhihan1996/DNABERT-S", "300_model.pth", "500_model.pth"):
+        assert name in stderr
+    errors = [line for line in stderr.splitlines() if line.startswith("virnucpro: error:")]
+    assert len(errors) == 1 and "4 of 4 models could not be fetched" in errors[0]
+
+
 def test_bad_kind_is_a_usage_error(env):
     result = run_cli("models", "download", "weights", env=env)
     assert result.returncode == EXIT_USAGE

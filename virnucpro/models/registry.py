@@ -37,7 +37,7 @@ import threading
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -347,14 +347,31 @@ def download(
     """
     if kind not in ("esm", "dnabert", "classifier", "all"):
         raise ValueError(f"unknown model kind {kind!r}")
-    paths: list[Path] = []
+    fetches: list[tuple[str, Callable[[], Path]]] = []
     if kind in ("esm", "all"):
-        paths.append(resolve_esm_model(esm_model))
+        fetches.append((esm_model, lambda: resolve_esm_model(esm_model)))
     if kind in ("dnabert", "all"):
-        paths.append(resolve_dnabert_model(dnabert_model, revision=dnabert_revision))
+        fetches.append((dnabert_model, lambda: resolve_dnabert_model(dnabert_model, revision=dnabert_revision)))
     if kind in ("classifier", "all"):
         for mt in (model_type,) if model_type else CLASSIFIER_MODEL_TYPES:
-            paths.append(resolve_classifier(mt))
+            fetches.append((f"{mt}_model.pth", lambda mt=mt: resolve_classifier(mt)))
+    # Try every model before failing, so one unreachable host does not hide the others' state.
+    paths: list[Path] = []
+    failures: list[tuple[str, ModelNotAvailableError]] = []
+    for name, fetch in fetches:
+        try:
+            paths.append(fetch())
+        except ModelNotAvailableError as exc:
+            failures.append((name, exc))
+    if len(failures) == 1:
+        raise failures[0][1]
+    if failures:
+        for name, exc in failures:
+            logger.error("%s: %s", name, exc)
+        raise ModelNotAvailableError(
+            f"{len(failures)} of {len(fetches)} models could not be fetched (each is logged above); "
+            f"first: {failures[0][1]}"
+        )
     for path in paths:
         logger.info("ready: %s", path)
     return paths
