@@ -14,6 +14,30 @@ DATA_DIR = REPO_ROOT / "tests" / "data"
 TINY_REF = DATA_DIR / "tiny_reference"
 
 
+def read_small_fasta(path: Path) -> tuple[list[str], list[str]]:
+    """IDs and sequences of a small FASTA file (a test-side parser independent of virnucpro's)."""
+    ids: list[str] = []
+    seqs: list[str] = []
+    for line in Path(path).read_text().splitlines():
+        if line.startswith(">"):
+            ids.append(line[1:].split()[0])
+            seqs.append("")
+        elif line.strip():
+            seqs[-1] += line.strip()
+    return ids, seqs
+
+
+def host_resolves(host: str) -> bool:
+    """True when ``host`` has a DNS answer (then a test would really download: it skips)."""
+    import socket
+
+    try:
+        socket.getaddrinfo(host, 443)
+        return True
+    except OSError:
+        return False
+
+
 @pytest.fixture(scope="session")
 def tiny_ref() -> Path:
     """The published tool's outputs on tiny random models (copied from ../shared/fixtures)."""

@@ -2,23 +2,14 @@
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
 import time
 
 import pytest
 
-from tests.conftest import REPO_ROOT, run_cli
+from tests.conftest import REPO_ROOT, host_resolves, run_cli
 from virnucpro.errors import EXIT_MODEL_UNAVAILABLE, EXIT_USAGE
-
-
-def _resolves(host: str) -> bool:
-    try:
-        socket.getaddrinfo(host, 443)
-        return True
-    except OSError:
-        return False
 
 
 @pytest.fixture
@@ -48,7 +39,7 @@ def test_help_lists_subcommands():
     assert "download" in out and "list" in out
 
 
-@pytest.mark.skipif(_resolves("dl.fbaipublicfiles.com"), reason="host reachable: would really download")
+@pytest.mark.skipif(host_resolves("dl.fbaipublicfiles.com"), reason="host reachable: would really download")
 def test_download_esm_without_network_exits_4_fast(env, tmp_path):
     start = time.monotonic()
     result = run_cli("models", "download", "esm", "--esm-model", "esm2_t6_8M_UR50D", env=env, timeout=120)

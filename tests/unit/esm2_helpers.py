@@ -38,14 +38,3 @@ def save_random_esm2(
     return path
 
 
-def read_faa(path: Path) -> tuple[list[str], list[str]]:
-    """IDs and sequences of a small FASTA file."""
-    ids: list[str] = []
-    seqs: list[str] = []
-    for line in Path(path).read_text().splitlines():
-        if line.startswith(">"):
-            ids.append(line[1:].split()[0])
-            seqs.append("")
-        elif line.strip():
-            seqs[-1] += line.strip()
-    return ids, seqs

@@ -18,6 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from safetensors.torch import save_file
 
+from tests.conftest import read_small_fasta as read_fasta
 from virnucpro.errors import ModelNotAvailableError
 from virnucpro.models.batching import plan_batch, run_in_budget, shrink_budget
 from virnucpro.models.dnabert_s import (
@@ -141,15 +142,6 @@ def make_model_dir(
     return root, config, state
 
 
-def read_fasta(path: Path) -> tuple[list[str], list[str]]:
-    ids, seqs = [], []
-    for line in path.read_text().splitlines():
-        if line.startswith(">"):
-            ids.append(line[1:].split()[0])
-            seqs.append("")
-        elif line.strip():
-            seqs[-1] += line.strip()
-    return ids, seqs
 
 
 SAMPLE = [

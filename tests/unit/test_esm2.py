@@ -8,7 +8,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.unit.esm2_helpers import read_faa, save_random_esm2
+from tests.conftest import read_small_fasta as read_faa
+from tests.unit.esm2_helpers import save_random_esm2
 from virnucpro.errors import InputError
 from virnucpro.models.batching import estimate_batch_tokens, plan_batches, shrink_budget
 from virnucpro.models.esm2 import (

@@ -11,7 +11,6 @@ import functools
 import http.server
 import io
 import shutil
-import socket
 import threading
 import time
 from pathlib import Path
@@ -19,6 +18,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from tests.conftest import host_resolves
 from virnucpro.errors import ModelNotAvailableError
 from virnucpro.models import registry
 from virnucpro.models.registry import (
@@ -44,12 +44,6 @@ def isolated_caches(tmp_path, monkeypatch):
     return tmp_path
 
 
-def _resolves(host: str) -> bool:
-    try:
-        socket.getaddrinfo(host, 443)
-        return True
-    except OSError:
-        return False
 
 
 @pytest.fixture
@@ -144,7 +138,7 @@ def test_esm_regression_companion_missing_counts_as_not_cached():
         resolve_esm_model("esm2_t6_8M_UR50D", offline=True)
 
 
-@pytest.mark.skipif(_resolves("dl.fbaipublicfiles.com"), reason="host reachable: would really download")
+@pytest.mark.skipif(host_resolves("dl.fbaipublicfiles.com"), reason="host reachable: would really download")
 def test_esm_without_network_fails_fast():
     start = time.monotonic()
     with pytest.raises(ModelNotAvailableError) as info:
@@ -223,7 +217,7 @@ def test_dnabert_offline_error(monkeypatch):
     )
 
 
-@pytest.mark.skipif(_resolves("huggingface.co"), reason="host reachable: would really download")
+@pytest.mark.skipif(host_resolves("huggingface.co"), reason="host reachable: would really download")
 def test_dnabert_without_network_fails_fast():
     start = time.monotonic()
     with pytest.raises(ModelNotAvailableError) as info:
@@ -254,7 +248,7 @@ def test_classifier_cached_and_offline(tmp_path):
     assert resolve_classifier(300, offline=True) == dest
 
 
-@pytest.mark.skipif(_resolves("raw.githubusercontent.com"), reason="host reachable: would really download")
+@pytest.mark.skipif(host_resolves("raw.githubusercontent.com"), reason="host reachable: would really download")
 def test_classifier_without_network_fails_fast():
     start = time.monotonic()
     with pytest.raises(ModelNotAvailableError, match="download failed"):
