@@ -146,3 +146,30 @@ def test_keep_features_on_a_finished_run_adds_the_features(tmp_path):
         "shard-00001.dnabert.safetensors", "shard-00001.esm.safetensors",
     ]
     assert {name: (out / name).read_bytes() for name in RESULTS} == tables
+
+
+def test_every_record_appears_once_in_the_contig_summary(tmp_path):
+    """Empty records first, between and last, a record with no kept frame, and
+    records long enough to span shards: each appears exactly once, in input order."""
+    example = EXAMPLE.read_text().split(">")[1:]
+    records = [
+        ">empty_first\n",
+        ">" + example[0],
+        ">empty_middle\n\n",
+        ">no_codons\n" + "N" * 400 + "\n",  # every codon has an N: no frame is kept
+        ">" + example[1],
+        ">" + example[2],
+        ">empty_last\n",
+    ]
+    fasta = tmp_path / "mixed.fa"
+    fasta.write_text("".join(records))
+    out = tmp_path / "out"
+    result = run_cli("predict", str(fasta), "-o", str(out), "--models", "demo", "--shard-size", "2")
+    assert result.returncode == 0, result.stderr.decode()
+    rows = [line.split("\t") for line in (out / "contig_summary.tsv").read_text().splitlines()[1:]]
+    expected_ids = [r[1:].split()[0] for r in records]
+    assert [r[0] for r in rows] == expected_ids
+    status = {r[0]: r[6] for r in rows}
+    assert status["empty_first"] == status["empty_middle"] == status["empty_last"] == "empty_skipped"
+    assert status["no_codons"] == "no_kept_frame"
+    assert "7 records (3 empty skipped)" in result.stderr.decode()

@@ -25,7 +25,7 @@ import time
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from virnucpro import __version__
 from virnucpro.errors import InputError, OutputError, VirnucproError
@@ -268,24 +268,34 @@ def _translate_stage(options: PredictOptions, paths: RunPaths, identity: dict[st
 
     _make_dir(paths.shards_dir)
     stats = TranslateStats()
-    with_frames: dict[str, int] = {}
-    shard_frames: list[tuple[str, str, str]] = []
-    for chunk in iter_chunk_frames(options.input_path, options.effective_chunk_length, stats):
-        if not chunk.frames:
-            continue
-        with_frames[chunk.record_id] = with_frames.get(chunk.record_id, 0) + 1
-        for frame in chunk.frames:
-            shard_frames.append((chunk.chunk_id + frame.suffix, frame.nucleotide, frame.protein))
-            if len(shard_frames) == options.shard_size:
-                state.shards.append(_write_shard(paths, len(state.shards) + 1, shard_frames, identity))
-                shard_frames = []
-    if shard_frames:
-        state.shards.append(_write_shard(paths, len(state.shards) + 1, shard_frames, identity))
 
-    contig_lines = [
-        f"{c.id}\t{c.length}\t{c.chunks}\t{with_frames.get(c.id, 0)}\n" for c in stats.contigs
-    ]
-    atomic_write_text(paths.contigs_table, "".join(contig_lines))
+    def translate_into_shards(contigs_table: IO[bytes]) -> None:
+        # Contig rows are written as soon as a record's chunks have all passed, so memory
+        # stays flat however many records the input holds.
+        with_frames: dict[str, int] = {}
+
+        def write_finished_contigs(current: str | None = None) -> None:
+            while stats.contigs and stats.contigs[0].id != current:
+                contig = stats.contigs.popleft()
+                row = f"{contig.id}\t{contig.length}\t{contig.chunks}\t{with_frames.pop(contig.id, 0)}\n"
+                contigs_table.write(row.encode("utf-8"))
+
+        shard_frames: list[tuple[str, str, str]] = []
+        for chunk in iter_chunk_frames(options.input_path, options.effective_chunk_length, stats):
+            write_finished_contigs(chunk.record_id)
+            if not chunk.frames:
+                continue
+            with_frames[chunk.record_id] = with_frames.get(chunk.record_id, 0) + 1
+            for frame in chunk.frames:
+                shard_frames.append((chunk.chunk_id + frame.suffix, frame.nucleotide, frame.protein))
+                if len(shard_frames) == options.shard_size:
+                    state.shards.append(_write_shard(paths, len(state.shards) + 1, shard_frames, identity))
+                    shard_frames = []
+        if shard_frames:
+            state.shards.append(_write_shard(paths, len(state.shards) + 1, shard_frames, identity))
+        write_finished_contigs()
+
+    atomic_write(paths.contigs_table, translate_into_shards)
     state.counts = RunCounts(
         sequences=stats.records, skipped_empty=stats.skipped_empty, bases=stats.bases, chunks=stats.chunks,
         chunks_with_frames=stats.chunks_with_kept_frame, kept_frames=stats.kept_frames, shards=len(state.shards),

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -64,7 +65,9 @@ class TranslateStats:
         chunks: chunks made.
         chunks_with_kept_frame: chunks with at least one kept frame.
         kept_frames: kept frames (rows of the nucleotide/protein files).
-        contigs: one :class:`ContigInfo` per record, in input order.
+        contigs: one :class:`ContigInfo` per record, in input order, appended when the
+            record is read (before its chunks are yielded); a streaming consumer may
+            pop finished records from the left to keep memory flat.
     """
 
     records: int = 0
@@ -73,7 +76,7 @@ class TranslateStats:
     chunks: int = 0
     chunks_with_kept_frame: int = 0
     kept_frames: int = 0
-    contigs: list[ContigInfo] = field(default_factory=list)
+    contigs: deque[ContigInfo] = field(default_factory=deque)
 
     def summary(self) -> str:
         """One line for the log."""
