@@ -338,9 +338,13 @@ def _shard_files_ok(paths: RunPaths, shard: ShardInfo, identity: dict[str, Any])
 # --------------------------------------------------------------------------- features
 
 
+def _shard_source(paths: RunPaths, kind: str, shard: ShardInfo) -> Path:
+    """The shard file a model reads: nucleotides for DNABERT-S, proteins for ESM-2."""
+    return paths.shard_dna(shard.index) if kind == "dnabert" else paths.shard_protein(shard.index)
+
+
 def _feature_identity(paths: RunPaths, models: ResolvedModels, plan: DevicePlan, kind: str, shard: ShardInfo) -> dict[str, Any]:
-    source = paths.shard_dna(shard.index) if kind == "dnabert" else paths.shard_protein(shard.index)
-    marker = read_done(source) or {}
+    marker = read_done(_shard_source(paths, kind, shard)) or {}
     return {"model": models.identities[kind], "precision": plan.precision, "source_sha256": marker.get("sha256")}
 
 
@@ -373,8 +377,7 @@ def _feature_stage(
         if verify_done(target, identity):
             report.reused_shards += 1
             continue
-        source = paths.shard_dna(shard.index) if kind == "dnabert" else paths.shard_protein(shard.index)
-        payload = {"input": str(source), "output": str(target), "identity": identity}
+        payload = {"input": str(_shard_source(paths, kind, shard)), "output": str(target), "identity": identity}
         tasks.append(Task(f"{shard_name(shard.index)}:{kind}", shard.frames, payload))
     if report.reused_shards:
         logger.info("%s: reusing %d verified shard(s)", kind, report.reused_shards)
@@ -504,9 +507,7 @@ def _assemble(paths: RunPaths, state: RunState) -> None:
         text = io.TextIOWrapper(handle, encoding="utf-8", newline="")
         text.write(results.HIGHEST_SCORE_HEADER)
         merged = results.merge_sorted_chunk_calls(_read_sorted_calls(p) for p in sorted_files)
-        for call in merged:
-            chunks_virus += call.is_virus
-            text.write(f"{call.chunk_id}\t{call.is_virus}\n")
+        _rows, chunks_virus = results.write_highest_score_rows(merged, text)
         text.flush()
         text.detach()
 

@@ -181,13 +181,14 @@ def merge_sorted_chunk_calls(per_shard: Iterable[Iterable[ChunkCall]]) -> Iterat
         yield current
 
 
-def write_highest_score_rows(calls: Iterable[ChunkCall], out: TextIO) -> int:
-    """Write the per-chunk table body; returns the number of rows."""
-    count = 0
+def write_highest_score_rows(calls: Iterable[ChunkCall], out: TextIO) -> tuple[int, int]:
+    """Write the per-chunk table body; returns (rows, rows called virus)."""
+    rows = virus = 0
     for call in calls:
         out.write(f"{call.chunk_id}\t{call.is_virus}\n")
-        count += 1
-    return count
+        rows += 1
+        virus += call.is_virus
+    return rows, virus
 
 
 def contig_summary_lines(contigs: Iterable[ContigRow], calls: Iterable[ChunkCall]) -> Iterator[str]:
