@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import click
 
-DEFAULT_ESM_MODEL = "esm2_t36_3B_UR50D"  # same as registry.DEFAULT_ESM_MODEL; the registry imports torch lazily
-DEFAULT_DNABERT_MODEL = "zhihan1996/DNABERT-S"
+from virnucpro.models.registry import DEFAULT_DNABERT_MODEL, DEFAULT_ESM_MODEL  # torch-free module
 
 
 @click.group()
