@@ -30,6 +30,7 @@ from virnucpro.pipeline.checkpoint import (
     verify_done,
     write_done,
 )
+from virnucpro.pipeline.outputs import RunPaths
 
 IDENTITY = {"model": "esm2_t36_3B", "sha256": "abc", "precision": "bf16"}
 
@@ -134,55 +135,58 @@ def test_verify_fails_when_file_is_gone(tmp_path: Path) -> None:
     assert not verify_done(path, IDENTITY)
 
 
+#: What --force may remove, as predict passes it (the layout lives in outputs.py).
+STATE = RunPaths(Path(".")).state_names()
 PARAMS = {"input_sha256": "f" * 64, "chunk_length": 500, "precision": "bf16", "esm_model": "esm2_t36_3B"}
 
 
 def test_run_json_first_run_then_resume(tmp_path: Path) -> None:
     out = tmp_path / "out"
-    assert check_or_write_run_json(out, PARAMS) == "new"
+    assert check_or_write_run_json(out, PARAMS, state_names=STATE) == "new"
     stored = json.loads((out / RUN_JSON).read_text())
     assert stored["params"] == PARAMS and "virnucpro_version" in stored
-    assert check_or_write_run_json(out, dict(PARAMS)) == "resume"
+    assert check_or_write_run_json(out, dict(PARAMS), state_names=STATE) == "resume"
 
 
 def test_run_json_mismatch_names_the_difference(tmp_path: Path) -> None:
-    check_or_write_run_json(tmp_path, PARAMS)
+    check_or_write_run_json(tmp_path, PARAMS, state_names=STATE)
     with pytest.raises(RunConfigMismatchError) as info:
-        check_or_write_run_json(tmp_path, {**PARAMS, "chunk_length": 300, "new_knob": True})
+        check_or_write_run_json(tmp_path, {**PARAMS, "chunk_length": 300, "new_knob": True}, state_names=STATE)
     message = str(info.value)
     assert "chunk_length: 500 -> 300" in message and "new_knob: (absent) -> true" in message
     assert "--force" in message and "-o" in message and "\n" not in message
 
 
 def test_force_wipes_only_run_state(tmp_path: Path) -> None:
-    check_or_write_run_json(tmp_path, PARAMS)
+    check_or_write_run_json(tmp_path, PARAMS, state_names=STATE)
     for name in ("shards", "features", "scores"):
-        (tmp_path / name).mkdir()
-        (tmp_path / name / "1.x").write_text("old")
+        (tmp_path / "work" / name).mkdir(parents=True)
+        (tmp_path / "work" / name / "1.x").write_text("old")
+    (tmp_path / "prediction_results.txt").write_text("old result")
     (tmp_path / "my_notes.txt").write_text("keep me")
     (tmp_path / "virnucpro.log").write_text("log")
     temp_name_for(tmp_path / "prediction_results.txt").write_text("partial")
-    assert check_or_write_run_json(tmp_path, {**PARAMS, "chunk_length": 300}, force=True) == "forced"
+    assert check_or_write_run_json(tmp_path, {**PARAMS, "chunk_length": 300}, force=True, state_names=STATE) == "forced"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["my_notes.txt", RUN_JSON, "virnucpro.log"]
     assert json.loads((tmp_path / RUN_JSON).read_text())["params"]["chunk_length"] == 300
 
 
 def test_state_without_run_json_or_damaged_run_json_is_refused(tmp_path: Path) -> None:
-    (tmp_path / "features").mkdir()
-    with pytest.raises(RunConfigMismatchError, match="features but no run.json"):
-        check_or_write_run_json(tmp_path, PARAMS)
+    (tmp_path / "work").mkdir()
+    with pytest.raises(RunConfigMismatchError, match="work but no run.json"):
+        check_or_write_run_json(tmp_path, PARAMS, state_names=STATE)
     (tmp_path / RUN_JSON).write_text("{trunc")
     with pytest.raises(RunConfigMismatchError, match="damaged"):
-        check_or_write_run_json(tmp_path, PARAMS)
+        check_or_write_run_json(tmp_path, PARAMS, state_names=STATE)
 
 
 def test_stdin_input_cannot_resume(tmp_path: Path) -> None:
     assert hash_input("-") is None
     params = {**PARAMS, "input_sha256": None}
-    assert check_or_write_run_json(tmp_path, params) == "new"
+    assert check_or_write_run_json(tmp_path, params, state_names=STATE) == "new"
     with pytest.raises(RunConfigMismatchError, match="stdin"):
-        check_or_write_run_json(tmp_path, params)
-    assert check_or_write_run_json(tmp_path, params, force=True) == "forced"
+        check_or_write_run_json(tmp_path, params, state_names=STATE)
+    assert check_or_write_run_json(tmp_path, params, force=True, state_names=STATE) == "forced"
 
 
 def test_hash_input_streams_file_bytes(tmp_path: Path) -> None:

@@ -37,18 +37,16 @@ from pathlib import Path
 from typing import IO, Any
 
 from virnucpro.errors import OutputError, RunConfigMismatchError, VirnucproError
+from virnucpro.pipeline.outputs import LOCK_NAME, RUN_JSON_NAME
 
 logger = logging.getLogger(__name__)
 
+# File names of an output directory are named in outputs.py (the layout's one owner);
+# what --force may remove is passed in by the caller (RunPaths.state_names()).
+RUN_JSON = RUN_JSON_NAME
 DONE_SUFFIX = ".done"
-RUN_JSON = "run.json"
-LOCK_NAME = ".virnucpro.lock"
 MARKER_VERSION = 1
 RUN_JSON_VERSION = 1
-
-#: What ``--force`` removes by default: the per-stage state directories and run.json.
-#: The caller (``outputs.py``) should pass its own full list of file names.
-DEFAULT_STATE_NAMES: tuple[str, ...] = ("shards", "features", "scores", RUN_JSON)
 
 _TEMP_RE = re.compile(r"^\..+\.tmp-\d+-[0-9a-f]{8}$")
 
@@ -56,6 +54,18 @@ Writer = Callable[[IO[bytes]], Any]
 
 
 # --------------------------------------------------------------------------- atomic writes
+
+
+def make_dir(path: Path) -> None:
+    """``mkdir -p`` whose failure (read-only filesystem, permission, a file in the way) is one line.
+
+    Raises:
+        OutputError: the directory cannot be created.
+    """
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"cannot create directory {path}: {exc.strerror or exc}") from None
 
 
 def temp_name_for(path: Path) -> Path:
@@ -331,7 +341,7 @@ def _describe_differences(old: Mapping[str, Any], new: Mapping[str, Any]) -> lis
     return diffs
 
 
-def wipe_run_state(out_dir: str | Path, state_names: Sequence[str] = DEFAULT_STATE_NAMES) -> list[Path]:
+def wipe_run_state(out_dir: str | Path, state_names: Sequence[str]) -> list[Path]:
     """Remove the files and directories a run created (``state_names``) plus temporaries.
 
     Only the listed names directly inside ``out_dir`` (and their ``.done``
@@ -386,7 +396,8 @@ def check_or_write_run_json(
     out_dir: str | Path,
     params: Mapping[str, Any],
     force: bool = False,
-    state_names: Sequence[str] = DEFAULT_STATE_NAMES,
+    *,
+    state_names: Sequence[str],
 ) -> str:
     """Start a run in ``out_dir`` or resume the one that is there.
 
@@ -400,7 +411,7 @@ def check_or_write_run_json(
         out_dir: the output directory (created if missing).
         params: JSON-serialisable parameters of this run.
         force: wipe the previous run state (:func:`wipe_run_state`) and start over.
-        state_names: what ``force`` may remove; see :func:`wipe_run_state`.
+        state_names: what ``force`` may remove (``RunPaths.state_names()``); see :func:`wipe_run_state`.
 
     Returns:
         ``"new"`` (first run here), ``"resume"`` (same parameters) or ``"forced"``.

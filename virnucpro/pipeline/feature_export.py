@@ -44,11 +44,13 @@ import numpy as np
 from virnucpro.errors import InputError, OutputError
 from virnucpro.pipeline.checkpoint import atomic_write, read_done
 from virnucpro.pipeline.features import EMBEDDINGS_KEY
+from virnucpro.pipeline.model_kinds import MODEL_KINDS, model_kind
 from virnucpro.pipeline.outputs import RunPaths, shard_name
+from virnucpro.pipeline.work_files import read_shard_index
 
 logger = logging.getLogger(__name__)
 
-MODELS = ("dnabert", "esm")
+MODELS = tuple(kind.name for kind in MODEL_KINDS)
 FORMATS = ("npy", "tsv")
 DEFAULT_SUBDIR = "features"
 
@@ -63,15 +65,10 @@ class FeatureShard:
     dim: int
 
 
-def _feature_path(paths: RunPaths, model: str, index: int) -> Path:
-    return paths.dnabert_features(index) if model == "dnabert" else paths.esm_features(index)
-
-
 def _shard_index(paths: RunPaths) -> list[tuple[int, int]]:
     """``(shard, frames)`` pairs from the translate index."""
     try:
-        index = json.loads(paths.translate_index.read_text(encoding="utf-8"))
-        return [(int(s["index"]), int(s["frames"])) for s in index["shards"]]
+        return [(s.index, s.frames) for s in read_shard_index(paths.translate_index).shards]
     except FileNotFoundError:
         raise InputError(f"{paths.root} is not a virnucpro predict output directory "
                          f"(no {paths.translate_index.relative_to(paths.root)})") from None
@@ -98,11 +95,10 @@ def find_feature_shards(run_dir: str | Path, model: str) -> list[FeatureShard]:
         InputError: the run kept no features (re-run with ``--keep-features``),
             a shard's file is missing or incomplete, or the files disagree.
     """
-    if model not in MODELS:
-        raise ValueError(f"unknown model {model!r}")
+    kind = model_kind(model)
     paths = RunPaths(Path(run_dir))
     shards = _shard_index(paths)
-    if not any(_feature_path(paths, model, i).is_file() for i, _ in shards):
+    if not any(kind.features(paths, i).is_file() for i, _ in shards):
         raise InputError(
             f"{paths.root} has no kept {model} features (no {paths.features_dir}/shard-*.{model}.safetensors); "
             "re-run the same predict command with --keep-features added (finished scores are kept, "
@@ -111,7 +107,7 @@ def find_feature_shards(run_dir: str | Path, model: str) -> list[FeatureShard]:
     found: list[FeatureShard] = []
     dim: int | None = None
     for index, frames in shards:
-        path = _feature_path(paths, model, index)
+        path = kind.features(paths, index)
         marker = read_done(path)
         if not path.is_file() or marker is None or marker.get("size") != path.stat().st_size:
             raise InputError(f"{path} is missing or incomplete (did the run finish?); "

@@ -1,4 +1,4 @@
-"""Per-shard feature files and the shared body of both embedding workers.
+"""Per-shard feature files: their format, writer and reader, and the join by frame ID.
 
 A feature file is a safetensors file holding one float32 tensor
 ``embeddings`` of shape ``[frames, dim]`` and, in its metadata, the frame IDs
@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -74,26 +74,12 @@ def read_shard_sequences(path: Path) -> tuple[list[str], list[str]]:
     return ids, seqs
 
 
-def embed_shard(
-    embedder: Any,
-    payload: Mapping[str, Any],
-    batch_tokens: int | None,
-    progress: Callable[[int], None],
-) -> dict[str, Any]:
-    """Embed one shard file and write its feature file plus ``.done`` marker.
-
-    Used by both worker modules (``parallel.py`` for DNABERT-S,
-    ``parallel_esm.py`` for ESM-2); ``payload`` holds ``input`` (shard FASTA),
-    ``output`` (feature file) and ``identity`` (what the resume check expects
-    in the marker).
-    """
-    source, target, identity = Path(payload["input"]), Path(payload["output"]), payload["identity"]
-    ids, seqs = read_shard_sequences(source)
-    embeddings = embedder.embed(seqs, batch_tokens=batch_tokens, on_batch=progress)
-    write_features(target, ids, embeddings.numpy(), {"identity": dict(identity), "dim": int(embedder.dim)})
-    write_done(target, identity, frames=len(ids))
-    logger.debug("wrote %s (%d frames)", target, len(ids))
-    return {"frames": len(ids), "output": str(target)}
+def write_feature_result(path: Path, ids: Sequence[str], embeddings: np.ndarray, identity: Mapping[str, Any],
+                         dim: int) -> None:
+    """Write a worker's feature file atomically, then its ``.done`` marker under ``identity``."""
+    write_features(path, ids, embeddings, {"identity": dict(identity), "dim": int(dim)})
+    write_done(path, identity, frames=len(ids))
+    logger.debug("wrote %s (%d frames)", path, len(ids))
 
 
 def join_by_id(frame_ids: Sequence[str], *parts: Features) -> np.ndarray:

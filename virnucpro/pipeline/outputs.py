@@ -12,6 +12,9 @@ Layout of an output directory::
       run_summary.json                    counts, timings, devices, versions
       run.json                            parameters that change numbers (resume check)
       virnucpro.log                       full debug log of every run in DIR
+      NOTICE.txt                          only with --models demo: the scores mean nothing
+      plots.pdf                           ``virnucpro plot DIR`` (default name)
+      .virnucpro.lock                     held while a run uses DIR (checkpoint.output_dir_lock)
       work/
         translate.json (+ .done)          the shard index: frames per shard, counts
         contigs.tsv                       per input sequence: length, chunks, chunks with frames
@@ -20,6 +23,11 @@ Layout of an output directory::
         features/shard-00001.dnabert.safetensors (+ .done)
         features/shard-00001.esm.safetensors     (+ .done)
         scores/shard-00001.tsv                   (+ .done)
+        assembly/shard-00001.chunks.tsv   per-shard chunk calls sorted by ID (during assembly only)
+
+Formats of the work files are owned by :mod:`virnucpro.pipeline.work_files`
+(contigs, shard index, sorted chunk calls), :mod:`virnucpro.pipeline.features`
+(feature files) and :mod:`virnucpro.pipeline.results` (score files, result tables).
 """
 
 from __future__ import annotations
@@ -33,6 +41,9 @@ CONTIG_SUMMARY_NAME = "contig_summary.tsv"
 RUN_SUMMARY_NAME = "run_summary.json"
 RUN_JSON_NAME = "run.json"
 LOG_NAME = "virnucpro.log"
+NOTICE_NAME = "NOTICE.txt"
+PLOTS_NAME = "plots.pdf"
+LOCK_NAME = ".virnucpro.lock"
 WORK_NAME = "work"
 
 
@@ -67,6 +78,15 @@ class RunPaths:
         return self.root / LOG_NAME
 
     @property
+    def notice(self) -> Path:
+        return self.root / NOTICE_NAME
+
+    @property
+    def plots(self) -> Path:
+        """Default output of ``virnucpro plot``."""
+        return self.root / PLOTS_NAME
+
+    @property
     def work(self) -> Path:
         return self.root / WORK_NAME
 
@@ -81,6 +101,10 @@ class RunPaths:
     @property
     def scores_dir(self) -> Path:
         return self.work / "scores"
+
+    @property
+    def assembly_dir(self) -> Path:
+        return self.work / "assembly"
 
     @property
     def translate_index(self) -> Path:
@@ -105,6 +129,9 @@ class RunPaths:
     def shard_scores(self, shard: int) -> Path:
         return self.scores_dir / f"{shard_name(shard)}.tsv"
 
+    def sorted_chunk_calls(self, shard: int) -> Path:
+        return self.assembly_dir / f"{shard_name(shard)}.chunks.tsv"
+
     def final_outputs(self) -> list[Path]:
         """The result files a finished run leaves for the user."""
         return [self.predictions, self.highest_score, self.contig_summary, self.run_summary]
@@ -112,6 +139,10 @@ class RunPaths:
     def state_paths(self) -> list[Path]:
         """Everything a run creates that ``--force`` may delete (never other user files)."""
         return [self.work, self.run_json, *self.final_outputs()]
+
+    def state_names(self) -> list[str]:
+        """:meth:`state_paths` as names inside :attr:`root` (what ``checkpoint.wipe_run_state`` takes)."""
+        return [p.name for p in self.state_paths()]
 
 
 def shard_name(shard: int) -> str:

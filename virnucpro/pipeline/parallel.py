@@ -1,8 +1,10 @@
 """DNABERT-S worker functions for :class:`~virnucpro.pipeline.work_queue.BatchQueueManager`.
 
 ``init_dnabert_worker`` runs once per worker process and loads the model on
-the worker's device; ``embed_dnabert_shard`` embeds one shard's nucleotide
-file. Both run inside the worker, so CUDA is only ever touched there.
+the worker's device in the run's precision; ``embed_dnabert_shard`` embeds one
+shard's nucleotide file and writes its feature file (atomically) and
+``.done`` marker. Both run inside the worker, so CUDA is only ever touched there.
+The model kind that names these functions is ``model_kinds.DNABERT_S``.
 """
 
 from __future__ import annotations
@@ -12,7 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from virnucpro.pipeline.features import embed_shard
+from virnucpro.pipeline.features import read_shard_sequences, write_feature_result
+from virnucpro.pipeline.model_kinds import EmbedInitArgs, EmbedPayload
 from virnucpro.pipeline.work_queue import Task
 
 
@@ -24,25 +27,23 @@ class EmbedderState:
     batch_tokens: int | None
 
 
-def load_embedder_state(loader: Callable[..., Any], path_key: str, device: str, init_args: Mapping[str, Any]) -> EmbedderState:
-    """Load a model with ``loader(path, device, dtype)`` for one worker (shared by both model kinds)."""
+def init_dnabert_worker(device: str, init_args: Mapping[str, Any]) -> EmbedderState:
+    """Load DNABERT-S once for this worker (``init_args``: an :class:`EmbedInitArgs` mapping)."""
     import torch
 
+    from virnucpro.models.dnabert_s import load_dnabert_s
     from virnucpro.models.precision import resolve_precision
 
+    args = EmbedInitArgs.from_mapping(init_args)
     torch_device = torch.device(device)
-    dtype = resolve_precision(init_args["precision"], torch_device)
-    embedder = loader(Path(init_args[path_key]), torch_device, dtype)
-    return EmbedderState(embedder, init_args.get("batch_tokens"))
-
-
-def init_dnabert_worker(device: str, init_args: Mapping[str, Any]) -> EmbedderState:
-    """Load DNABERT-S once for this worker (``init_args``: model_dir, precision, batch_tokens)."""
-    from virnucpro.models.dnabert_s import load_dnabert_s
-
-    return load_embedder_state(load_dnabert_s, "model_dir", device, init_args)
+    dtype = resolve_precision(args.precision, torch_device)
+    return EmbedderState(load_dnabert_s(Path(args.model_path), torch_device, dtype), args.batch_tokens)
 
 
 def embed_dnabert_shard(state: EmbedderState, task: Task, progress: Callable[[int], None]) -> dict[str, Any]:
-    """Embed one shard's nucleotide frames; writes the feature file and its ``.done`` marker."""
-    return embed_shard(state.embedder, task.payload, state.batch_tokens, progress)
+    """Embed one shard's nucleotide frames (``task.payload``: an :class:`EmbedPayload`)."""
+    payload: EmbedPayload = task.payload  # type: ignore[assignment]  # Task.payload is annotated as a dict
+    ids, seqs = read_shard_sequences(Path(payload.source))
+    embeddings = state.embedder.embed(seqs, batch_tokens=state.batch_tokens, on_batch=progress)
+    write_feature_result(Path(payload.target), ids, embeddings.numpy(), payload.identity, state.embedder.dim)
+    return {"frames": len(ids), "output": payload.target}

@@ -2,26 +2,39 @@
 
 ``init_esm_worker`` loads ESM-2 once per worker process on the worker's device
 (BF16 on Ampere or newer under ``--precision auto``); ``embed_esm_shard``
-embeds one shard's protein file.
+embeds one shard's protein file and writes its feature file (atomically) and
+``.done`` marker. The model kind that names these functions is ``model_kinds.ESM2``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
-from virnucpro.pipeline.features import embed_shard
-from virnucpro.pipeline.parallel import EmbedderState, load_embedder_state
+from virnucpro.pipeline.features import read_shard_sequences, write_feature_result
+from virnucpro.pipeline.model_kinds import EmbedInitArgs, EmbedPayload
+from virnucpro.pipeline.parallel import EmbedderState
 from virnucpro.pipeline.work_queue import Task
 
 
 def init_esm_worker(device: str, init_args: Mapping[str, Any]) -> EmbedderState:
-    """Load ESM-2 once for this worker (``init_args``: model_path, precision, batch_tokens)."""
-    from virnucpro.models.esm2 import load_esm2
+    """Load ESM-2 once for this worker (``init_args``: an :class:`EmbedInitArgs` mapping)."""
+    import torch
 
-    return load_embedder_state(load_esm2, "model_path", device, init_args)
+    from virnucpro.models.esm2 import load_esm2
+    from virnucpro.models.precision import resolve_precision
+
+    args = EmbedInitArgs.from_mapping(init_args)
+    torch_device = torch.device(device)
+    dtype = resolve_precision(args.precision, torch_device)
+    return EmbedderState(load_esm2(Path(args.model_path), torch_device, dtype), args.batch_tokens)
 
 
 def embed_esm_shard(state: EmbedderState, task: Task, progress: Callable[[int], None]) -> dict[str, Any]:
-    """Embed one shard's protein frames; writes the feature file and its ``.done`` marker."""
-    return embed_shard(state.embedder, task.payload, state.batch_tokens, progress)
+    """Embed one shard's protein frames (``task.payload``: an :class:`EmbedPayload`)."""
+    payload: EmbedPayload = task.payload  # type: ignore[assignment]  # Task.payload is annotated as a dict
+    ids, seqs = read_shard_sequences(Path(payload.source))
+    embeddings = state.embedder.embed(seqs, batch_tokens=state.batch_tokens, on_batch=progress)
+    write_feature_result(Path(payload.target), ids, embeddings.numpy(), payload.identity, state.embedder.dim)
+    return {"frames": len(ids), "output": payload.target}

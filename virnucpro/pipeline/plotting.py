@@ -41,6 +41,7 @@ from virnucpro.pipeline import results
 from virnucpro.pipeline.checkpoint import atomic_write
 from virnucpro.pipeline.outputs import RunPaths
 from virnucpro.sequence.chunking import chunk_bounds
+from virnucpro.sequence.ids import chunk_of_frame, parse_chunk_id
 
 logger = logging.getLogger(__name__)
 
@@ -173,11 +174,6 @@ def select_sequences(contig_summary: Path, top: int = DEFAULT_TOP, ids: Sequence
     return [row for _, _, row in heapq.nlargest(top, scored, key=lambda item: item[:2])]
 
 
-def _chunk_key(chunk_id: str) -> tuple[str, int] | None:
-    seq_id, sep, index = chunk_id.rpartition("_chunk_")
-    return (seq_id, int(index)) if sep and index.isdigit() else None
-
-
 def load_tracks(run_dir: str | Path, top: int = DEFAULT_TOP, ids: Sequence[str] | None = None) -> tuple[RunInfo, list[SequenceTrack]]:
     """Read a finished run and build the chosen sequences' chunk tracks.
 
@@ -202,7 +198,7 @@ def load_tracks(run_dir: str | Path, top: int = DEFAULT_TOP, ids: Sequence[str] 
         next(handle, None)
         for line in handle:
             frame_id, _label, _others, virus = line.rstrip("\n").split("\t")
-            key = _chunk_key(results.chunk_id_of(frame_id))
+            key = parse_chunk_id(chunk_of_frame(frame_id))
             if key is not None and key[0] in chosen:
                 score = float(virus)
                 max_virus[key] = max(score, max_virus.get(key, -math.inf))
@@ -210,7 +206,7 @@ def load_tracks(run_dir: str | Path, top: int = DEFAULT_TOP, ids: Sequence[str] 
         next(handle, None)
         for line in handle:
             chunk_id, is_virus = line.rstrip("\n").split("\t")
-            key = _chunk_key(chunk_id)
+            key = parse_chunk_id(chunk_id)
             if key is not None and key[0] in chosen:
                 calls[key] = is_virus == "True"
     for track in tracks:
@@ -372,7 +368,7 @@ def plot_run(run_dir: str | Path, output: str | Path | None = None, top: int = D
              ids: Sequence[str] | None = None) -> Path:
     """Plot a finished run: :func:`load_tracks` then :func:`render` (default ``DIR/plots.pdf``)."""
     run_dir = Path(run_dir)
-    target = Path(output) if output is not None else run_dir / "plots.pdf"
+    target = Path(output) if output is not None else RunPaths(run_dir).plots
     output_format(target)  # fail on a bad extension before reading anything
     _matplotlib()
     info, tracks = load_tracks(run_dir, top, ids)

@@ -24,6 +24,8 @@ from typing import TextIO
 
 import numpy as np
 
+from virnucpro.sequence import ids
+
 PREDICTIONS_HEADER = "Sequence_ID\tPrediction\tscore1\tscore2\n"
 HIGHEST_SCORE_HEADER = "Modified_ID\tIs_Virus\n"
 CONTIG_SUMMARY_HEADER = (
@@ -119,16 +121,6 @@ def read_score_file(path: Path) -> Iterator[FrameScore]:
                 yield parse_score_line(line)
 
 
-def chunk_id_of(frame_id: str) -> str:
-    """The published ``Modified_ID``: the frame ID without its two-character suffix."""
-    return frame_id[:-2]
-
-
-def contig_id_of(chunk_id: str) -> str:
-    """The input record ID a chunk ID (``<record>_chunk_<k>``) came from."""
-    return chunk_id.rsplit("_chunk_", 1)[0]
-
-
 @dataclass
 class ChunkCall:
     """Per-chunk maxima of the two scores over its kept frames."""
@@ -146,7 +138,7 @@ def chunk_calls(rows: Iterable[FrameScore]) -> Iterator[ChunkCall]:
     """Group consecutive frame rows by chunk (frames of a chunk are always adjacent)."""
     current: ChunkCall | None = None
     for row in rows:
-        chunk = chunk_id_of(row.frame_id)
+        chunk = ids.chunk_of_frame(row.frame_id)
         others, virus = float(np.float32(row.score_others)), float(np.float32(row.score_virus))
         if current is not None and current.chunk_id == chunk:
             current.max_others = max(current.max_others, others)
@@ -205,7 +197,7 @@ def contig_summary_lines(contigs: Iterable[ContigRow], calls: Iterable[ChunkCall
     for info in contigs:
         virus_chunks = 0
         max_virus = -math.inf
-        while call is not None and contig_id_of(call.chunk_id) == info.sequence_id:
+        while call is not None and ids.record_of_chunk(call.chunk_id) == info.sequence_id:
             virus_chunks += int(call.is_virus)
             max_virus = max(max_virus, call.max_virus)
             call = next(pending, None)

@@ -12,14 +12,12 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from virnucpro.errors import ModelNotAvailableError, VirnucproError
 from virnucpro.models import registry
 from virnucpro.pipeline.checkpoint import atomic_write_text, file_sha256
-
-if TYPE_CHECKING:
-    from virnucpro.pipeline.prediction import PredictOptions
+from virnucpro.pipeline.options import PredictOptions
 
 logger = logging.getLogger(__name__)
 
@@ -60,7 +58,7 @@ class DevicePlan:
 # --------------------------------------------------------------------------- models
 
 
-def resolve_models(options: "PredictOptions") -> ResolvedModels:
+def resolve_models(options: PredictOptions) -> ResolvedModels:
     """Find (or fetch) the model files and check that they fit together.
 
     Raises:
@@ -158,7 +156,7 @@ def cached_sha256(path: Path) -> str:
 # --------------------------------------------------------------------------- devices
 
 
-def plan_devices(options: "PredictOptions") -> DevicePlan:
+def plan_devices(options: PredictOptions) -> DevicePlan:
     """Turn ``--device/--parallel/--gpus/--workers/--precision`` into a worker plan.
 
     Raises:

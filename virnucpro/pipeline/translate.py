@@ -33,6 +33,7 @@ from typing import BinaryIO
 
 from virnucpro.errors import InputError, OutputError
 from virnucpro.io.fasta import FastaBytesRecord, FastaReader, display_name, input_stem, read_fasta_bytes
+from virnucpro.sequence import ids
 from virnucpro.sequence.chunking import chunk_starts
 from virnucpro.sequence.sixframe import FRAME_SUFFIXES, KeptFrame, translate_windows
 
@@ -107,7 +108,7 @@ class ChunkFrames:
 
     def frame_ids(self) -> list[str]:
         """IDs of the kept frames (``chunk_id`` + suffix), as used by every later stage."""
-        return [self.chunk_id + frame.suffix for frame in self.frames]
+        return [ids.frame_id(self.chunk_id, frame.suffix) for frame in self.frames]
 
 
 @dataclass(frozen=True, slots=True)
@@ -270,7 +271,7 @@ def _chunk_frames(reader: FastaReader, chunk_length: int, stats: TranslateStats)
             buffer = batch.buffer
             for w, ((record_id, k), s, e) in enumerate(zip(batch.chunk_labels(), batch.starts, batch.ends)):
                 yield ChunkFrames(
-                    record_id, k, f"{record_id}_chunk_{k}", buffer[s:e].decode("ascii"), frames_of.get(w, [])
+                    record_id, k, ids.chunk_id(record_id, k), buffer[s:e].decode("ascii"), frames_of.get(w, [])
                 )
 
 
@@ -303,7 +304,7 @@ def _write_batch(
     """Write one batch to the three files (bytes throughout; one write per file)."""
     heads: list[bytes] = []
     for record_id, first, count in batch.groups:
-        prefix = b">" + record_id.encode("utf-8", "surrogateescape") + b"_chunk_"
+        prefix = b">" + ids.chunk_id_prefix(record_id.encode("utf-8", "surrogateescape"))
         heads += [prefix + k for k in numbers.upto(first + count)[first : first + count]]
     buffer = batch.buffer
     lines: list[bytes] = [b""] * (2 * len(heads) + 1)

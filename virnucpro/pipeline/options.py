@@ -1,0 +1,37 @@
+"""What ``virnucpro predict`` was asked to do, as one value (built by the CLI, read by every stage)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class PredictOptions:
+    """Everything ``virnucpro predict`` was asked to do (see its ``--help``)."""
+
+    input_path: str
+    output_dir: str
+    model_type: int = 500
+    model_path: str | None = None
+    chunk_length: int | None = None
+    esm_model: str | None = None
+    dnabert_model: str | None = None
+    dnabert_revision: str | None = None
+    models: str = "published"
+    device: str = "auto"
+    precision: str = "auto"
+    batch_tokens: int | None = None
+    offline: bool = False
+    shard_size: int = 10_000
+    parallel: bool = False
+    gpus: str | None = None
+    workers: int = 0
+    force: bool = False
+    no_dashboard: bool = False
+    keep_features: bool = False
+    stall_timeout: float = 1800.0
+
+    @property
+    def effective_chunk_length(self) -> int:
+        """``--chunk-length``, or the model type (300 or 500) when not given."""
+        return self.chunk_length or self.model_type

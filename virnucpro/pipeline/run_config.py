@@ -1,0 +1,102 @@
+"""What decides whether finished work can be reused: one :class:`RunConfig` per run.
+
+:class:`RunConfig` is built once, from the options and the resolved models and
+device plan. ``run.json`` stores :meth:`RunConfig.run_params` (an earlier run
+in the same directory is resumed only when they are equal), and every stage
+takes the identity it writes into, and checks against, its ``.done`` markers
+from here:
+
+* translate: input, chunk length, shard size, work format;
+* features, per model kind: that model's identity, the precision, and the
+  sha256 of the shard file it read;
+* scores: the classifier's identity and both feature identities.
+
+:class:`RunSetup` is the accepted run: options, paths, config, models and
+device plan, handed to every stage.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from virnucpro.pipeline.model_kinds import MODEL_KINDS, ModelKind
+from virnucpro.pipeline.options import PredictOptions
+from virnucpro.pipeline.outputs import RunPaths
+from virnucpro.pipeline.run_setup import DevicePlan, ResolvedModels
+
+#: Bumped whenever the layout of work files changes, so old work is never reused.
+WORK_FORMAT = 1
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Every value that changes a run's numbers.
+
+    Attributes:
+        input_sha256: sha256 of the input file; None for stdin (never resumable).
+        chunk_length: chunk length in bases.
+        shard_size: kept frames per shard.
+        precision: ``fp32``, ``bf16`` or ``fp16`` (every worker uses it).
+        models: identities of the models by kind name plus ``classifier``
+            (name, sha256 and, for the embedders, ``dim``), as ``run_setup.resolve_models`` made them.
+        work_format: :data:`WORK_FORMAT`.
+    """
+
+    input_sha256: str | None
+    chunk_length: int
+    shard_size: int
+    precision: str
+    models: Mapping[str, Any]
+    work_format: int = WORK_FORMAT
+
+    @classmethod
+    def build(cls, options: PredictOptions, models: ResolvedModels, plan: DevicePlan,
+              input_sha256: str | None) -> RunConfig:
+        """The config of a run of ``options`` with these models on this device plan."""
+        return cls(input_sha256, options.effective_chunk_length, options.shard_size, plan.precision,
+                   models.identities)
+
+    def run_params(self) -> dict[str, Any]:
+        """What ``run.json`` records under ``params``."""
+        return {
+            "work_format": self.work_format,
+            "input_sha256": self.input_sha256,
+            "chunk_length": self.chunk_length,
+            "shard_size": self.shard_size,
+            "precision": self.precision,
+            "models": self.models,
+        }
+
+    def translate_identity(self) -> dict[str, Any]:
+        """Identity of the shard files and the shard index."""
+        return {"input_sha256": self.input_sha256, "chunk_length": self.chunk_length,
+                "shard_size": self.shard_size, "work_format": self.work_format}
+
+    def feature_identity(self, kind: ModelKind, source_sha256: str | None) -> dict[str, Any]:
+        """Identity of one feature file of ``kind``, made from a shard file with that sha256."""
+        return {"model": self.models[kind.name], "precision": self.precision, "source_sha256": source_sha256}
+
+    def score_identity(self, source_sha256: Mapping[str, str | None]) -> dict[str, Any]:
+        """Identity of one shard's score file; ``source_sha256`` holds each kind's shard-file sha256 by name."""
+        return {
+            "classifier": self.models["classifier"],
+            **{kind.name: self.feature_identity(kind, source_sha256[kind.name]) for kind in MODEL_KINDS},
+        }
+
+
+@dataclass(frozen=True)
+class RunSetup:
+    """An accepted run (``run.json`` written or matched): what every stage works from.
+
+    Attributes:
+        outcome: ``new``, ``resume`` or ``forced`` (from ``checkpoint.check_or_write_run_json``).
+    """
+
+    options: PredictOptions
+    paths: RunPaths
+    config: RunConfig
+    models: ResolvedModels
+    plan: DevicePlan
+    outcome: str

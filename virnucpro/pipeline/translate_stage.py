@@ -1,0 +1,114 @@
+"""Stage 1 of ``predict``: cut the input into shards of kept frames (or reuse verified ones).
+
+Writes ``work/shards/shard-NNNNN.{dna.fa,protein.faa}`` (+ ``.done``; same IDs,
+same order), ``work/contigs.tsv`` and the shard index ``work/translate.json``
+(+ ``.done``), all under ``RunConfig.translate_identity``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+import time
+from dataclasses import asdict
+from typing import IO, Any
+
+from virnucpro.io.fasta import FastaWriter
+from virnucpro.pipeline.checkpoint import atomic_write, make_dir, read_done, verify_done, write_done
+from virnucpro.pipeline.outputs import RunPaths
+from virnucpro.pipeline.results import ContigRow
+from virnucpro.pipeline.run_config import RunSetup
+from virnucpro.pipeline.summary import RunCounts, RunState, StageReport
+from virnucpro.pipeline.translate import TranslateStats, iter_chunk_frames
+from virnucpro.pipeline.work_files import (
+    ShardInfo,
+    read_shard_index,
+    write_contig_row,
+    write_shard_index,
+)
+from virnucpro.sequence import ids
+
+logger = logging.getLogger(__name__)
+
+
+def translate_stage(setup: RunSetup, state: RunState) -> None:
+    """Fill ``state.shards`` and the translate counts, from verified files or by translating."""
+    paths, identity = setup.paths, setup.config.translate_identity()
+    began = time.monotonic()
+    report = state.stages["translate"] = StageReport()
+    if verify_done(paths.translate_index, identity):
+        index = read_shard_index(paths.translate_index)
+        if all(_shard_files_ok(paths, s, identity) for s in index.shards):
+            state.shards = index.shards
+            state.counts = RunCounts(**index.counts)
+            report.reused_shards = len(index.shards)
+            report.seconds = time.monotonic() - began
+            logger.info("translate: reusing %d verified shard(s) (%d kept frames)",
+                        len(index.shards), state.counts.kept_frames)
+            return
+
+    make_dir(paths.shards_dir)
+    stats = TranslateStats()
+    chunk_length, shard_size = setup.config.chunk_length, setup.config.shard_size
+
+    def translate_into_shards(contigs_table: IO[bytes]) -> None:
+        # Contig rows are written as soon as a record's chunks have all passed, so memory
+        # stays flat however many records the input holds.
+        with_frames: dict[str, int] = {}
+
+        def write_finished_contigs(current: str | None = None) -> None:
+            while stats.contigs and stats.contigs[0].id != current:
+                contig = stats.contigs.popleft()
+                row = ContigRow(contig.id, contig.length, contig.chunks, with_frames.pop(contig.id, 0))
+                write_contig_row(contigs_table, row)
+
+        shard_frames: list[tuple[str, str, str]] = []
+        for chunk in iter_chunk_frames(setup.options.input_path, chunk_length, stats):
+            write_finished_contigs(chunk.record_id)
+            if not chunk.frames:
+                continue
+            with_frames[chunk.record_id] = with_frames.get(chunk.record_id, 0) + 1
+            for frame in chunk.frames:
+                shard_frames.append((ids.frame_id(chunk.chunk_id, frame.suffix), frame.nucleotide, frame.protein))
+                if len(shard_frames) == shard_size:
+                    state.shards.append(_write_shard(paths, len(state.shards) + 1, shard_frames, identity))
+                    shard_frames = []
+        if shard_frames:
+            state.shards.append(_write_shard(paths, len(state.shards) + 1, shard_frames, identity))
+        write_finished_contigs()
+
+    atomic_write(paths.contigs_table, translate_into_shards)
+    state.counts = RunCounts(
+        sequences=stats.records, skipped_empty=stats.skipped_empty, bases=stats.bases, chunks=stats.chunks,
+        chunks_with_frames=stats.chunks_with_kept_frame, kept_frames=stats.kept_frames, shards=len(state.shards),
+    )
+    write_shard_index(paths.translate_index, state.shards, asdict(state.counts))
+    write_done(paths.translate_index, identity, frames=stats.kept_frames)
+    report.frames = stats.kept_frames
+    report.computed_shards = len(state.shards)
+    report.seconds = time.monotonic() - began
+    logger.info("translate: %s; %d shard(s)", stats.summary(), len(state.shards))
+
+
+def _write_shard(paths: RunPaths, index: int, frames: list[tuple[str, str, str]], identity: dict[str, Any]) -> ShardInfo:
+    """Write one shard's DNA and protein files, keeping an identical verified file from a killed run."""
+    for path, column in ((paths.shard_dna(index), 1), (paths.shard_protein(index), 2)):
+        buffer = io.BytesIO()
+        writer = FastaWriter(buffer)
+        for frame in frames:
+            writer.write(frame[0], frame[column])
+        data = buffer.getvalue()
+        marker = read_done(path)
+        if marker and marker.get("sha256") == hashlib.sha256(data).hexdigest() and verify_done(path, identity):
+            continue
+        atomic_write(path, data)
+        write_done(path, identity, frames=len(frames))
+    return ShardInfo(index, len(frames))
+
+
+def _shard_files_ok(paths: RunPaths, shard: ShardInfo, identity: dict[str, Any]) -> bool:
+    return all(
+        verify_done(p, identity) and (read_done(p) or {}).get("frames") == shard.frames
+        for p in (paths.shard_dna(shard.index), paths.shard_protein(shard.index))
+    )
