@@ -32,7 +32,6 @@ export never leaves a half-written file under the final name).
 from __future__ import annotations
 
 import io
-import json
 import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -43,7 +42,7 @@ import numpy as np
 
 from virnucpro.errors import InputError, OutputError
 from virnucpro.pipeline.checkpoint import atomic_write, read_done
-from virnucpro.pipeline.features import EMBEDDINGS_KEY
+from virnucpro.pipeline.features import read_feature_header, read_features
 from virnucpro.pipeline.model_kinds import MODEL_KINDS, model_kind
 from virnucpro.pipeline.outputs import RunPaths, shard_name
 from virnucpro.pipeline.work_files import read_shard_index
@@ -77,15 +76,10 @@ def _shard_index(paths: RunPaths) -> list[tuple[int, int]]:
 
 
 def _header(path: Path) -> tuple[list[str], tuple[int, ...]]:
-    from safetensors import safe_open
-
     try:
-        with safe_open(str(path), framework="np") as handle:
-            ids = json.loads((handle.metadata() or {})["ids"])
-            shape = tuple(handle.get_slice(EMBEDDINGS_KEY).get_shape())
+        return read_feature_header(path)
     except Exception as exc:  # noqa: BLE001 - any unreadable file is one line
         raise InputError(f"cannot read {path}: {exc}") from None
-    return ids, shape
 
 
 def find_feature_shards(run_dir: str | Path, model: str) -> list[FeatureShard]:
@@ -124,12 +118,9 @@ def find_feature_shards(run_dir: str | Path, model: str) -> list[FeatureShard]:
 
 
 def _shard_arrays(shards: Sequence[FeatureShard]) -> Iterator[tuple[list[str], np.ndarray]]:
-    from safetensors import safe_open
-
     for shard in shards:
-        with safe_open(str(shard.path), framework="np") as handle:
-            ids = json.loads(handle.metadata()["ids"])
-            yield ids, np.ascontiguousarray(handle.get_tensor(EMBEDDINGS_KEY), dtype="<f4")
+        features = read_features(shard.path)
+        yield features.ids, np.ascontiguousarray(features.embeddings, dtype="<f4")
         logger.debug("exported %s (%d rows)", shard_name(shard.index), shard.rows)
 
 

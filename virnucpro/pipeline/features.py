@@ -31,6 +31,7 @@ from virnucpro.pipeline.checkpoint import atomic_write, write_done
 logger = logging.getLogger(__name__)
 
 EMBEDDINGS_KEY = "embeddings"
+IDS_KEY = "ids"
 
 
 @dataclass(frozen=True)
@@ -49,7 +50,7 @@ def write_features(path: Path, ids: Sequence[str], embeddings: np.ndarray, info:
     array = np.ascontiguousarray(embeddings, dtype=np.float32)
     if array.shape[0] != len(ids):
         raise ValueError(f"{len(ids)} ids but {array.shape[0]} embedding rows for {path}")
-    metadata = {"ids": json.dumps(list(ids)), **{k: json.dumps(v) for k, v in info.items()}}
+    metadata = {IDS_KEY: json.dumps(list(ids)), **{k: json.dumps(v) for k, v in info.items()}}
     atomic_write(path, save({EMBEDDINGS_KEY: array}, metadata=metadata))
 
 
@@ -60,8 +61,18 @@ def read_features(path: Path) -> Features:
     with safe_open(str(path), framework="np") as handle:
         metadata = dict(handle.metadata() or {})
         embeddings = handle.get_tensor(EMBEDDINGS_KEY)
-    ids = json.loads(metadata.pop("ids"))
+    ids = json.loads(metadata.pop(IDS_KEY))
     return Features(ids=ids, embeddings=embeddings, metadata=metadata)
+
+
+def read_feature_header(path: Path) -> tuple[list[str], tuple[int, ...]]:
+    """The frame IDs and the embedding shape of a feature file, without reading the embeddings."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="np") as handle:
+        ids = json.loads((handle.metadata() or {})[IDS_KEY])
+        shape = tuple(handle.get_slice(EMBEDDINGS_KEY).get_shape())
+    return ids, shape
 
 
 def read_shard_sequences(path: Path) -> tuple[list[str], list[str]]:
