@@ -36,7 +36,8 @@ def feature_stage(kind: ModelKind, shards: list[ShardInfo], setup: RunSetup, sta
             report.reused_shards += 1
             continue
         payload = EmbedPayload(str(kind.source(paths, shard.index)), str(target), identity)
-        tasks.append(Task(f"{shard_name(shard.index)}:{kind.name}", shard.frames, payload))
+        # Task.payload is annotated as a dict in work_queue; any picklable object travels.
+        tasks.append(Task(f"{shard_name(shard.index)}:{kind.name}", shard.frames, payload))  # type: ignore[arg-type]
     if report.reused_shards:
         logger.info("%s: reusing %d verified shard(s)", kind.name, report.reused_shards)
     if not tasks:
