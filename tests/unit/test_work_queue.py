@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import signal
 import subprocess
 import sys
 import time
+import typing
 from pathlib import Path
 
 import pytest
 
 from tests.helpers.toy_workers import IDENTITY, write_inputs
 from virnucpro.errors import EXIT_INTERRUPTED, ShardsFailedError
+from virnucpro.pipeline import work_messages
 from virnucpro.pipeline.checkpoint import clean_temporaries, is_temporary, verify_done
 from virnucpro.pipeline.work_queue import (
     BatchQueueManager,
+    RunInterrupted,
     Task,
     TaskFailed,
     TaskFinished,
@@ -24,6 +28,7 @@ from virnucpro.pipeline.work_queue import (
     WorkerRestarted,
     WorkerStarted,
 )
+from virnucpro.pipeline.work_signals import StopSignals, clear_stop_signal, stop_signal_seen
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 INIT = "tests.helpers.toy_workers:square_init"
@@ -239,3 +244,57 @@ def test_killed_parent_takes_its_workers_down(tmp_path: Path) -> None:
     proc.kill()
     proc.wait(timeout=10)
     assert _wait_dead(pids, 5) == []
+
+
+def _one_of_each_message() -> list:
+    task = Task("shard-00001:esm", 3, {"input": "a.fa"})
+    return [
+        work_messages.RunTask(task), work_messages.StopWorker(),
+        work_messages.WorkerReady(123, 1.5), work_messages.WorkerInitFailed("OSError: no model", "Traceback..."),
+        work_messages.TaskBegun(task.key), work_messages.FramesDone(task.key, 2),
+        work_messages.TaskDone(task.key, {"frames": 3}, 0.25),
+        work_messages.TaskRaised(task.key, "OutputError: disk full", "Traceback...", "disk full"),
+        work_messages.ForwardedLog("virnucpro.models.esm2", 20, "loaded"),
+    ]
+
+
+def test_every_pipe_message_crosses_a_real_pipe_unchanged() -> None:
+    messages = _one_of_each_message()
+    kinds = set(typing.get_args(work_messages.ToWorker)) | set(typing.get_args(work_messages.FromWorker))
+    assert {type(m) for m in messages} == kinds  # one of each kind the protocol has
+    parent, child = multiprocessing.get_context("spawn").Pipe(duplex=True)
+    try:
+        for message in messages:
+            child.send(message)
+            assert parent.recv() == message
+    finally:
+        parent.close()
+        child.close()
+
+
+def test_stop_signals_record_the_first_signal_raise_on_the_second_and_restore_handlers() -> None:
+    clear_stop_signal()
+    before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    with StopSignals(raise_at_once=False) as signals:
+        # Installed (else the signal below would end pytest):
+        assert signal.getsignal(signal.SIGTERM) not in (signal.SIG_DFL, before[signal.SIGTERM])
+        signal.raise_signal(signal.SIGTERM)
+        assert signals.signum == signal.SIGTERM
+        with pytest.raises(RunInterrupted) as info:
+            signal.raise_signal(signal.SIGINT)
+        assert info.value.signum == signal.SIGINT and isinstance(info.value, KeyboardInterrupt)
+    assert {s: signal.getsignal(s) for s in before} == before
+    # Recorded for the whole process, so a caller can still see it after the run returned.
+    assert stop_signal_seen() == signal.SIGTERM
+    clear_stop_signal()
+    assert stop_signal_seen() is None
+
+
+def test_stop_signals_raise_at_once_in_process_mode() -> None:
+    clear_stop_signal()
+    default = signal.getsignal(signal.SIGINT)
+    with StopSignals(raise_at_once=True), pytest.raises(RunInterrupted, match="SIGINT"):
+        assert signal.getsignal(signal.SIGINT) is not default
+        signal.raise_signal(signal.SIGINT)
+    assert stop_signal_seen() == signal.SIGINT
+    clear_stop_signal()

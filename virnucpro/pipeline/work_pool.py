@@ -1,0 +1,231 @@
+"""The spawned worker processes of one run: start, feed, watch, restart and stop them.
+
+:class:`WorkerPool` drives a :class:`~virnucpro.pipeline.work_scheduler.Scheduler`
+with one ``spawn``-context process per slot and one duplex pipe per process.
+Only the parent hands out work, one task at a time, so it always knows which
+task a worker holds: when a worker dies (its sentinel fires) that task is
+re-queued by the scheduler's retry rules and the slot is restarted, up to
+``max_worker_restarts`` times. A busy worker silent for ``stall_timeout``
+seconds is killed and handled the same way.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import signal
+import time
+from collections.abc import Sequence
+from multiprocessing.connection import wait as wait_for_ready
+from typing import Any
+
+from virnucpro.pipeline.work_messages import RunTask, StopWorker
+from virnucpro.pipeline.work_scheduler import Scheduler, Slot
+from virnucpro.pipeline.work_signals import StopSignals
+from virnucpro.pipeline.work_types import QUEUE_LOGGER, RunInterrupted, WorkerDied, WorkerRestarted
+from virnucpro.pipeline.work_worker import worker_main
+
+logger = logging.getLogger(QUEUE_LOGGER)
+
+
+def describe_exit(exitcode: int | None) -> str:
+    """How a worker process ended, in words (``"killed by SIGKILL (out of memory? ...)"``)."""
+    if exitcode is None:
+        return "exit status unknown"
+    if exitcode < 0:
+        try:
+            name = signal.Signals(-exitcode).name
+        except ValueError:
+            name = f"signal {-exitcode}"
+        hint = " (out of memory? the kernel OOM killer sends SIGKILL)" if -exitcode == signal.SIGKILL else ""
+        return f"killed by {name}{hint}"
+    return f"exit code {exitcode}"
+
+
+class WorkerPool:
+    """Runs a scheduler's tasks on spawned workers, one per slot."""
+
+    def __init__(self, scheduler: Scheduler) -> None:
+        self._scheduler = scheduler
+        self._settings = scheduler.settings
+        self._slots = scheduler.slots
+        self._ctx = multiprocessing.get_context("spawn")
+
+    def run(self) -> None:
+        """Return when every task finished or failed for good; workers are stopped either way.
+
+        Raises:
+            RunInterrupted: SIGINT/SIGTERM arrived (workers are asked to stop, then terminated, then killed).
+        """
+        scheduler = self._scheduler
+        with StopSignals(raise_at_once=False) as signals:
+            graceful = False
+            try:
+                while scheduler.pending or any(slot.task is not None for slot in self._slots):
+                    if signals.signum is not None:
+                        raise RunInterrupted(signals.signum)
+                    self._start_needed_workers()
+                    self._dispatch()
+                    live = [slot for slot in self._slots if slot.process is not None]
+                    if not live:
+                        scheduler.fail_remaining()
+                        break
+                    self._wait_and_handle(live)
+                    self._kill_stalled(live)
+                graceful = True
+            finally:
+                self._shutdown(graceful)
+
+    # ------------------------------------------------------------------ one turn of the loop
+
+    def _start_needed_workers(self) -> None:
+        idle_or_starting = sum(1 for s in self._slots if s.process is not None and s.task is None)
+        needed = self._scheduler.pending - idle_or_starting
+        for slot in self._slots:
+            if needed <= 0:
+                break
+            if slot.process is not None or slot.retired:
+                continue
+            if slot.launches:
+                slot.restarts += 1
+                logger.warning("restarting %s (restart %d of %d)", slot.label, slot.restarts,
+                               self._settings.max_worker_restarts)
+                self._scheduler.emit(WorkerRestarted(slot.worker_id, slot.device, slot.restarts))
+            self._launch(slot)
+            needed -= 1
+
+    def _launch(self, slot: Slot) -> None:
+        settings = self._settings
+        parent_conn, child_conn = self._ctx.Pipe(duplex=True)
+        threads = settings.cpu_threads if slot.device == "cpu" else None
+        process = self._ctx.Process(
+            target=worker_main,
+            name=f"virnucpro-worker-{slot.worker_id}",
+            args=(slot.worker_id, slot.device, settings.init_spec, settings.process_spec, settings.init_args,
+                  child_conn, os.getpid(), threads, settings.worker_env, settings.progress_interval),
+            daemon=True,
+        )
+        process.start()
+        child_conn.close()  # so that the parent sees EOF when the worker dies
+        slot.process, slot.conn, slot.ready, slot.task = process, parent_conn, False, None
+        slot.launches += 1
+        logger.debug("started %s as pid %s", slot.label, process.pid)
+
+    def _dispatch(self) -> None:
+        scheduler = self._scheduler
+        for slot in self._slots:
+            if not scheduler.pending:
+                return
+            if slot.process is None or slot.conn is None or not slot.ready or slot.task is not None:
+                continue
+            task = scheduler.pop()
+            try:
+                slot.conn.send(RunTask(task))
+            except (OSError, ValueError):
+                scheduler.push(task)  # the worker is dying; its sentinel will tell us
+                slot.conn = None
+                continue
+            scheduler.assign(slot, task)
+
+    def _wait_and_handle(self, live: Sequence[Slot]) -> None:
+        """Wait up to ``poll_interval`` for messages or exits, then handle them."""
+        waitables: list[Any] = [slot.process.sentinel for slot in live]
+        waitables += [slot.conn for slot in live if slot.conn is not None]
+        ready = set(wait_for_ready(waitables, timeout=self._settings.poll_interval))
+        for slot in live:
+            if slot.conn is not None and slot.conn in ready:
+                self._drain(slot)
+            if slot.process.sentinel in ready:
+                self._on_worker_exit(slot)
+
+    def _drain(self, slot: Slot) -> None:
+        """Handle every message waiting on the slot's pipe; on EOF stop listening to it."""
+        conn = slot.conn
+        while conn is not None and slot.conn is conn:
+            try:
+                if not conn.poll():
+                    return
+                message = conn.recv()
+            except (EOFError, OSError):
+                conn.close()
+                slot.conn = None
+                return
+            slot.last_heard = time.monotonic()
+            self._scheduler.handle(slot, message)
+
+    def _on_worker_exit(self, slot: Slot) -> None:
+        self._drain(slot)  # a worker may have reported "done" just before dying
+        process = slot.process
+        process.join(timeout=1)
+        exitcode = process.exitcode
+        if slot.conn is not None:
+            slot.conn.close()
+        slot.process, slot.conn, slot.ready = None, None, False
+        task, slot.task = slot.task, None
+        if slot.retired:  # init_fn raised; already reported
+            return
+        if slot.stalled:
+            reason = f"worker on {slot.device} made no progress for {self._settings.stall_timeout:g} s and was killed"
+            slot.stalled = False
+        else:
+            reason = f"worker on {slot.device} died: {describe_exit(exitcode)}"
+        will_restart = slot.restarts < self._settings.max_worker_restarts
+        if not will_restart:
+            slot.retired = True
+            self._scheduler.report.worker_errors[slot.label] = f"{reason}; gave up after {slot.restarts} restart(s)"
+        logger.warning("%s%s", reason, f" while running {task.key}" if task else "")
+        self._scheduler.emit(WorkerDied(slot.worker_id, slot.device, exitcode, task.key if task else None, reason,
+                                        will_restart))
+        if task is not None:
+            self._scheduler.task_failed(slot, task, reason)
+
+    def _kill_stalled(self, slots: Sequence[Slot]) -> None:
+        """SIGKILL a busy worker that sent nothing for ``stall_timeout`` seconds (a hung GPU or
+        driver call): its sentinel then fires and the usual retry and restart rules apply."""
+        stall_timeout = self._settings.stall_timeout
+        if not stall_timeout:
+            return
+        now = time.monotonic()
+        for slot in slots:
+            if slot.process is None or slot.task is None or slot.stalled:
+                continue
+            if now - slot.last_heard > stall_timeout:
+                logger.error("%s sent nothing for %.0f s while running %s; killing it", slot.label,
+                             now - slot.last_heard, slot.task.key)
+                slot.stalled = True
+                slot.process.kill()
+
+    # ------------------------------------------------------------------ the end
+
+    def _shutdown(self, graceful: bool) -> None:
+        """Stop every worker: ask, wait up to ``stop_timeout``, terminate, then kill."""
+        live = [slot for slot in self._slots if slot.process is not None]
+        if not live:
+            return
+        if not graceful:
+            logger.warning("stopping %d worker(s)...", len(live))
+        for slot in live:
+            if slot.conn is not None:
+                try:
+                    slot.conn.send(StopWorker())
+                except (OSError, ValueError):
+                    pass
+        deadline = time.monotonic() + self._settings.stop_timeout
+        for slot in live:
+            slot.process.join(timeout=max(0.0, deadline - time.monotonic()))
+        for slot in live:
+            if slot.process.is_alive():
+                slot.process.terminate()
+        for slot in live:
+            slot.process.join(timeout=2)
+            if slot.process.is_alive():
+                slot.process.kill()
+                slot.process.join(timeout=2)
+            if slot.process.is_alive():
+                logger.error("%s (pid %s) did not exit after SIGKILL", slot.label, slot.process.pid)
+            else:
+                slot.process.close()
+            if slot.conn is not None:
+                slot.conn.close()
+            slot.process, slot.conn, slot.task = None, None, None
