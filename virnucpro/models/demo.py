@@ -29,6 +29,9 @@ from typing import ClassVar
 
 import numpy as np
 
+from virnucpro.hashing import file_sha256
+from virnucpro.models.locations import cache_dir as default_cache_dir
+
 logger = logging.getLogger(__name__)
 
 DEMO_VERSION = "v1"
@@ -84,7 +87,7 @@ def ensure_demo_models(cache_dir: Path | None = None) -> DemoModelSet:
     complete set.
 
     Args:
-        cache_dir: cache root; ``virnucpro.models.registry.cache_dir()`` when None.
+        cache_dir: cache root; :func:`virnucpro.models.locations.cache_dir` when None.
 
     Returns:
         The demo model set in ``<cache_dir>/demo/<DEMO_VERSION>/``.
@@ -92,8 +95,6 @@ def ensure_demo_models(cache_dir: Path | None = None) -> DemoModelSet:
     from filelock import FileLock
 
     if cache_dir is None:
-        from virnucpro.models.registry import cache_dir as default_cache_dir
-
         cache_dir = default_cache_dir()
     base = Path(cache_dir) / "demo"
     final = base / DEMO_VERSION
@@ -134,7 +135,7 @@ def build_demo_models(target: Path) -> DemoModelSet:
     manifest = {
         "version": DEMO_VERSION,
         "notice": DemoModelSet.NOTICE,
-        "sha256": {name: hashlib.sha256((target / name).read_bytes()).hexdigest() for name in files},
+        "sha256": {name: file_sha256(target / name, use_cache=False) for name in files},
     }
     (target / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n", encoding="utf-8")
     return _model_set(target)
