@@ -10,8 +10,8 @@ One screen of checks, each ``ok``, ``info``, ``warn``, ``fail`` or ``skip``:
   DNABERT-S, ``$VIRNUCPRO_CACHE`` for classifiers and demo models), where
   they are, which variable set them, free disk space, and the models in them;
 * network: whether each model source answers an HTTPS ``HEAD`` within
-  :data:`NETWORK_TIMEOUT_S` seconds (all probed at once, in daemon threads, so a
-  hanging DNS lookup costs one timeout, never more); skipped with ``offline``;
+  :data:`NETWORK_TIMEOUT_S` seconds (:func:`virnucpro.net.probe_all`: all at once, in
+  daemon threads, so a hanging DNS lookup costs one timeout, never more); skipped with ``offline``;
 * optional: the ``plot`` extra (matplotlib);
 * configuration: the three models ``predict`` would use with the same options,
   resolved exactly as ``predict`` resolves them but without downloading. A
@@ -28,21 +28,20 @@ import platform
 import shutil
 import sys
 import threading
-import time
-import urllib.error
-import urllib.parse
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
-from virnucpro import __version__
+from virnucpro import __version__, net
 from virnucpro.errors import ModelNotAvailableError
+from virnucpro.models import locations
+from virnucpro.net import Probe
+from virnucpro.sizes import human_size
 
 logger = logging.getLogger(__name__)
 
-NETWORK_TIMEOUT_S = 4.0
+NETWORK_TIMEOUT_S = net.PROBE_TIMEOUT_S
 STATUSES = ("ok", "info", "warn", "fail", "skip")
 _STYLE = {"ok": "green", "info": "cyan", "warn": "yellow", "fail": "bold red", "skip": "dim"}
 
@@ -87,54 +86,9 @@ class Report:
 # --------------------------------------------------------------------------- network
 
 
-@dataclass(frozen=True)
-class Probe:
-    """Outcome of one HTTPS probe: ``reachable`` means the server answered 2xx/3xx."""
-
-    host: str
-    url: str
-    reachable: bool
-    detail: str
-
-
-def _probe(url: str, timeout: float) -> Probe:
-    host = urllib.parse.urlsplit(url).hostname or url
-    started = time.monotonic()
-    request = urllib.request.Request(url, method="HEAD", headers={"User-Agent": f"virnucpro/{__version__} doctor"})
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            status = response.status
-    except urllib.error.HTTPError as exc:
-        return Probe(host, url, False, f"answers HTTP {exc.code} {exc.reason} for {url}")
-    except (OSError, ValueError) as exc:
-        reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
-        return Probe(host, url, False, f"unreachable ({reason})")
-    return Probe(host, url, True, f"reachable (HTTP {status}, {1000 * (time.monotonic() - started):.0f} ms)")
-
-
 def probe_all(urls: list[str], timeout: float = NETWORK_TIMEOUT_S) -> dict[str, Probe]:
-    """Probe every URL at once; each gets ``timeout`` seconds (host-name lookup included).
-
-    Daemon threads are used so that a lookup the resolver will not abandon
-    cannot keep the process alive after the deadline.
-    """
-    found: dict[str, Probe] = {}
-    threads = []
-    for url in urls:
-        def run(url: str = url) -> None:
-            found[url] = _probe(url, timeout)
-
-        thread = threading.Thread(target=run, name=f"probe-{url}", daemon=True)
-        thread.start()
-        threads.append(thread)
-    deadline = time.monotonic() + timeout + 0.5
-    for thread in threads:
-        thread.join(max(0.0, deadline - time.monotonic()))
-    for url in urls:
-        if url not in found:
-            host = urllib.parse.urlsplit(url).hostname or url
-            found[url] = Probe(host, url, False, f"no answer within {timeout:.0f} s")
-    return found
+    """Probe every URL at once (:func:`virnucpro.net.probe_all`); each gets ``timeout`` seconds."""
+    return net.probe_all(urls, timeout, user_agent=f"virnucpro/{__version__} doctor")
 
 
 # --------------------------------------------------------------------------- sections
@@ -200,12 +154,12 @@ def _gpus(report: Report) -> None:
 
 
 def _caches(report: Report) -> None:
-    from virnucpro.models import registry
+    from virnucpro.models.inventory import list_cached
 
     dirs = (
-        ("ESM-2 (torch.hub)", registry.esm_hub_dir(), "TORCH_HOME"),
-        ("DNABERT-S (Hugging Face)", registry.hf_cache_dir(), "HF_HUB_CACHE" if os.environ.get("HF_HUB_CACHE") else "HF_HOME"),
-        ("virnucpro", registry.cache_dir(), "VIRNUCPRO_CACHE"),
+        ("ESM-2 (torch.hub)", locations.esm_hub_dir(), "TORCH_HOME"),
+        ("DNABERT-S (Hugging Face)", locations.hf_cache_dir(), "HF_HUB_CACHE" if os.environ.get("HF_HUB_CACHE") else "HF_HOME"),
+        ("virnucpro", locations.cache_dir(), "VIRNUCPRO_CACHE"),
     )
     for label, path, var in dirs:
         source = f"${var}" if os.environ.get(var) else "default"
@@ -218,7 +172,7 @@ def _caches(report: Report) -> None:
         else:
             report.add("caches", label, "info", f"{path} [{source}] (not created yet){free}")
     try:
-        cached = registry.list_cached()
+        cached = list_cached()
     except Exception as exc:  # noqa: BLE001 - an unreadable cache is reported, not fatal
         report.add("caches", "cached models", "warn", f"cannot list: {exc}")
         return
@@ -227,7 +181,7 @@ def _caches(report: Report) -> None:
     for model in cached:
         state = "" if model.complete else ", INCOMPLETE"
         report.add("caches", f"{model.kind}", "ok" if model.complete else "warn",
-                   f"{model.name} ({registry.human_size(model.size_bytes)}{state}) {model.path}")
+                   f"{model.name} ({human_size(model.size_bytes)}{state}) {model.path}")
 
 
 def _optional(report: Report) -> None:
@@ -258,9 +212,8 @@ def _model_specs(config: Configuration) -> list[_ModelSpec]:
 
     esm = config.esm_model or registry.DEFAULT_ESM_MODEL
     dnabert = config.dnabert_model or registry.DEFAULT_DNABERT_MODEL
-    esm_named = registry._ESM_NAME.match(esm) is not None and not Path(esm).expanduser().is_file()
-    dnabert_hub = not Path(dnabert).expanduser().is_dir() and bool(registry._HF_REPO_ID.match(dnabert)) \
-        and not dnabert.startswith((".", "/", "~"))
+    esm_named = registry.ESM_NAME.match(esm) is not None and not Path(esm).expanduser().is_file()
+    dnabert_hub = registry.is_hub_repo_id(dnabert)
     endpoint = _hf_endpoint()
     revision = f" --dnabert-revision {config.dnabert_revision}" if config.dnabert_revision else ""
     return [
@@ -294,8 +247,8 @@ def source_urls(config: Configuration) -> list[str]:
         config = Configuration()
     urls = [spec.url for spec in _model_specs(config) if spec.url]
     defaults = [spec.url for spec in _model_specs(Configuration()) if spec.url]
-    hosts = {urllib.parse.urlsplit(u).hostname for u in urls}
-    return urls + [u for u in defaults if urllib.parse.urlsplit(u).hostname not in hosts]
+    hosts = {net.host_of(u) for u in urls}
+    return urls + [u for u in defaults if net.host_of(u) not in hosts]
 
 
 def _configuration(report: Report, config: Configuration, probes: dict[str, Probe] | None, offline: bool) -> None:
@@ -383,8 +336,7 @@ def run_doctor(config: Configuration | None = None, offline: bool = False,
         for url in urls:
             probe = probes.get(url)
             if probe is None:
-                host = urllib.parse.urlsplit(url).hostname or url
-                probe = probes[url] = Probe(host, url, False, "no answer")
+                probe = probes[url] = Probe(net.host_of(url), url, False, "no answer")
             report.add("network", probe.host, "ok" if probe.reachable else "warn", probe.detail)
     else:
         report.add("network", "model sources", "skip", "not checked (--offline)")

@@ -64,3 +64,21 @@ class ShardsFailedError(VirnucproError):
     """Some shards kept failing; finished shards are kept for a re-run."""
 
     exit_code = EXIT_SHARDS_FAILED
+
+
+class DeviceSelectionError(VirnucproError):
+    """Options that ask for devices this machine does not have, or that contradict each other."""
+
+    exit_code = EXIT_USAGE
+
+
+class GpuSelectionError(VirnucproError):
+    """A ``--gpus`` value names no usable GPU (bad number, duplicate, absent device, no CUDA)."""
+
+    exit_code = EXIT_USAGE
+
+
+class PlotUsageError(VirnucproError):
+    """``--ids`` names a sequence that is not in the run, or ``-o`` has an unknown extension."""
+
+    exit_code = EXIT_USAGE

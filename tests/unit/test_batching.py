@@ -6,7 +6,9 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from virnucpro.models.batching import plan_batches, run_in_budget
+import torch
+
+from virnucpro.models.batching import embed_sorted, plan_batches, run_in_budget
 
 
 @settings(max_examples=80, deadline=None)
@@ -28,3 +30,32 @@ def test_run_in_budget_matches_the_plan_when_nothing_fails(padded, budget):
     seen: list[tuple[int, int]] = []
     assert run_in_budget(padded, budget, lambda start, count: seen.append((start, count))) == budget
     assert [count for _, count in seen] == [len(b) for b in plan_batches(padded, budget)]
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.integers(1, 300), min_size=0, max_size=50), st.integers(1, 2000), st.booleans())
+def test_embed_sorted_returns_input_order_and_survives_one_oom(lengths, budget, oom_first):
+    """Each row gets its own sequence's result, whatever the batching; an OOM halves the budget once."""
+    calls: list[tuple[list[int], int]] = []
+    failed = [not oom_first]
+
+    def forward(idx: np.ndarray, padded_length: int) -> torch.Tensor:
+        if not failed[0] and len(idx) > 1:
+            failed[0] = True
+            raise torch.OutOfMemoryError("simulated")
+        calls.append((idx.tolist(), padded_length))
+        rows = torch.tensor([[float(i), float(lengths[i])] for i in idx])
+        return rows
+
+    seen: list[int] = []
+    out, final = embed_sorted(lengths, 2, torch.device("cpu"), budget, forward,
+                              padded_length=lambda n: n + 2, on_batch=seen.append)
+    assert out.shape == (len(lengths), 2) and out.dtype == torch.float32
+    assert out[:, 0].tolist() == [float(i) for i in range(len(lengths))]
+    assert out[:, 1].tolist() == [float(n) for n in lengths]
+    assert sum(seen) == len(lengths)
+    for idx, padded_length in calls:
+        assert padded_length == max(lengths[i] for i in idx) + 2
+    assert final <= budget
+    if lengths:
+        out[0, 0] = -1.0  # a normal tensor callers may modify, not an inference-mode one

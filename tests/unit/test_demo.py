@@ -149,7 +149,7 @@ def test_classifier_matches_embedding_dims(demo_set):
 
 
 def test_listed_by_registry(demo_set, monkeypatch, tmp_path):
-    from virnucpro.models.registry import list_cached
+    from virnucpro.models.inventory import list_cached
 
     monkeypatch.setenv("VIRNUCPRO_CACHE", str(demo_set.root.parent.parent))
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))

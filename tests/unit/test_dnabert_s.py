@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from safetensors.torch import save_file
 
 from tests.conftest import read_small_fasta as read_fasta
-from virnucpro.errors import ModelNotAvailableError
+from virnucpro.errors import ModelNotAvailableError, UnsafeCheckpointError
 from virnucpro.models.batching import plan_batch, run_in_budget, shrink_budget
 from virnucpro.models.dnabert_s import (
     DnabertSEmbedder,
@@ -432,7 +432,7 @@ class _NotATensor:
 def test_pickled_objects_are_never_unpickled(tmp_path: Path, tiny_ref: Path) -> None:
     model_dir, _c, state = make_model_dir(tmp_path / "m", tiny_ref, 32, 4, fmt="bin")
     torch.save({**state, "evil": _NotATensor()}, model_dir / "pytorch_model.bin")
-    with pytest.raises(ModelNotAvailableError, match="pytorch_model.bin are unreadable"):
+    with pytest.raises(UnsafeCheckpointError, match=r"refusing to load .*pytorch_model\.bin: it asks for '.*_NotATensor'"):
         load_dnabert_s(model_dir, CPU, torch.float32)
 
 

@@ -20,15 +20,11 @@ import torch
 
 from tests.conftest import host_resolves
 from virnucpro.errors import ModelNotAvailableError
+from virnucpro.cli.models import print_cached
 from virnucpro.models import registry
-from virnucpro.models.registry import (
-    download_file,
-    list_cached,
-    print_cached,
-    resolve_classifier,
-    resolve_dnabert_model,
-    resolve_esm_model,
-)
+from virnucpro.models.inventory import list_cached
+from virnucpro.models.registry import resolve_classifier, resolve_dnabert_model, resolve_esm_model
+from virnucpro.net import download_file
 
 FIXTURE_MODELS = Path(__file__).resolve().parents[1] / "data" / "tiny_reference" / "models"
 

@@ -31,7 +31,6 @@ _STOPS = {"TAA", "TAG", "TGA"}
 SENSE_CODONS = tuple("".join(c) for c in itertools.product("ACGT", repeat=3) if "".join(c) not in _STOPS)
 """The 61 codons of the standard code that are not stops."""
 
-SPECIAL_TOKENS = ("[UNK]", "[CLS]", "[SEP]", "[PAD]", "[MASK]")
 DNA_VOCAB_SIZE = 4096
 
 
@@ -131,20 +130,9 @@ def train_dna_tokenizer(vocab_size: int = DNA_VOCAB_SIZE, seed: int = 0, corpus_
     Returns:
         A :class:`~virnucpro.models.dnabert_tokenizer.DnabertTokenizer`.
     """
-    from tokenizers import Tokenizer, models, pre_tokenizers, processors, trainers
-
-    from virnucpro.models.dnabert_tokenizer import DnabertTokenizer
+    from virnucpro.models.dnabert_tokenizer import DnabertTokenizer, train_dna_bpe
 
     rng = np.random.default_rng(seed)
     corpus = [random_dna(rng, 1000).tobytes().decode() for _ in range(max(1, corpus_bp // 1000))]
-    tokenizer = Tokenizer(models.BPE(unk_token="[UNK]"))
-    tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
-    trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size, special_tokens=list(SPECIAL_TOKENS), show_progress=False
-    )
-    tokenizer.train_from_iterator(corpus, trainer=trainer)
-    tokenizer.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]",
-        special_tokens=[("[CLS]", tokenizer.token_to_id("[CLS]")), ("[SEP]", tokenizer.token_to_id("[SEP]"))],
-    )
+    tokenizer = train_dna_bpe(corpus, vocab_size, exact=False)
     return DnabertTokenizer(tokenizer, "[CLS]", "[SEP]", "[PAD]", source="synthetic BPE (random DNA)")

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import sys
+from typing import IO, TYPE_CHECKING
+
 import click
 
 from virnucpro.models.registry import DEFAULT_DNABERT_MODEL, DEFAULT_ESM_MODEL  # torch-free module
+
+if TYPE_CHECKING:
+    from virnucpro.models.inventory import CachedModel
 
 
 @click.group()
@@ -44,6 +50,31 @@ def download(kind: str, model_type: str | None, esm_model: str, dnabert_model: s
 @models.command(name="list")
 def list_models() -> None:
     """List the cached models: kind, name, where, size and whether complete."""
-    from virnucpro.models.registry import list_cached, print_cached
+    from virnucpro.models.inventory import list_cached
 
     print_cached(list_cached())
+
+
+def print_cached(models: list[CachedModel], stream: IO[str] | None = None) -> None:
+    """Show cached models: a rich table on a terminal, tab-separated lines otherwise."""
+    from virnucpro.sizes import human_size
+
+    out = stream if stream is not None else sys.stdout
+    headers = ("kind", "name", "where", "size", "status")
+    rows = [(m.kind, m.name, str(m.path), human_size(m.size_bytes), "complete" if m.complete else "incomplete") for m in models]
+    if not getattr(out, "isatty", lambda: False)():
+        out.write("\t".join(headers) + "\n")
+        for row in rows:
+            out.write("\t".join(row) + "\n")
+        if not rows:
+            out.write("# no cached models\n")
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="cached models")
+    for header in headers:
+        table.add_column(header, overflow="fold")
+    for row in rows:
+        table.add_row(*row)
+    Console(file=out).print(table if rows else "no cached models")

@@ -90,6 +90,59 @@ def run_in_budget(
     return budget
 
 
+def embed_sorted(
+    lengths: Sequence[int] | np.ndarray,
+    dim: int,
+    device: torch.device,
+    budget: int,
+    forward: Callable[[np.ndarray, int], torch.Tensor],
+    *,
+    padded_length: Callable[[np.ndarray], np.ndarray] = lambda n: n,
+    on_batch: Callable[[int], None] | None = None,
+    label: str = "model",
+) -> tuple[torch.Tensor, int]:
+    """The batching loop both encoders use: sort, batch within ``budget``, survive OOM, un-permute.
+
+    Sequences are ordered by ``lengths``, longest first (stable), cut into batches by
+    :func:`run_in_budget`, and each batch's ``forward(indices, padded_length)``
+    result (``[len(indices), dim]`` on ``device``) is written to the rows of its
+    input indices, so the output is in input order whatever the batching.
+
+    Args:
+        lengths: token count of each sequence, in input order (the sort key).
+        dim: embedding width.
+        device: where ``forward`` returns its results.
+        budget: padded-token budget per batch.
+        forward: embeds the sequences at ``indices`` (input positions), padded to the
+            batch's padded length (that of its longest sequence).
+        padded_length: vectorised map from token counts to padded batch lengths.
+        on_batch: called after each batch with the number of sequences in it.
+        label: model name for the out-of-memory warning.
+
+    Returns:
+        A float32 CPU tensor ``[len(lengths), dim]`` (made outside inference
+        mode, so callers may modify it) and the budget in force at the end.
+    """
+    # Results gather on the device and come back in one copy: the loop never waits for the GPU.
+    lengths = np.asarray(lengths, dtype=np.int64)
+    out = torch.empty((len(lengths), dim), dtype=torch.float32, device=device)
+    if not len(lengths):
+        return out.cpu().clone(), budget
+    order = np.argsort(-lengths, kind="stable")
+    longest_first = np.asarray(padded_length(lengths[order]), dtype=np.int64).tolist()
+
+    def process(start: int, count: int) -> None:
+        rows = order[start : start + count]
+        out[torch.from_numpy(rows).to(device)] = forward(rows, longest_first[start])
+        if on_batch is not None:
+            on_batch(count)
+
+    with torch.inference_mode():
+        final_budget = run_in_budget(longest_first, budget, process, label=label)
+        host = out.cpu()
+    return host.clone(), final_budget
+
+
 def estimate_batch_tokens(
     free_bytes: int,
     dim: int,

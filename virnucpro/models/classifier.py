@@ -5,12 +5,12 @@ by a training script run as ``__main__`` (SPEC 6), so a plain ``torch.load``
 would import ``__main__.MLPClassifier`` and could run anything the pickle asks
 for. We read such files in two steps:
 
-1. A static scan of the pickle opcodes (``pickletools.genops``, which only
-   parses) collects every global the file names. Anything outside
+1. A static scan of the pickle opcodes (:func:`~virnucpro.models.safe_load.check_globals`,
+   which only parses) collects every global the file names. Anything outside
    :data:`ALLOWED_GLOBALS` is refused with :class:`UnsafeCheckpointError`
    before any unpickling starts, so the message names the exact global.
-2. ``torch.load(weights_only=True)`` under ``torch.serialization.safe_globals``
-   then does the actual reading with torch's own restricted unpickler, with
+2. :func:`~virnucpro.models.safe_load.load_weights_only` then does the actual
+   reading with torch's own restricted unpickler, with
    ``__main__.MLPClassifier`` mapped to :class:`MLPClassifier` here. This is
    defence in depth: even if the scan missed something, torch's unpickler
    refuses any global not explicitly allowed.
@@ -24,18 +24,18 @@ loaded tensors are then copied into a freshly constructed model.
 from __future__ import annotations
 
 import logging
-import pickletools
-import re
-import zipfile
 from collections.abc import Mapping
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from virnucpro.errors import ModelNotAvailableError, UnsafeCheckpointError
+from virnucpro.errors import ModelNotAvailableError
+from virnucpro.models.safe_load import check_globals, load_weights_only, pickle_globals
+
+__all__ = ["ALLOWED_GLOBALS", "MLPClassifier", "check_input_dim", "load_classifier", "pickle_globals"]
 
 logger = logging.getLogger(__name__)
 
@@ -56,12 +56,7 @@ ALLOWED_GLOBALS: frozenset[str] = frozenset(
         "torch.nn.modules.linear.Linear",
     }
 )
-
-# Opcodes that push a string that STACK_GLOBAL (protocol 4+) may consume.
-_STRING_OPS = frozenset({"SHORT_BINUNICODE", "BINUNICODE", "BINUNICODE8", "UNICODE", "STRING", "BINSTRING", "SHORT_BINSTRING"})
-_MEMO_PUT_OPS = frozenset({"PUT", "BINPUT", "LONG_BINPUT"})
-_MEMO_GET_OPS = frozenset({"GET", "BINGET", "LONG_BINGET"})
-
+_ALLOWED_TEXT = "tensors, OrderedDict and the MLPClassifier layers"
 
 class MLPClassifier(nn.Module):
     """Linear -> BatchNorm1d -> ReLU -> Dropout -> Linear, as published.
@@ -169,99 +164,10 @@ def check_input_dim(
         )
 
 
-def pickle_globals(path: str | Path) -> list[str]:
-    """List the globals (``module.name``) a torch checkpoint's pickle names, without unpickling.
-
-    Handles torch's zip format (``*/data.pkl``) and the legacy format (the
-    pickles at the start of the file). A ``STACK_GLOBAL`` whose operands cannot
-    be traced statically is reported as ``<unresolved STACK_GLOBAL>``, which no
-    allow-list contains.
-    """
-    path = Path(path)
-    if zipfile.is_zipfile(path):
-        with zipfile.ZipFile(path) as archive:
-            names = [n for n in archive.namelist() if n == "data.pkl" or n.endswith("/data.pkl")]
-            if not names:
-                raise ModelNotAvailableError(f"{path}: not a torch checkpoint (zip without data.pkl)")
-            with archive.open(names[0]) as stream:
-                return _scan_pickle(stream)
-    found: list[str] = []
-    with path.open("rb") as stream:
-        # Legacy torch.save: magic number, protocol, sys info, then the object.
-        for _ in range(4):
-            if not stream.read(1):
-                break
-            stream.seek(-1, 1)
-            found.extend(_scan_pickle(stream))
-    return found
-
-
-def _scan_pickle(stream: IO[bytes]) -> list[str]:
-    found: list[str] = []
-    strings: list[Any] = []  # values pushed recently, for STACK_GLOBAL
-    memo: dict[Any, Any] = {}
-    next_memo = 0
-    try:
-        for opcode, arg, _pos in pickletools.genops(stream):
-            name = opcode.name
-            if name in ("GLOBAL", "INST"):
-                module, _, attr = str(arg).partition(" ")
-                found.append(f"{module}.{attr}")
-            elif name == "STACK_GLOBAL":
-                if len(strings) >= 2 and isinstance(strings[-1], str) and isinstance(strings[-2], str):
-                    found.append(f"{strings[-2]}.{strings[-1]}")
-                else:
-                    found.append("<unresolved STACK_GLOBAL>")
-                strings.clear()
-            elif name in _STRING_OPS:
-                strings.append(arg)
-            elif name in _MEMO_PUT_OPS:
-                memo[arg] = strings[-1] if strings else None
-                next_memo = max(next_memo, int(arg) + 1)
-            elif name == "MEMOIZE":
-                memo[next_memo] = strings[-1] if strings else None
-                next_memo += 1
-            elif name in _MEMO_GET_OPS:
-                strings.append(memo.get(arg))
-            else:
-                strings.append(None)
-            del strings[:-2]
-    except Exception as exc:  # noqa: BLE001 - a malformed pickle is refused, not crashed on
-        raise ModelNotAvailableError(f"unreadable pickle: {exc}") from exc
-    return found
-
-
-def _check_globals(path: Path) -> None:
-    for name in pickle_globals(path):
-        canonical = name.replace("__builtin__.", "builtins.")
-        if name not in ALLOWED_GLOBALS and canonical not in ALLOWED_GLOBALS:
-            raise UnsafeCheckpointError(
-                f"{path}: refused to load, the checkpoint asks for '{name}', which is not an allowed "
-                "type (only tensors, OrderedDict and the MLPClassifier layers are)"
-            )
-
-
 def _safe_torch_load(path: Path) -> Any:
-    _check_globals(path)
-    allowed = [
-        (MLPClassifier, "__main__.MLPClassifier"),
-        nn.Linear,
-        nn.BatchNorm1d,
-        nn.Dropout,
-        set,
-    ]
-    try:
-        with torch.serialization.safe_globals(allowed):
-            return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - every failure becomes one line for the user
-        text = str(exc)
-        refused = re.search(r"Unsupported global: GLOBAL (\S+)", text)
-        if refused:
-            raise UnsafeCheckpointError(
-                f"{path}: refused to load, the checkpoint asks for '{refused.group(1)}', which is not an allowed type"
-            ) from exc
-        first = next((line.strip() for line in text.splitlines() if line.strip()), type(exc).__name__)
-        raise ModelNotAvailableError(f"{path}: cannot read classifier checkpoint: {first}") from exc
+    check_globals(path, ALLOWED_GLOBALS, _ALLOWED_TEXT)
+    allowed = [(MLPClassifier, "__main__.MLPClassifier"), nn.Linear, nn.BatchNorm1d, nn.Dropout, set]
+    return load_weights_only(path, allowed, what="classifier checkpoint", allowed_text=_ALLOWED_TEXT)
 
 
 def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:

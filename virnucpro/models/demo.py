@@ -22,12 +22,15 @@ import logging
 import os
 import shutil
 import tempfile
-from collections import Counter, OrderedDict
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
+
+from virnucpro.hashing import file_sha256
+from virnucpro.models.locations import cache_dir as default_cache_dir
 
 logger = logging.getLogger(__name__)
 
@@ -49,7 +52,6 @@ ESM_REGRESSION_FILE = f"esm2_t{ESM_LAYERS}_demo-contact-regression.pt"
 DNABERT_DIR = "dnabert_s_demo"
 CLASSIFIER_FILE = "classifier_demo.pth"
 
-_SPECIAL_TOKENS = ("[UNK]", "[CLS]", "[SEP]", "[PAD]", "[MASK]")
 _BASES = ("A", "C", "G", "T")
 _MASK64 = np.uint64(0xFFFFFFFFFFFFFFFF)
 
@@ -85,7 +87,7 @@ def ensure_demo_models(cache_dir: Path | None = None) -> DemoModelSet:
     complete set.
 
     Args:
-        cache_dir: cache root; ``virnucpro.models.registry.cache_dir()`` when None.
+        cache_dir: cache root; :func:`virnucpro.models.locations.cache_dir` when None.
 
     Returns:
         The demo model set in ``<cache_dir>/demo/<DEMO_VERSION>/``.
@@ -93,8 +95,6 @@ def ensure_demo_models(cache_dir: Path | None = None) -> DemoModelSet:
     from filelock import FileLock
 
     if cache_dir is None:
-        from virnucpro.models.registry import cache_dir as default_cache_dir
-
         cache_dir = default_cache_dir()
     base = Path(cache_dir) / "demo"
     final = base / DEMO_VERSION
@@ -135,7 +135,7 @@ def build_demo_models(target: Path) -> DemoModelSet:
     manifest = {
         "version": DEMO_VERSION,
         "notice": DemoModelSet.NOTICE,
-        "sha256": {name: hashlib.sha256((target / name).read_bytes()).hexdigest() for name in files},
+        "sha256": {name: file_sha256(target / name, use_cache=False) for name in files},
     }
     (target / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n", encoding="utf-8")
     return _model_set(target)
@@ -197,51 +197,11 @@ def _dna_corpus(n_words: int = 32, length: int = 120) -> list[str]:
     return ["".join(_BASES[i] for i in row) for row in idx]
 
 
-def _train_bpe(words: list[str], n_merges: int) -> list[tuple[str, str]]:
-    """Plain byte-pair encoding: merge the most frequent adjacent pair, ties by the pair's text."""
-    seqs = [list(w) for w in words]
-    merges: list[tuple[str, str]] = []
-    for _ in range(n_merges):
-        pairs: Counter[tuple[str, str]] = Counter()
-        for seq in seqs:
-            pairs.update(zip(seq, seq[1:]))
-        if not pairs:
-            break
-        best = min(pairs, key=lambda p: (-pairs[p], p))
-        merges.append(best)
-        merged = best[0] + best[1]
-        for i, seq in enumerate(seqs):
-            out: list[str] = []
-            j = 0
-            while j < len(seq):
-                if j + 1 < len(seq) and seq[j] == best[0] and seq[j + 1] == best[1]:
-                    out.append(merged)
-                    j += 2
-                else:
-                    out.append(seq[j])
-                    j += 1
-            seqs[i] = out
-    return merges
-
-
 def build_dna_tokenizer(vocab_size: int = DNABERT_VOCAB):
-    """A DNABERT-2 style BPE tokenizer over A/C/G/T: ``[CLS] $A [SEP]``, unknown characters -> ``[UNK]``."""
-    from tokenizers import Tokenizer, models, pre_tokenizers, processors
+    """The demo's BPE tokenizer: :func:`train_dna_bpe` (exact trainer) over the generated corpus."""
+    from virnucpro.models.dnabert_tokenizer import train_dna_bpe
 
-    merges = _train_bpe(_dna_corpus(), vocab_size - len(_SPECIAL_TOKENS) - len(_BASES))
-    vocab: dict[str, int] = {}
-    for token in (*_SPECIAL_TOKENS, *_BASES, *(a + b for a, b in merges)):
-        vocab.setdefault(token, len(vocab))
-    tokenizer = Tokenizer(models.BPE(vocab=vocab, merges=merges, unk_token="[UNK]"))
-    tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
-    tokenizer.add_special_tokens(list(_SPECIAL_TOKENS))
-    cls_id, sep_id = vocab["[CLS]"], vocab["[SEP]"]
-    tokenizer.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]",
-        pair="[CLS] $A [SEP] $B:1 [SEP]:1",
-        special_tokens=[("[CLS]", cls_id), ("[SEP]", sep_id)],
-    )
-    return tokenizer
+    return train_dna_bpe(_dna_corpus(), vocab_size, exact=True)
 
 
 def _write_dnabert(directory: Path) -> None:

@@ -32,8 +32,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from virnucpro.errors import ModelNotAvailableError
-from virnucpro.models.batching import estimate_batch_tokens, run_in_budget
+from virnucpro.models.batching import embed_sorted, estimate_batch_tokens
 from virnucpro.models.dnabert_tokenizer import DnabertTokenizer
+from virnucpro.models.safe_load import load_weights_only
 
 logger = logging.getLogger(__name__)
 
@@ -252,7 +253,7 @@ def read_state_dict(model_dir: Path) -> tuple[dict[str, torch.Tensor], Path]:
 
             return load_file(str(safetensors_path), device="cpu"), safetensors_path
         if pytorch_path.is_file():
-            state = torch.load(pytorch_path, map_location="cpu", weights_only=True)
+            state = load_weights_only(pytorch_path, (), what="DNABERT-S weights", allowed_text="tensors")
             if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
                 state = state["state_dict"]
             if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
@@ -359,30 +360,19 @@ class DnabertSEmbedder:
             raise ValueError(f"batch_tokens must be positive, got {budget}")
         if self._budget_cap is not None:
             budget = min(budget, self._budget_cap)
-        # Results gather on the device and come back in one copy, so the loop never waits for
-        # the GPU; the host tensor is made outside inference mode so callers may modify it.
-        out = torch.empty((len(seqs), self.dim), dtype=torch.float32, device=self.device)
-        if not seqs:
-            return out.cpu().clone()
-
         token_ids = self.tokenizer.encode(seqs)
         lengths = np.fromiter((len(ids) for ids in token_ids), dtype=np.int64, count=len(token_ids))
-        order = np.argsort(-lengths, kind="stable")
-        padded = (-(-lengths[order] // PAD_MULTIPLE) * PAD_MULTIPLE).tolist()
 
-        def process(start: int, count: int) -> None:
-            rows = order[start : start + count]
-            embedded = self._embed_batch([token_ids[i] for i in rows], padded[start])
-            out[torch.from_numpy(rows).to(self.device)] = embedded
-            if on_batch is not None:
-                on_batch(count)
+        def forward(rows: np.ndarray, padded_length: int) -> torch.Tensor:
+            return self._embed_batch([token_ids[i] for i in rows], padded_length)
 
-        with torch.inference_mode():
-            final_budget = run_in_budget(padded, budget, process, label="DNABERT-S")
-            host = out.cpu()
+        host, final_budget = embed_sorted(
+            lengths, self.dim, self.device, budget, forward,
+            padded_length=lambda n: -(-n // PAD_MULTIPLE) * PAD_MULTIPLE, on_batch=on_batch, label="DNABERT-S",
+        )
         if final_budget < budget:
             self._budget_cap = final_budget
-        return host.clone()
+        return host
 
     def _embed_batch(self, batch_ids: list[list[int]], padded_length: int) -> torch.Tensor:
         """Forward one padded batch; FP32 [B, dim] on the device."""

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from tokenizers import Tokenizer
@@ -20,7 +21,9 @@ logger = logging.getLogger(__name__)
 
 TOKENIZER_FILE = "tokenizer.json"
 TOKENIZER_CONFIG_FILE = "tokenizer_config.json"
+SPECIAL_TOKENS = ("[UNK]", "[CLS]", "[SEP]", "[PAD]", "[MASK]")
 _DEFAULT_SPECIAL = {"cls_token": "[CLS]", "sep_token": "[SEP]", "pad_token": "[PAD]"}
+_BASES = ("A", "C", "G", "T")
 _PROBE = "ACGTACGT"
 
 
@@ -116,3 +119,70 @@ def _special_token_names(config_path: Path) -> dict[str, str]:
         if isinstance(value, str) and value:
             names[key] = value
     return names
+
+
+# ---------------------------------------------------------------------------
+# building a DNABERT-2 style BPE tokenizer (demo models, benchmark)
+
+
+def train_dna_bpe(corpus: Iterable[str], vocab_size: int, *, exact: bool) -> Tokenizer:
+    """A DNABERT-2 style BPE tokenizer over A/C/G/T trained on ``corpus``: ``[CLS] $A [SEP]``.
+
+    Args:
+        corpus: DNA strings to learn merges from.
+        vocab_size: vocabulary size, the special tokens and the four bases included.
+        exact: use the small pure-Python trainer here, whose merges are a pure
+            function of the corpus (byte-identical on every machine; fine for a few
+            hundred tokens), instead of the ``tokenizers`` library's fast trainer.
+
+    Returns:
+        A ``tokenizers.Tokenizer``; wrap it in :class:`DnabertTokenizer` to use it.
+    """
+    from tokenizers import models, pre_tokenizers, processors, trainers
+
+    if exact:
+        merges = _train_bpe(list(corpus), vocab_size - len(SPECIAL_TOKENS) - len(_BASES))
+        vocab: dict[str, int] = {}
+        for token in (*SPECIAL_TOKENS, *_BASES, *(a + b for a, b in merges)):
+            vocab.setdefault(token, len(vocab))
+        tokenizer = Tokenizer(models.BPE(vocab=vocab, merges=merges, unk_token="[UNK]"))
+        tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
+        tokenizer.add_special_tokens(list(SPECIAL_TOKENS))
+    else:
+        tokenizer = Tokenizer(models.BPE(unk_token="[UNK]"))
+        tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
+        trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=list(SPECIAL_TOKENS), show_progress=False)
+        tokenizer.train_from_iterator(corpus, trainer=trainer)
+    tokenizer.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]",
+        pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+        special_tokens=[("[CLS]", tokenizer.token_to_id("[CLS]")), ("[SEP]", tokenizer.token_to_id("[SEP]"))],
+    )
+    return tokenizer
+
+
+def _train_bpe(words: list[str], n_merges: int) -> list[tuple[str, str]]:
+    """Plain byte-pair encoding: merge the most frequent adjacent pair, ties by the pair's text."""
+    seqs = [list(w) for w in words]
+    merges: list[tuple[str, str]] = []
+    for _ in range(n_merges):
+        pairs: Counter[tuple[str, str]] = Counter()
+        for seq in seqs:
+            pairs.update(zip(seq, seq[1:]))
+        if not pairs:
+            break
+        best = min(pairs, key=lambda p: (-pairs[p], p))
+        merges.append(best)
+        merged = best[0] + best[1]
+        for i, seq in enumerate(seqs):
+            out: list[str] = []
+            j = 0
+            while j < len(seq):
+                if j + 1 < len(seq) and seq[j] == best[0] and seq[j + 1] == best[1]:
+                    out.append(merged)
+                    j += 2
+                else:
+                    out.append(seq[j])
+                    j += 1
+            seqs[i] = out
+    return merges

@@ -40,7 +40,7 @@ import torch
 import torch.nn.functional as F
 
 from virnucpro.errors import InputError, ModelNotAvailableError
-from virnucpro.models.batching import estimate_batch_tokens, run_in_budget
+from virnucpro.models.batching import embed_sorted, estimate_batch_tokens
 from virnucpro.models.esm2_checkpoint import Esm2Checkpoint, load_esm2_checkpoint
 
 logger = logging.getLogger(__name__)
@@ -382,30 +382,21 @@ class Esm2Embedder:
         budget = self.batch_tokens if batch_tokens is None else batch_tokens
         if self._oom_budget is not None:
             budget = min(budget, self._oom_budget)
-        # Results gather on the device and come back in one copy: the loop never waits for the GPU.
-        out = torch.empty(len(seqs), self.dim, dtype=torch.float32, device=self.device)
-        if not len(seqs):
-            return out.cpu().clone()
-        offsets = np.concatenate(([0], np.cumsum(lengths)[:-1]))
-        order = np.argsort(-lengths, kind="stable")
-        padded = (lengths[order] + 2).tolist()
+        offsets = np.concatenate(([0], np.cumsum(lengths)[:-1])) if len(seqs) else lengths
 
-        def process(start: int, count: int) -> None:
-            idx = order[start : start + count]
+        def forward(idx: np.ndarray, _padded_length: int) -> torch.Tensor:
             lens = lengths[idx]
             toks, window = self._batch_tensors(idx, codes, offsets, lengths)
-            pooled = self._pooled(toks, window, bool(lens.min() != lens.max()))
-            out[torch.from_numpy(idx).to(self.device)] = pooled
-            if on_batch is not None:
-                on_batch(count)
+            return self._pooled(toks, window, bool(lens.min() != lens.max()))
 
-        with torch.inference_mode():
-            final_budget = run_in_budget(padded, budget, process, label="ESM-2")
-            host = out.cpu()
+        host, final_budget = embed_sorted(
+            lengths, self.dim, self.device, budget, forward,
+            padded_length=lambda n: n + 2, on_batch=on_batch, label="ESM-2",  # + BOS and EOS
+        )
         if final_budget < budget:
             self._oom_budget = final_budget
             self.batch_tokens = min(self.batch_tokens, final_budget)
-        return host.clone()
+        return host
 
 
 def load_esm2(path: Path, device: torch.device, dtype: torch.dtype) -> Esm2Embedder:

@@ -4,7 +4,7 @@ An ESM-2 ``.pt`` file is a pickled dict ``{"model": state_dict, "cfg": {"model":
 argparse.Namespace(...)}}``. fair-esm 2.0.0 reads it with a plain ``torch.load``,
 which fails on torch >= 2.6 (``weights_only`` became the default) and would run
 arbitrary code from the file on older versions. We read it with
-``weights_only=True`` and allow exactly one extra type, ``argparse.Namespace``;
+the shared weights-only loader (:mod:`virnucpro.models.safe_load`) and allow exactly one extra type, ``argparse.Namespace``;
 a file asking for anything else is refused with the type named. There is no
 fallback to unrestricted unpickling.
 
@@ -16,22 +16,21 @@ from __future__ import annotations
 
 import argparse
 import logging
-import pickle
 import re
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from virnucpro.errors import ModelNotAvailableError, UnsafeCheckpointError
+from virnucpro.errors import ModelNotAvailableError
+from virnucpro.models.safe_load import load_weights_only
 
 logger = logging.getLogger(__name__)
 
 _ALLOWED_GLOBALS = [argparse.Namespace]
+_ALLOWED_TEXT = "tensors and argparse.Namespace"
 _STATE_PREFIX = re.compile(r"^(encoder\.sentence_encoder\.|encoder\.)")
-_GLOBAL_RE = re.compile(r"GLOBAL\s+([\w.]+)")
 
 
 @dataclass(frozen=True)
@@ -56,14 +55,8 @@ class Esm2Checkpoint:
     state_dict: dict[str, torch.Tensor]
 
 
-def _unsafe_type(message: str) -> str:
-    """The global a weights-only unpickler refused, parsed from its message."""
-    match = _GLOBAL_RE.search(message)
-    return match.group(1) if match else "an unknown global"
-
-
 def safe_torch_load(path: Path) -> Any:
-    """``torch.load`` with ``weights_only=True`` and only ``argparse.Namespace`` allow-listed.
+    """Weights-only ``torch.load`` with only ``argparse.Namespace`` allow-listed.
 
     Memory-maps zip-format files (the 3B checkpoint is 11 GiB in FP32) and falls
     back to a normal read for legacy-format files.
@@ -75,26 +68,7 @@ def safe_torch_load(path: Path) -> Any:
     path = Path(path)
     if not path.is_file():
         raise ModelNotAvailableError(f"ESM-2 checkpoint not found: {path}")
-    use_mmap = zipfile.is_zipfile(path)
-    try:
-        with torch.serialization.safe_globals(_ALLOWED_GLOBALS):
-            return torch.load(path, map_location="cpu", weights_only=True, mmap=use_mmap)
-    except pickle.UnpicklingError as exc:
-        message = str(exc)
-        if "GLOBAL" in message:
-            raise UnsafeCheckpointError(
-                f"refusing to load {path}: it asks for {_unsafe_type(message)}, "
-                "which is not an allowed type (only tensors and argparse.Namespace are)"
-            ) from exc
-        raise ModelNotAvailableError(f"corrupt ESM-2 checkpoint {path}: {_first_line(message)}") from exc
-    except (RuntimeError, EOFError, ValueError, OSError, KeyError, IndexError, TypeError) as exc:
-        raise ModelNotAvailableError(
-            f"unreadable ESM-2 checkpoint {path} (truncated or corrupt?): {_first_line(str(exc))}"
-        ) from exc
-
-
-def _first_line(text: str) -> str:
-    return text.strip().splitlines()[0] if text.strip() else "no details"
+    return load_weights_only(path, _ALLOWED_GLOBALS, what="ESM-2 checkpoint", allowed_text=_ALLOWED_TEXT, mmap=True)
 
 
 def load_esm2_checkpoint(path: Path) -> Esm2Checkpoint:

@@ -17,15 +17,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from virnucpro.errors import EXIT_USAGE, VirnucproError
+from virnucpro.errors import GpuSelectionError
 
 logger = logging.getLogger(__name__)
-
-
-class GpuSelectionError(VirnucproError):
-    """A ``--gpus`` value names no usable GPU (bad number, duplicate, absent device, no CUDA)."""
-
-    exit_code = EXIT_USAGE
 
 
 @dataclass(frozen=True)

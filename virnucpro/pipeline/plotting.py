@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-from virnucpro.errors import EXIT_USAGE, InputError, OutputError, VirnucproError
+from virnucpro.errors import InputError, OutputError, PlotUsageError, VirnucproError
 from virnucpro.pipeline import results
 from virnucpro.pipeline.checkpoint import atomic_write
 from virnucpro.pipeline.outputs import RunPaths
@@ -54,12 +54,6 @@ INSTALL_HINT = "pip install 'virnucpro[plot]'"
 VIRUS_COLOUR = "#D55E00"
 OTHERS_COLOUR = "#0072B2"
 NO_FRAME_COLOUR = "#BBBBBB"
-
-
-class PlotUsageError(VirnucproError):
-    """``--ids`` names a sequence that is not in the run, or ``-o`` has an unknown extension."""
-
-    exit_code = EXIT_USAGE
 
 
 @dataclass(frozen=True)

@@ -14,18 +14,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from virnucpro.errors import ModelNotAvailableError, VirnucproError
+from virnucpro.errors import DeviceSelectionError, ModelNotAvailableError, VirnucproError
 from virnucpro.models import registry
 from virnucpro.pipeline.checkpoint import atomic_write_text, file_sha256
 from virnucpro.pipeline.options import PredictOptions
 
 logger = logging.getLogger(__name__)
-
-
-class DeviceSelectionError(VirnucproError):
-    """Options that ask for devices this machine does not have, or that contradict each other."""
-
-    exit_code = 2
 
 
 @dataclass(frozen=True)
