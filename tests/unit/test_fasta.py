@@ -358,3 +358,18 @@ def test_closed_stdin_is_one_input_error(path: str) -> None:
     )
     shown = "<stdin>" if path == "-" else path
     assert proc.stdout.decode().strip() == f"{shown}: standard input is closed; give an input file, or pipe data in"
+
+
+def test_check_stream_open_without_reading() -> None:
+    code = (
+        "from virnucpro.errors import InputError\nfrom virnucpro.io.fasta import check_stream_open\n"
+        "check_stream_open('/no/such/file.fa')\n"
+        "try:\n    check_stream_open('-')\nexcept InputError as exc:\n    print(exc)\nelse:\n    print('open')\n"
+    )
+    for close in (True, False):
+        proc = subprocess.run(
+            [sys.executable, "-c", code], input=b">a\nAC\n", capture_output=True, cwd=REPO_ROOT, check=True,
+            preexec_fn=(lambda: __import__("os").close(0)) if close else None,
+        )
+        expected = "<stdin>: standard input is closed; give an input file, or pipe data in" if close else "open"
+        assert proc.stdout.decode().strip() == expected

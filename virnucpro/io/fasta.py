@@ -66,6 +66,7 @@ from virnucpro.errors import InputError
 from virnucpro.io.fasta_open import (
     BLOCK_SIZE,
     STDIN,
+    check_stream_open,
     display_name,
     is_stream,
     one_line,
@@ -77,7 +78,7 @@ from virnucpro.io.fasta_open import (
 __all__ = [
     "COMPRESSION_EXTENSIONS", "DNA_SAMPLE_SIZE", "FASTA_EXTENSIONS", "NUCLEOTIDE_CODES", "STDIN", "STDIN_STEM",
     "STREAM_STEM",
-    "FastaBytesRecord", "FastaReader", "FastaRecord", "FastaWriter", "ReaderStats", "display_name",
+    "FastaBytesRecord", "FastaReader", "FastaRecord", "FastaWriter", "ReaderStats", "check_stream_open", "display_name",
     "input_stem", "is_stream", "open_input", "read_fasta", "read_fasta_bytes", "sniff_compression",
     "write_fasta",
 ]

@@ -102,6 +102,25 @@ def is_stream(path: str | os.PathLike[str]) -> bool:
     return stat.S_ISFIFO(mode) or stat.S_ISCHR(mode) or stat.S_ISSOCK(mode)
 
 
+def check_stream_open(path: str | os.PathLike[str]) -> None:
+    """Raise the one-line :class:`InputError` now when ``path`` is ``-`` and standard input is
+    closed (``<&-``), without reading anything: a stream can be read only once, so a caller
+    that validates the input before its real read (``predict``) checks only this."""
+    if str(path) != STDIN:
+        return
+    stdin = sys.stdin
+    if stdin is None:
+        raise InputError(f"{display_name(path)}: {_CLOSED_STDIN}")
+    try:
+        descriptor = stdin.fileno()
+    except (AttributeError, OSError, ValueError):  # a replaced stdin (embedding program, tests)
+        return
+    try:
+        os.fstat(descriptor)
+    except OSError:
+        raise InputError(f"{display_name(path)}: {_CLOSED_STDIN}") from None
+
+
 _STDIN_ALIASES = ("/dev/stdin", "/dev/fd/0", "/proc/self/fd/0")
 _CLOSED_STDIN = "standard input is closed; give an input file, or pipe data in"
 
