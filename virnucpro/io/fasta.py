@@ -115,6 +115,7 @@ _PROTEIN_ONLY_LETTERS = b"EFIJLOPQZefijlopqz"  # letters that are not IUPAC nucl
 NUCLEOTIDE_CODES = b"ACGTUNRYSWKMBDHV"
 """The accepted sequence characters (either case) when DNA is expected."""
 _NUCLEOTIDE_BYTES = NUCLEOTIDE_CODES + NUCLEOTIDE_CODES.lower()
+_DNA_CODES = _NUCLEOTIDE_BYTES.translate(None, b"Uu")
 _U_TO_T = bytes.maketrans(b"Uu", b"Tt")
 _GAPS = b"-."
 
@@ -341,8 +342,11 @@ class FastaReader:
         if sequence:
             self._check_sequence(record_id, sequence)
             if self.expect_dna:
-                self._check_nucleotides(record_id, sequence)
-                if b"U" in sequence or b"u" in sequence:
+                # One pass for the common case (plain DNA: nothing left); U and bad characters are rare.
+                rest = sequence.translate(None, _DNA_CODES)
+                if rest:
+                    if rest.translate(None, b"Uu"):
+                        self._check_nucleotides(record_id, sequence)
                     sequence = self._read_rna(record_id, sequence)
         self.stats.records += 1
         return FastaBytesRecord(record_id, sequence, title)
