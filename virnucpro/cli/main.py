@@ -2,6 +2,8 @@
 
 Subcommands live in their own modules and are imported only when invoked (see
 ``LAZY_COMMANDS``), so ``virnucpro --help`` and ``--version`` never import torch.
+The global options (``-v``, ``-q``, ``--log-file``) are added to every command
+as it is loaded (:func:`add_global_options`), so they work after it too.
 """
 
 from __future__ import annotations
@@ -38,9 +40,6 @@ LAZY_COMMANDS: dict[str, str] = {
 }
 
 _EPILOG = "\b\nExit codes:\n" + "\n".join(f"  {code:>3}  {text}" for code, text in EXIT_CODES.items())
-
-
-_GLOBAL_OPTION_NAMES = ("-v", "--verbose", "-q", "--quiet", "--log-file")
 
 
 def _state(ctx: click.Context) -> dict:
