@@ -108,6 +108,15 @@ ERROR_CASES = {
         "duplicate record ID 'c7'",
     ),
     "protein": (_write("prot.fa", b">p1\nMKVLAAGIVGLLLAQSPEEWRRFKDLEGHIKLM\n"), "looks like a protein"),
+    "x-character": (
+        _write("x.fa", b">ok\nACGT\n>c2 desc\nACGTNNXACGT\n"),
+        "record 'c2': 'X' at position 7 is not a nucleotide code",
+    ),
+    "digit-far-in": (_write("d.fa", b">r1\n" + b"ACGT" * 400_000 + b"7\n"), "'7' at position 1600001"),
+    "alignment-gaps": (
+        _write("aln.fa", b">s1\nAC--GT\n"),
+        "'-' at position 3: alignment gap characters are not allowed: remove them (e.g. seqkit seq -g)",
+    ),
 }
 
 

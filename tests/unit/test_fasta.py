@@ -18,6 +18,7 @@ from virnucpro.io.fasta import (
     FastaRecord,
     FastaWriter,
     input_stem,
+    is_stream,
     read_fasta,
     read_fasta_bytes,
     sniff_compression,
@@ -76,7 +77,10 @@ def test_header_beyond_first_token_is_ignored(tmp_path: Path) -> None:
 
 
 def test_greater_than_inside_a_line_is_not_a_header(tmp_path: Path) -> None:
-    assert records(write(tmp_path, "g.fa", b">a\nAC>GT\n>b\nT\n")) == [("a", "AC>GT"), ("b", "T")]
+    path = write(tmp_path, "g.fa", b">a\nAC>GT\n>b\nT\n")
+    assert [(r.id, r.sequence) for r in read_fasta(path, expect_dna=False)] == [("a", "AC>GT"), ("b", "T")]
+    with pytest.raises(InputError, match="record 'a': '>' at position 3 is not a nucleotide code"):
+        list(read_fasta(path))
 
 
 def test_no_trailing_newline_and_empty_record(tmp_path: Path) -> None:
@@ -163,10 +167,12 @@ def test_missing_file_and_directory(tmp_path: Path) -> None:
         read_fasta(tmp_path)
 
 
-def test_dna_rule_accepts_n_iupac_and_x(tmp_path: Path) -> None:
-    data = b">n\nNNNNNNNNNNNNNNNN\n>iupac\nRYKMSWBDHV\n>b\nB\n>short\nA\n>x\nXXXXXXXX\n>pep\nMKV\n"
+def test_dna_rule_accepts_n_and_iupac(tmp_path: Path) -> None:
+    data = b">n\nNNNNNNNNNNNNNNNN\n>iupac\nRYKMSWBDHV\n>b\nB\n>short\nA\n>pep\nMKV\n>low\nryswkmbdhvn\n"
     path = write(tmp_path, "n.fa", data)
-    assert [r.id for r in read_fasta(path)] == ["n", "iupac", "b", "short", "x", "pep"]
+    assert records(path) == [
+        ("n", "N" * 16), ("iupac", "RYKMSWBDHV"), ("b", "B"), ("short", "A"), ("pep", "MKV"), ("low", "ryswkmbdhvn"),
+    ]
 
 
 @pytest.mark.parametrize("seq", [b"L", b"MKVLAAG", b"acgtEFILPQ"])
@@ -175,8 +181,14 @@ def test_dna_rule_rejects_protein_letters(tmp_path: Path, seq: bytes) -> None:
         list(read_fasta(write(tmp_path, "p.fa", b">ok\nACGT\n>p\n" + seq + b"\n")))
 
 
-def test_dna_rule_allows_a_minority_of_other_letters(tmp_path: Path) -> None:
-    assert records(write(tmp_path, "m.fa", b">m\nACGTACGTLQ\n")) == [("m", "ACGTACGTLQ")]
+def test_dna_rule_a_minority_of_protein_letters_is_not_protein(tmp_path: Path) -> None:
+    """Below the protein threshold, the first non-nucleotide letter is named instead."""
+    with pytest.raises(InputError) as info:
+        list(read_fasta(write(tmp_path, "m.fa", b">m\nACGTACGTLQ\n")))
+    assert str(info.value) == (
+        f"{tmp_path / 'm.fa'}: record 'm': 'L' at position 9 is not a nucleotide code "
+        "(accepted: IUPAC codes ACGTUNRYSWKMBDHV, either case)"
+    )
 
 
 def test_protein_allowed_when_not_expecting_dna(tmp_path: Path) -> None:
@@ -229,3 +241,135 @@ def test_single_protein_only_letter_counts_as_protein(tmp_path):
     path.write_text(">rec0\nQ\n")
     with pytest.raises(InputError, match="looks like a protein"):
         list(read_fasta(path))
+
+
+@pytest.mark.parametrize(
+    ("seq", "char", "position"),
+    [
+        (b"ACGTX", "'X'", 5),
+        (b"XXXXXXXX", "'X'", 1),
+        (b"acgt1acgt", "'1'", 5),
+        (b"ACGTACGT*", "'*'", 9),
+        (b"ACGT\nAC GTe\n", "'e'", 9),  # position in the sequence, line breaks and spaces removed
+        (b"A" * 5000 + b"Z", "'Z'", 5001),  # beyond the protein rule's sample
+        (b"A" * 3000 + b"\x01", "'\\x01'", 3001),
+    ],
+)
+def test_non_nucleotide_character_is_named_with_its_position(
+    tmp_path: Path, seq: bytes, char: str, position: int
+) -> None:
+    path = write(tmp_path, "c.fa", b">ok\nACGT\n>bad desc\n" + seq + b"\n>later\nAC\n")
+    with pytest.raises(InputError) as info:
+        list(read_fasta(path))
+    assert str(info.value) == (
+        f"{path}: record 'bad': {char} at position {position} is not a nucleotide code "
+        "(accepted: IUPAC codes ACGTUNRYSWKMBDHV, either case)"
+    )
+
+
+@pytest.mark.parametrize(("seq", "char", "position"), [(b"ACG-T", "-", 4), (b"...ACGT", ".", 1)])
+def test_alignment_gaps_get_their_own_hint(tmp_path: Path, seq: bytes, char: str, position: int) -> None:
+    path = write(tmp_path, "aln.fa", b">a1\n" + seq + b"\n")
+    with pytest.raises(InputError) as info:
+        list(read_fasta(path))
+    assert str(info.value) == (
+        f"{path}: record 'a1': '{char}' at position {position}: alignment gap characters are not "
+        "allowed: remove them (e.g. seqkit seq -g)"
+    )
+
+
+def test_protein_message_is_unchanged_for_protein_with_stop_and_x(tmp_path: Path) -> None:
+    path = write(tmp_path, "p.fa", b">p1\nMKVLAAGIVGLLLAQSPEEWXRFKDLE*\n")
+    with pytest.raises(InputError, match=r"record 'p1' looks like a protein sequence \(\d+% of its letters"):
+        list(read_fasta(path))
+
+
+def test_rna_is_read_as_dna_and_counted(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    path = write(tmp_path, "rna.fa", b">r1\nACGUUGCA\n>d\nACGT\n>r2\nacguNNu\n")
+    with caplog.at_level("WARNING", logger="virnucpro"):
+        reader = read_fasta_bytes(path)
+        got = [(r.id, r.sequence) for r in reader]
+    assert got == [("r1", b"ACGTTGCA"), ("d", b"ACGT"), ("r2", b"acgtNNt")]
+    assert (reader.stats.records, reader.stats.rna_records, reader.stats.rna_ids) == (3, 2, ["r1", "r2"])
+    rna_lines = [r.getMessage() for r in caplog.records if "RNA" in r.getMessage()]
+    assert rna_lines == [f"{path}: record 'r1' is RNA (holds U): U is read as T in it and in every later RNA record"]
+
+
+def test_protein_reading_keeps_every_character(tmp_path: Path) -> None:
+    path = write(tmp_path, "p.faa", b">p1\nMKVU*X-\n")
+    assert [(r.id, r.sequence) for r in read_fasta(path, expect_dna=False)] == [("p1", "MKVU*X-")]
+
+
+def test_named_pipe_is_read_as_a_stream(tmp_path: Path) -> None:
+    """A FIFO cannot seek: compression is sniffed without rewinding (gzip through a real pipe)."""
+    import os
+    import threading
+
+    fifo = tmp_path / "in.fa"
+    os.mkfifo(fifo)
+    data = gzip.compress(SAMPLE * 1 + b">big\n" + b"ACGT" * 500_000 + b"\n")
+
+    def feed() -> None:
+        with open(fifo, "wb") as handle:
+            for i in range(0, len(data), 4096):
+                handle.write(data[i : i + 4096])
+
+    writer = threading.Thread(target=feed, daemon=True)
+    writer.start()
+    assert is_stream(fifo)
+    with read_fasta_bytes(fifo) as reader:
+        assert reader.compression == "gzip"
+        got = [(r.id, len(r.sequence)) for r in reader]
+    writer.join(timeout=30)
+    assert got == [("r1", 14), ("r2", 4), ("big", 2_000_000)]
+
+
+def test_is_stream(tmp_path: Path) -> None:
+    import os
+
+    regular = write(tmp_path, "x.fa", SAMPLE)
+    (tmp_path / "link.fa").symlink_to(regular)
+    os.mkfifo(tmp_path / "pipe")
+    assert is_stream("-") and is_stream(tmp_path / "pipe") and is_stream("/dev/null")
+    assert not is_stream(regular) and not is_stream(tmp_path / "link.fa")
+    assert not is_stream(tmp_path / "missing.fa") and not is_stream(tmp_path)
+    read_end, write_end = os.pipe()
+    try:
+        assert is_stream(f"/dev/fd/{read_end}")
+    finally:
+        os.close(read_end)
+        os.close(write_end)
+
+
+@pytest.mark.parametrize("path", ["/dev/fd/63", "/proc/self/fd/11"])
+def test_input_stem_of_a_descriptor_path(path: str) -> None:
+    assert input_stem(path) == "stream"
+
+
+@pytest.mark.parametrize("path", ["-", "/dev/stdin"])
+def test_closed_stdin_is_one_input_error(path: str) -> None:
+    code = (
+        "import sys\nfrom virnucpro.errors import InputError\nfrom virnucpro.io.fasta import read_fasta\n"
+        f"try:\n    read_fasta({path!r})\nexcept InputError as exc:\n    print(exc)\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], stdin=subprocess.DEVNULL, capture_output=True, cwd=REPO_ROOT,
+        check=True, preexec_fn=lambda: __import__("os").close(0),
+    )
+    shown = "<stdin>" if path == "-" else path
+    assert proc.stdout.decode().strip() == f"{shown}: standard input is closed; give an input file, or pipe data in"
+
+
+def test_check_stream_open_without_reading() -> None:
+    code = (
+        "from virnucpro.errors import InputError\nfrom virnucpro.io.fasta import check_stream_open\n"
+        "check_stream_open('/no/such/file.fa')\n"
+        "try:\n    check_stream_open('-')\nexcept InputError as exc:\n    print(exc)\nelse:\n    print('open')\n"
+    )
+    for close in (True, False):
+        proc = subprocess.run(
+            [sys.executable, "-c", code], input=b">a\nAC\n", capture_output=True, cwd=REPO_ROOT, check=True,
+            preexec_fn=(lambda: __import__("os").close(0)) if close else None,
+        )
+        expected = "<stdin>: standard input is closed; give an input file, or pipe data in" if close else "open"
+        assert proc.stdout.decode().strip() == expected

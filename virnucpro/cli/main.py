@@ -2,6 +2,8 @@
 
 Subcommands live in their own modules and are imported only when invoked (see
 ``LAZY_COMMANDS``), so ``virnucpro --help`` and ``--version`` never import torch.
+The global options (``-v``, ``-q``, ``--log-file``) are added to every command
+as it is loaded (:func:`add_global_options`), so they work after it too.
 """
 
 from __future__ import annotations
@@ -40,8 +42,78 @@ LAZY_COMMANDS: dict[str, str] = {
 _EPILOG = "\b\nExit codes:\n" + "\n".join(f"  {code:>3}  {text}" for code, text in EXIT_CODES.items())
 
 
+def _state(ctx: click.Context) -> dict:
+    """The logging choices gathered so far, shared by the root and every subcommand context."""
+    obj = ctx.find_root().ensure_object(dict)
+    obj.setdefault("verbose", 0)
+    obj.setdefault("quiet", False)
+    return obj
+
+
+def _apply_logging(ctx: click.Context) -> None:
+    state = _state(ctx)
+    if state["verbose"] and state["quiet"]:
+        raise click.UsageError("-v/--verbose and -q/--quiet cannot be used together", ctx=ctx)
+    state["verbosity"] = -1 if state["quiet"] else state["verbose"]
+    setup_console_logging(state["verbosity"], stream=sys.stderr)
+
+
+def _on_verbose(ctx: click.Context, _param: click.Parameter, value: int) -> None:
+    if value:
+        _state(ctx)["verbose"] += value
+        _apply_logging(ctx)
+
+
+def _on_quiet(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    if value:
+        _state(ctx)["quiet"] = True
+        _apply_logging(ctx)
+
+
+def _on_log_file(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
+    if value:
+        add_log_file(value)
+
+
+def global_options(*, root: bool = False) -> list[click.Option]:
+    """Fresh ``-v/--verbose``, ``-q/--quiet`` and ``--log-file FILE`` options.
+
+    They are accepted before the command (``virnucpro -v predict ...``) and after
+    it (``virnucpro predict ... -v``), with the same meaning: ``-v`` counts add up
+    wherever they are given, ``-q`` with ``-v`` is a usage error, every
+    ``--log-file`` gets the full log. Values are applied as they are parsed, before
+    the command runs, and never passed to the command's function.
+
+    Args:
+        root: the options of the top-level group (their help says "after" instead of "before").
+    """
+    also = "also accepted after the command" if root else "also accepted before the command"
+    return [
+        click.Option(["-v", "--verbose"], count=True, expose_value=False, callback=_on_verbose,
+                     help=f"More detail on the console (repeatable: -vv); {also}."),
+        click.Option(["-q", "--quiet"], is_flag=True, expose_value=False, callback=_on_quiet,
+                     help=f"Only warnings and errors on the console; {also}."),
+        click.Option(["--log-file"], type=click.Path(dir_okay=False), default=None, metavar="FILE",
+                     expose_value=False, callback=_on_log_file,
+                     help=f"Also write a full debug log (tracebacks included) to FILE; {also}."),
+    ]
+
+
+def add_global_options(command: click.Command) -> click.Command:
+    """Give ``command`` (and, for a group, every subcommand, nested groups included) the
+    global options, unless it defines an option of the same name itself. Idempotent."""
+    if not getattr(command, "_virnucpro_global_options", False):
+        taken = {opt for param in command.params for opt in getattr(param, "opts", ())}
+        command.params.extend(o for o in global_options() if not taken.intersection(o.opts))
+        command._virnucpro_global_options = True  # type: ignore[attr-defined]
+    if isinstance(command, click.Group):
+        for sub in command.commands.values():
+            add_global_options(sub)
+    return command
+
+
 class LazyGroup(click.Group):
-    """A click group whose subcommands are imported only when needed."""
+    """A click group whose subcommands are imported only when needed (and get the global options)."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(set(super().list_commands(ctx)) | set(LAZY_COMMANDS))
@@ -49,34 +121,25 @@ class LazyGroup(click.Group):
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         if cmd_name in LAZY_COMMANDS:
             module_name, attr = LAZY_COMMANDS[cmd_name].split(":")
-            return getattr(importlib.import_module(module_name), attr)
-        return super().get_command(ctx, cmd_name)
+            return add_global_options(getattr(importlib.import_module(module_name), attr))
+        command = super().get_command(ctx, cmd_name)
+        return add_global_options(command) if command is not None else None
 
 
 @click.group(cls=LazyGroup, epilog=_EPILOG, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, "--version", prog_name="virnucpro")
-@click.option("-v", "--verbose", count=True, help="More detail on the console (repeatable).")
-@click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors on the console.")
-@click.option(
-    "--log-file",
-    type=click.Path(dir_okay=False),
-    default=None,
-    help="Also write a full debug log (tracebacks included) to this file.",
-)
 @click.pass_context
-def cli(ctx: click.Context, verbose: int, quiet: bool, log_file: str | None) -> None:
+def cli(ctx: click.Context) -> None:
     """Find viral sequences in DNA FASTA files (the VirNucPro method).
 
     Typical use: ``virnucpro predict contigs.fa -o results/``. Run
-    ``virnucpro COMMAND --help`` for each command's options.
+    ``virnucpro COMMAND --help`` for each command's options. -v, -q and
+    --log-file work before or after COMMAND.
     """
-    if verbose and quiet:
-        raise click.UsageError("-v/--verbose and -q/--quiet cannot be used together")
-    ctx.ensure_object(dict)
-    ctx.obj["verbosity"] = -1 if quiet else verbose
-    setup_console_logging(ctx.obj["verbosity"], stream=sys.stderr)
-    if log_file:
-        add_log_file(log_file)
+    _apply_logging(ctx)
+
+
+cli.params.extend(global_options(root=True))
 
 
 def main(

@@ -26,12 +26,15 @@ def translate(input_path: str, output_dir: str, chunk_length: int) -> None:
     """Cut each sequence of INPUT into chunks and translate six frames.
 
     INPUT is a DNA FASTA file (plain, gzip, bzip2 or xz, told apart by
-    content; '-' reads stdin). Writes, in OUTPUT_DIR, <stem>_chunked<C>.fa
+    content); '-' reads stdin, and a named pipe or <(zcat x.fa.gz) works too.
+    Sequences may hold the IUPAC codes ACGTUN RYSWKMBDHV (any case); RNA is
+    read as DNA (U as T); any other character is an input error. Writes, in
+    OUTPUT_DIR, <stem>_chunked<C>.fa
     (every chunk), <stem>_identified_nucleotide.fa and
     <stem>_identified_protein.faa (the frames without a stop codon), with the
     same IDs, sequences and order as the published VirNucPro; one line per
     sequence. <stem> is the input name without FASTA and compression
-    extensions ('stdin' for '-'). Nothing is written when the input is invalid.
+    extensions ('stdin' for '-', 'stream' for /dev/fd/N). Nothing is written when the input is invalid.
     """
     from virnucpro.pipeline.translate import main
 

@@ -7,29 +7,44 @@ Reading:
   records with the sequence as ``bytes`` (the fast path used by the pipeline).
 * The input may be a path or ``-`` (standard input, read as bytes). Plain,
   gzip, bzip2 and xz data are told apart by their first bytes (magic numbers),
-  never by the file name.
+  never by the file name. Inputs that can be read only once (``-``, named
+  pipes, process substitution ``<(zcat x.fa.gz)``, character devices) work
+  too: their first bytes are kept in memory instead of seeking back
+  (:func:`is_stream` tells them apart, for callers that must not read twice).
 * The reader holds one record at a time (plus a 1 MiB read block), so peak
   memory is about two to three times the largest record, whatever the file
   size. It also keeps the set of IDs seen so far, to reject duplicates.
 * Records are parsed like Biopython's ``SeqIO.parse(..., "fasta")``, which the
   published tool uses: the ID is the first whitespace-separated token of the
   header; spaces, tabs, CR and LF are removed from the sequence; blank lines
-  are ignored. The sequence keeps its case and every other character.
+  are ignored. The sequence keeps its case.
 
 Validation (each failure is one :class:`~virnucpro.errors.InputError` line
-that names the file): missing or unreadable file, empty input, no FASTA
-header, FASTQ, binary data, unsupported compression (zip, zstd), truncated or
-corrupt compressed data, a header without an ID, duplicate IDs, non-ASCII or
-control bytes in a sequence, and (when DNA is expected) protein sequences.
+that names the file): missing or unreadable file, closed standard input, empty
+input, no FASTA header, FASTQ, binary data, unsupported compression (zip,
+zstd), truncated or corrupt compressed data, a header without an ID, duplicate
+IDs, non-ASCII or control bytes in a sequence, and (when DNA is expected)
+protein sequences and characters that are not nucleotide codes.
 
 DNA-versus-protein rule, per record, over the letters among its first 2 000
 characters: the record is taken for protein when more than half of them are
 not A, C, G, T, U or N (any case) AND at least one is a letter that is not an
-IUPAC nucleotide code (E, F, I, J, L, O, P, Q or Z). So N runs, IUPAC
-ambiguity codes (R, Y, K, M, S, W, B, D, H, V) and X never trigger it, however
-short or ambiguous the record, and the published behaviour on such input is
-kept; real proteins (10% L, plus E, F, I, P, Q) are caught. A short peptide
-made only of IUPAC letters (``MKV``) passes as DNA.
+IUPAC nucleotide code (E, F, I, J, L, O, P, Q or Z). So N runs and IUPAC
+ambiguity codes (R, Y, K, M, S, W, B, D, H, V) never trigger it, however short
+or ambiguous the record; real proteins (10% L, plus E, F, I, P, Q) are caught.
+A short peptide made only of IUPAC letters (``MKV``) passes as DNA.
+
+Nucleotide codes (when DNA is expected): the IUPAC codes ``ACGTUN RYSWKMBDHV``
+in either case are accepted and kept, as the published tool keeps them (its
+codon table leaves a codon with an ambiguity code untranslated). Any other
+character (digits, ``*``, ``X``, other letters, alignment gaps ``-`` and ``.``)
+is an input error naming the record, the character and its 1-based position
+in the sequence: such a character would silently change the scores.
+
+RNA: ``U``/``u`` is read as ``T``/``t`` (so an RNA record gives exactly the
+chunks, frames and scores of its DNA version; the published tool would drop
+every codon with a U). The first RNA record is reported once in the log, and
+:attr:`FastaReader.stats` counts them (``rna_records``) for the run summary.
 
 Writing: :class:`FastaWriter` writes one record per header line, unwrapped by
 default (``line_width`` wraps).
@@ -37,28 +52,45 @@ default (``line_width`` wraps).
 
 from __future__ import annotations
 
-import bz2
-import gzip
-import io
 import logging
 import lzma
 import os
-import sys
+import re
 import zlib
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
 from virnucpro.errors import InputError
+from virnucpro.io.fasta_open import (
+    BLOCK_SIZE,
+    STDIN,
+    check_stream_open,
+    display_name,
+    is_stream,
+    one_line,
+    open_error,
+    open_input,
+    sniff_compression,
+)
+
+__all__ = [
+    "COMPRESSION_EXTENSIONS", "DNA_SAMPLE_SIZE", "FASTA_EXTENSIONS", "NUCLEOTIDE_CODES", "STDIN", "STDIN_STEM",
+    "STREAM_STEM",
+    "FastaBytesRecord", "FastaReader", "FastaRecord", "FastaWriter", "ReaderStats", "check_stream_open", "display_name",
+    "input_stem", "is_stream", "open_input", "read_fasta", "read_fasta_bytes", "sniff_compression",
+    "write_fasta",
+]
 
 logger = logging.getLogger(__name__)
 
-STDIN = "-"
-"""The path that means "read standard input"."""
-
 STDIN_STEM = "stdin"
 """Output stem used when the input is standard input."""
+
+STREAM_STEM = "stream"
+"""Output stem used when the input is a file-descriptor path (``/dev/fd/N``)."""
+_FD_PATH = re.compile(r"/(dev|proc/(self|\d+))/fd/\d+")
 
 FASTA_EXTENSIONS = (
     ".fasta", ".fas", ".fa", ".fna", ".ffn", ".faa", ".frn", ".fsa", ".mfa", ".mpfa", ".seq",
@@ -68,7 +100,6 @@ COMPRESSION_EXTENSIONS = (".gz", ".bgz", ".bz2", ".xz")
 DNA_SAMPLE_SIZE = 2_000
 """Characters of each record inspected by the DNA-versus-protein rule."""
 
-_BLOCK_SIZE = 1 << 20
 _SNIFF_SIZE = 8192
 _SEQ_WHITESPACE = b" \t\r\n"
 _HIGH_BYTES = bytes(range(128, 256))
@@ -81,6 +112,12 @@ _DNA_LETTERS = b"ACGTUNacgtun"
 
 
 _PROTEIN_ONLY_LETTERS = b"EFIJLOPQZefijlopqz"  # letters that are not IUPAC nucleotide codes (X aside)
+NUCLEOTIDE_CODES = b"ACGTUNRYSWKMBDHV"
+"""The accepted sequence characters (either case) when DNA is expected."""
+_NUCLEOTIDE_BYTES = NUCLEOTIDE_CODES + NUCLEOTIDE_CODES.lower()
+_DNA_CODES = _NUCLEOTIDE_BYTES.translate(None, b"Uu")
+_U_TO_T = bytes.maketrans(b"Uu", b"Tt")
+_GAPS = b"-."
 
 
 def _sample_class(byte: int) -> int:
@@ -99,16 +136,6 @@ _SAMPLE_CLASS = bytes(_sample_class(b) for b in range(256))
 # bytes.translate deletes from the ORIGINAL bytes, so the delete set must never hold a letter.
 _SAMPLE_DELETE = bytes(b for b in range(32, 256) if b != 127 and not (b < 128 and chr(b).isalpha()))
 
-_MAGIC: tuple[tuple[bytes, str], ...] = (
-    (b"\x1f\x8b", "gzip"),
-    (b"BZh", "bzip2"),
-    (b"\xfd7zXZ\x00", "xz"),
-)
-_UNSUPPORTED_MAGIC: tuple[tuple[bytes, str], ...] = (
-    (b"\x28\xb5\x2f\xfd", "zstd-compressed"),
-    (b"PK\x03\x04", "a ZIP archive"),
-    (b"\x04\x22\x4d\x18", "lz4-compressed"),
-)
 _DECOMPRESS_ERRORS = (EOFError, zlib.error, lzma.LZMAError, OSError)
 
 
@@ -136,9 +163,20 @@ class FastaBytesRecord:
     description: str = ""
 
 
-def display_name(path: str | os.PathLike[str]) -> str:
-    """Return the name used for ``path`` in messages (``<stdin>`` for ``-``)."""
-    return "<stdin>" if str(path) == STDIN else str(path)
+@dataclass(slots=True)
+class ReaderStats:
+    """What a :class:`FastaReader` saw so far (complete once it is exhausted).
+
+    Attributes:
+        records: records read.
+        rna_records: records that held ``U``/``u`` and were read as DNA (U as T);
+            worth reporting in a run summary (``rna_records``).
+        rna_ids: IDs of the first few such records (at most 5), for messages.
+    """
+
+    records: int = 0
+    rna_records: int = 0
+    rna_ids: list[str] = field(default_factory=list)
 
 
 def input_stem(path: str | os.PathLike[str]) -> str:
@@ -147,13 +185,16 @@ def input_stem(path: str | os.PathLike[str]) -> str:
     Compression extensions (``.gz``, ``.bgz``, ``.bz2``, ``.xz``) and then one
     FASTA extension (``.fa``, ``.fasta``, ``.fna``, ``.fas``, ``.ffn``,
     ``.faa``, ...) are removed, case-insensitively. Standard input gives
-    ``stdin``.
+    ``stdin``; a file-descriptor path such as process substitution's
+    ``/dev/fd/63`` gives ``stream`` (its number means nothing to the user).
 
     Examples:
         ``reads/contigs.fa.gz`` -> ``contigs``; ``sample.v2.fasta`` -> ``sample.v2``.
     """
-    if str(path) == STDIN:
+    if str(path) in (STDIN, "/dev/stdin"):
         return STDIN_STEM
+    if _FD_PATH.fullmatch(str(path)):
+        return STREAM_STEM
     name = Path(path).name
     for extensions in (COMPRESSION_EXTENSIONS, FASTA_EXTENSIONS):
         lower = name.lower()
@@ -162,118 +203,6 @@ def input_stem(path: str | os.PathLike[str]) -> str:
                 name = name[: -len(ext)]
                 break
     return name or Path(path).name
-
-
-def sniff_compression(head: bytes) -> str | None:
-    """Name the compression of data starting with ``head`` (``gzip``, ``bzip2``, ``xz``) or None."""
-    for magic, kind in _MAGIC:
-        if head.startswith(magic):
-            return kind
-    return None
-
-
-class _Prepended(io.RawIOBase):
-    """A raw stream that returns ``head`` and then the rest of ``stream`` (for pipes)."""
-
-    def __init__(self, head: bytes, stream: BinaryIO) -> None:
-        super().__init__()
-        self._head = head
-        self._stream = stream
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer) -> int:  # type: ignore[override]
-        if self._head:
-            n = min(len(buffer), len(self._head))
-            buffer[:n] = self._head[:n]
-            self._head = self._head[n:]
-            return n
-        data = self._stream.read(len(buffer))
-        buffer[: len(data)] = data
-        return len(data)
-
-
-def _open_error(name: str, exc: OSError) -> InputError:
-    if isinstance(exc, FileNotFoundError):
-        return InputError(f"{name}: no such file")
-    if isinstance(exc, IsADirectoryError):
-        return InputError(f"{name}: is a directory, not a FASTA file")
-    if isinstance(exc, PermissionError):
-        return InputError(f"{name}: cannot read the file (permission denied)")
-    reason = exc.strerror or str(exc) or type(exc).__name__
-    return InputError(f"{name}: cannot read the file ({_one_line(reason)})")
-
-
-def _one_line(text: str) -> str:
-    return " ".join(str(text).split())
-
-
-def open_input(path: str | os.PathLike[str]) -> tuple[BinaryIO, str | None]:
-    """Open ``path`` (or stdin for ``-``) for reading decompressed bytes.
-
-    Args:
-        path: a file path, or ``-`` for standard input.
-
-    Returns:
-        ``(stream, compression)``: a binary stream of the decompressed data and
-        the compression found from the first bytes (``None`` for plain data).
-        The caller closes the stream (closing the stdin wrapper leaves
-        ``sys.stdin`` open).
-
-    Raises:
-        InputError: the file is missing, unreadable, a directory, or compressed
-            with an unsupported method.
-    """
-    name = display_name(path)
-    try:
-        if str(path) == STDIN:
-            stdin = sys.stdin.buffer
-            head = stdin.read(8)
-            prepended = _Prepended(head, stdin)
-            raw: BinaryIO = io.BufferedReader(prepended, buffer_size=_BLOCK_SIZE)  # type: ignore[assignment]
-        else:
-            raw = open(path, "rb", buffering=_BLOCK_SIZE)  # noqa: SIM115 - closed by the caller
-            head = raw.read(8)
-            raw.seek(0)
-    except OSError as exc:
-        raise _open_error(name, exc) from exc
-    for magic, what in _UNSUPPORTED_MAGIC:
-        if head.startswith(magic):
-            raw.close()
-            raise InputError(f"{name}: input is {what}; use plain text, gzip, bzip2 or xz")
-    kind = sniff_compression(head)
-    if kind is None:
-        return raw, None
-    if kind == "gzip":
-        reader: BinaryIO = gzip.GzipFile(fileobj=raw, mode="rb")  # type: ignore[assignment]
-    elif kind == "bzip2":
-        reader = bz2.BZ2File(raw, mode="rb")  # type: ignore[assignment]
-    else:
-        reader = lzma.LZMAFile(raw, mode="rb")  # type: ignore[assignment]
-    return _ClosingDecompressor(reader, raw), kind  # type: ignore[return-value]
-
-
-class _ClosingDecompressor(io.BufferedIOBase):
-    """A decompressing reader that also closes the raw file it reads from."""
-
-    def __init__(self, reader: BinaryIO, raw: BinaryIO) -> None:
-        super().__init__()
-        self._reader = reader
-        self._raw = raw
-
-    def readable(self) -> bool:
-        return True
-
-    def read(self, size: int | None = -1) -> bytes:  # type: ignore[override]
-        return self._reader.read(-1 if size is None else size)
-
-    def close(self) -> None:
-        try:
-            self._reader.close()
-        finally:
-            self._raw.close()
-            super().close()
 
 
 class FastaReader:
@@ -303,6 +232,7 @@ class FastaReader:
         self.path = path
         self.name = display_name(path)
         self.expect_dna = expect_dna
+        self.stats = ReaderStats()
         self._stream, self.compression = open_input(path)
         self._what = f"{self.compression} data" if self.compression else "data"
         try:
@@ -314,22 +244,22 @@ class FastaReader:
 
     # -- reading -----------------------------------------------------------
 
-    def _read(self, size: int = _BLOCK_SIZE) -> bytes:
+    def _read(self, size: int = BLOCK_SIZE) -> bytes:
         try:
             return self._stream.read(size)
         except _DECOMPRESS_ERRORS as exc:
             if self.compression is None and not isinstance(exc, EOFError):
-                raise _open_error(self.name, exc) from exc  # type: ignore[arg-type]
+                raise open_error(self.name, exc) from exc  # type: ignore[arg-type]
             raise InputError(
                 f"{self.name}: truncated or corrupt {self.compression or 'input'} file "
-                f"({_one_line(str(exc)) or type(exc).__name__})"
+                f"({one_line(str(exc)) or type(exc).__name__})"
             ) from exc
 
     def _read_first(self) -> bytes:
         """Read the first block and check that the input starts like FASTA."""
-        data = self._read(_BLOCK_SIZE)
+        data = self._read(BLOCK_SIZE)
         while len(data) < _SNIFF_SIZE:
-            more = self._read(_BLOCK_SIZE)
+            more = self._read(BLOCK_SIZE)
             if not more:
                 break
             data += more
@@ -339,7 +269,7 @@ class FastaReader:
         while not stripped:
             if not data:
                 raise InputError(f"{self.name}: the input is empty")
-            data = self._read(_BLOCK_SIZE)
+            data = self._read(BLOCK_SIZE)
             if not data:
                 raise InputError(f"{self.name}: the input is empty (only blank lines)")
             stripped = data.lstrip()
@@ -411,6 +341,14 @@ class FastaReader:
             sequence = sequence.translate(None, _SEQ_WHITESPACE)
         if sequence:
             self._check_sequence(record_id, sequence)
+            if self.expect_dna:
+                # One pass for the common case (plain DNA: nothing left); U and bad characters are rare.
+                rest = sequence.translate(None, _DNA_CODES)
+                if rest:
+                    if rest.translate(None, b"Uu"):
+                        self._check_nucleotides(record_id, sequence)
+                    sequence = self._read_rna(record_id, sequence)
+        self.stats.records += 1
         return FastaBytesRecord(record_id, sequence, title)
 
     def _check_sequence(self, record_id: str, sequence: bytes) -> None:
@@ -431,6 +369,37 @@ class FastaReader:
                     f"{self.name}: record '{record_id}' looks like a protein sequence "
                     f"({share}% of its letters are not A, C, G, T, U or N); DNA is needed"
                 )
+
+    def _check_nucleotides(self, record_id: str, sequence: bytes) -> None:
+        """Refuse the first character that is not an IUPAC nucleotide code (see module doc)."""
+        bad = sequence.translate(None, _NUCLEOTIDE_BYTES)
+        if not bad:
+            return
+        char = bad[:1]
+        position = sequence.index(char) + 1
+        shown = repr(char.decode("ascii", "backslashreplace"))
+        where = f"{self.name}: record '{record_id}': {shown} at position {position}"
+        if char in _GAPS:
+            raise InputError(
+                f"{where}: alignment gap characters are not allowed: remove them (e.g. seqkit seq -g)"
+            )
+        raise InputError(
+            f"{where} is not a nucleotide code (accepted: IUPAC codes "
+            f"{NUCLEOTIDE_CODES.decode()}, either case)"
+        )
+
+    def _read_rna(self, record_id: str, sequence: bytes) -> bytes:
+        """Read U as T (said once per input in the log; counted in :attr:`stats`)."""
+        stats = self.stats
+        stats.rna_records += 1
+        if len(stats.rna_ids) < 5:
+            stats.rna_ids.append(record_id)
+        if stats.rna_records == 1:
+            logger.warning(
+                "%s: record '%s' is RNA (holds U): U is read as T in it and in every later RNA record",
+                self.name, record_id,
+            )
+        return sequence.translate(_U_TO_T)
 
     # -- iterator and context manager protocol -----------------------------
 

@@ -1,0 +1,233 @@
+"""Opening a FASTA input: a path, standard input or a pipe, plain or compressed.
+
+:func:`open_input` returns a stream of the decompressed bytes. Compression is
+found from the first bytes (magic numbers), never from the file name. Inputs
+that can be read only once (``-``, named pipes, process substitution
+``<(zcat x.fa.gz)``, character devices; see :func:`is_stream`) are never
+rewound: their first bytes are kept and served again from memory.
+:mod:`virnucpro.io.fasta` re-exports the public names.
+"""
+
+from __future__ import annotations
+
+import bz2
+import errno
+import gzip
+import io
+import lzma
+import os
+import stat
+import sys
+from typing import BinaryIO
+
+from virnucpro.errors import InputError
+
+STDIN = "-"
+"""The path that means "read standard input"."""
+
+BLOCK_SIZE = 1 << 20
+"""Read block of the reader (and buffer size of the files it opens)."""
+
+_MAGIC: tuple[tuple[bytes, str], ...] = (
+    (b"\x1f\x8b", "gzip"),
+    (b"BZh", "bzip2"),
+    (b"\xfd7zXZ\x00", "xz"),
+)
+_UNSUPPORTED_MAGIC: tuple[tuple[bytes, str], ...] = (
+    (b"\x28\xb5\x2f\xfd", "zstd-compressed"),
+    (b"PK\x03\x04", "a ZIP archive"),
+    (b"\x04\x22\x4d\x18", "lz4-compressed"),
+)
+
+
+def display_name(path: str | os.PathLike[str]) -> str:
+    """Return the name used for ``path`` in messages (``<stdin>`` for ``-``)."""
+    return "<stdin>" if str(path) == STDIN else str(path)
+
+
+def sniff_compression(head: bytes) -> str | None:
+    """Name the compression of data starting with ``head`` (``gzip``, ``bzip2``, ``xz``) or None."""
+    for magic, kind in _MAGIC:
+        if head.startswith(magic):
+            return kind
+    return None
+
+
+class _Prepended(io.RawIOBase):
+    """A raw stream that returns ``head`` and then the rest of ``stream`` (for pipes).
+
+    Closing it closes ``stream`` when ``owns`` is true (a pipe we opened), never
+    standard input.
+    """
+
+    def __init__(self, head: bytes, stream: BinaryIO, *, owns: bool) -> None:
+        super().__init__()
+        self._head = head
+        self._stream = stream
+        self._owns = owns
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:  # type: ignore[override]
+        if self._head:
+            n = min(len(buffer), len(self._head))
+            buffer[:n] = self._head[:n]
+            self._head = self._head[n:]
+            return n
+        data = self._stream.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+    def close(self) -> None:
+        if self._owns and not self.closed:
+            self._stream.close()
+        super().close()
+
+
+def is_stream(path: str | os.PathLike[str]) -> bool:
+    """True when ``path`` can be read only once: ``-``, a named pipe (FIFO), a character
+    device, a socket, or a ``/dev/fd/N`` of a pipe (process substitution ``<(...)``).
+
+    Such an input cannot be hashed before it is read nor read again to resume a run;
+    regular files (also behind a symlink or ``/dev/fd/N``) are not streams. A path that
+    does not exist is not a stream (opening it reports the error). Never opens ``path``.
+    """
+    if str(path) == STDIN:
+        return True
+    try:
+        mode = os.stat(path).st_mode
+    except (OSError, ValueError):
+        return False
+    return stat.S_ISFIFO(mode) or stat.S_ISCHR(mode) or stat.S_ISSOCK(mode)
+
+
+def check_stream_open(path: str | os.PathLike[str]) -> None:
+    """Raise the one-line :class:`InputError` now when ``path`` is ``-`` and standard input is
+    closed (``<&-``), without reading anything: a stream can be read only once, so a caller
+    that validates the input before its real read (``predict``) checks only this."""
+    if str(path) != STDIN:
+        return
+    stdin = sys.stdin
+    if stdin is None:
+        raise InputError(f"{display_name(path)}: {_CLOSED_STDIN}")
+    try:
+        descriptor = stdin.fileno()
+    except (AttributeError, OSError, ValueError):  # a replaced stdin (embedding program, tests)
+        return
+    try:
+        os.fstat(descriptor)
+    except OSError:
+        raise InputError(f"{display_name(path)}: {_CLOSED_STDIN}") from None
+
+
+_STDIN_ALIASES = ("/dev/stdin", "/dev/fd/0", "/proc/self/fd/0")
+_CLOSED_STDIN = "standard input is closed; give an input file, or pipe data in"
+
+
+def open_error(name: str, exc: OSError) -> InputError:
+    """The one-line :class:`InputError` for an ``OSError`` met opening or reading ``name``."""
+    if name in _STDIN_ALIASES and sys.stdin is None:
+        return InputError(f"{name}: {_CLOSED_STDIN}")
+    if isinstance(exc, FileNotFoundError):
+        return InputError(f"{name}: no such file")
+    if isinstance(exc, IsADirectoryError):
+        return InputError(f"{name}: is a directory, not a FASTA file")
+    if isinstance(exc, PermissionError):
+        return InputError(f"{name}: cannot read the file (permission denied)")
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    return InputError(f"{name}: cannot read the file ({one_line(reason)})")
+
+
+def one_line(text: str) -> str:
+    """``text`` with every run of whitespace (newlines included) made one space."""
+    return " ".join(str(text).split())
+
+
+def open_input(path: str | os.PathLike[str]) -> tuple[BinaryIO, str | None]:
+    """Open ``path`` (or stdin for ``-``) for reading decompressed bytes.
+
+    Args:
+        path: a file path, or ``-`` for standard input.
+
+    Returns:
+        ``(stream, compression)``: a binary stream of the decompressed data and
+        the compression found from the first bytes (``None`` for plain data).
+        The caller closes the stream (closing the stdin wrapper leaves
+        ``sys.stdin`` open).
+
+    Raises:
+        InputError: the file is missing, unreadable, a directory, or compressed
+            with an unsupported method.
+    """
+    name = display_name(path)
+    try:
+        raw, head = _open_raw(path)
+    except OSError as exc:
+        if str(path) == STDIN and exc.errno == errno.EBADF:  # descriptor 0 closed after start-up
+            raise InputError(f"{name}: {_CLOSED_STDIN}") from exc
+        raise open_error(name, exc) from exc
+    for magic, what in _UNSUPPORTED_MAGIC:
+        if head.startswith(magic):
+            raw.close()
+            raise InputError(f"{name}: input is {what}; use plain text, gzip, bzip2 or xz")
+    kind = sniff_compression(head)
+    if kind is None:
+        return raw, None
+    if kind == "gzip":
+        reader: BinaryIO = gzip.GzipFile(fileobj=raw, mode="rb")  # type: ignore[assignment]
+    elif kind == "bzip2":
+        reader = bz2.BZ2File(raw, mode="rb")  # type: ignore[assignment]
+    else:
+        reader = lzma.LZMAFile(raw, mode="rb")  # type: ignore[assignment]
+    return _ClosingDecompressor(reader, raw), kind  # type: ignore[return-value]
+
+
+def _open_raw(path: str | os.PathLike[str]) -> tuple[BinaryIO, bytes]:
+    """Open the undecoded bytes of ``path`` and read its first 8 bytes without losing them.
+
+    A regular file is rewound after the read; a pipe, device or stdin cannot be,
+    so its first bytes are served again from memory (:class:`_Prepended`).
+    """
+    if str(path) == STDIN:
+        stdin = sys.stdin
+        if stdin is None:  # started with file descriptor 0 closed (``<&-``)
+            raise InputError(f"{display_name(path)}: {_CLOSED_STDIN}")
+        stream: BinaryIO = stdin.buffer
+        owns = False
+    else:
+        stream = open(path, "rb", buffering=BLOCK_SIZE)  # noqa: SIM115 - closed by the caller
+        owns = True
+    try:
+        head = stream.read(8)
+        if owns and stream.seekable():
+            stream.seek(0)
+            return stream, head
+    except BaseException:
+        if owns:
+            stream.close()
+        raise
+    prepended = _Prepended(head, stream, owns=owns)
+    return io.BufferedReader(prepended, buffer_size=BLOCK_SIZE), head  # type: ignore[return-value]
+
+
+class _ClosingDecompressor(io.BufferedIOBase):
+    """A decompressing reader that also closes the raw file it reads from."""
+
+    def __init__(self, reader: BinaryIO, raw: BinaryIO) -> None:
+        super().__init__()
+        self._reader = reader
+        self._raw = raw
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int | None = -1) -> bytes:  # type: ignore[override]
+        return self._reader.read(-1 if size is None else size)
+
+    def close(self) -> None:
+        try:
+            self._reader.close()
+        finally:
+            self._raw.close()
+            super().close()
