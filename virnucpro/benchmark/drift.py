@@ -134,6 +134,7 @@ def random_classifier(input_dim: int, reference_features: np.ndarray, seed: int 
     x = torch.from_numpy(np.asarray(reference_features, dtype=np.float64))
     with torch.no_grad():
         hidden = model.hidden_layer(x)
+        assert model.bn1.running_mean is not None and model.bn1.running_var is not None
         model.bn1.running_mean.copy_(hidden.mean(0))
         model.bn1.running_var.copy_(hidden.var(0, unbiased=False) + 1e-6)
         logits = model(x)

@@ -227,7 +227,9 @@ def timed_embed(
     if warmup:
         embed(warmup)
     synchronize(device)
-    best, out, peak = float("inf"), None, None
+    best = float("inf")
+    out: torch.Tensor | None = None
+    peak: PeakMemory | None = None
     for attempt in range(max(1, repeats)):
         with PeakMemory(device) as probe:
             began = time.perf_counter()
@@ -237,6 +239,7 @@ def timed_embed(
         if attempt == 0:
             out, peak = result, probe
         best = min(best, seconds)
+    assert out is not None and peak is not None  # at least one pass ran
     return TimedRun(best, out, peak.bytes, peak.kind)
 
 

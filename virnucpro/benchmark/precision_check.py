@@ -83,8 +83,7 @@ def sample_frames(input_path: str, chunk_length: int, count: int, seed: int = 0)
     if not reservoir:
         raise InputError(f"{input_path}: no kept frame (no chunk has a stop-free translation)")
     reservoir.sort()
-    ids, nucleotide, protein = ([r[k] for r in reservoir] for k in (1, 2, 3))
-    return SampledFrames(ids, nucleotide, protein, seen)
+    return SampledFrames([r[1] for r in reservoir], [r[2] for r in reservoir], [r[3] for r in reservoir], seen)
 
 
 def default_check_precisions(device) -> tuple[str, ...]:
@@ -142,14 +141,14 @@ def run_precision_check(options: PrecisionCheckOptions) -> dict[str, Any]:
     ref_labels = np.argmax(ref_scores, axis=1)
     results = []
     for precision in lows:
-        dna, esm = features[precision]
-        low_scores = scores(classifier, np.concatenate([dna, esm], axis=1))
-        esm_cos = cosine_rows(ref_esm, esm)
+        low_dna, low_esm = features[precision]
+        low_scores = scores(classifier, np.concatenate([low_dna, low_esm], axis=1))
+        esm_cos = cosine_rows(ref_esm, low_esm)
         worst = np.argsort(esm_cos, kind="stable")[:WORST_SHOWN]
         results.append({
             "precision": precision,
-            "esm2": cosine_summary(ref_esm, esm),
-            "dnabert_s": cosine_summary(ref_dna, dna),
+            "esm2": cosine_summary(ref_esm, low_esm),
+            "dnabert_s": cosine_summary(ref_dna, low_dna),
             "labels": label_agreement(ref_labels, np.argmax(low_scores, axis=1)).as_dict(),
             "max_abs_virus_score_change": float(np.abs(low_scores[:, 1].astype(np.float64)
                                                        - ref_scores[:, 1]).max()),

@@ -92,11 +92,11 @@ def benchmark(json_path: str | None, device: str, size: str, frames: int | None,
         from virnucpro.benchmark.report import render, write_json
         from virnucpro.benchmark.run import BenchmarkOptions, run_benchmark
 
-        options = BenchmarkOptions(
+        bench_options = BenchmarkOptions(
             device=device, size=size, frames=frames, chunk_lengths=lengths, precisions=precisions,
             skip_baseline=skip_baseline, batch_tokens=batch_tokens, seed=seed, command=command,
         )
-        result = _usage_errors(run_benchmark, options)
+        result = _usage_errors(run_benchmark, bench_options)
         render(result)
     if json_path:
         write_json(result, json_path)

@@ -21,7 +21,7 @@ import torch
 logger = logging.getLogger(__name__)
 
 
-def plan_batch(padded_lengths: Sequence[int], start: int, budget: int) -> int:
+def plan_batch(padded_lengths: Sequence[int] | np.ndarray, start: int, budget: int) -> int:
     """How many sequences from ``start`` form the next batch.
 
     ``padded_lengths`` is sorted longest first, so the batch's padded length is
@@ -31,7 +31,7 @@ def plan_batch(padded_lengths: Sequence[int], start: int, budget: int) -> int:
     return max(1, min(len(padded_lengths) - start, budget // int(padded_lengths[start])))
 
 
-def plan_batches(padded_lengths: Sequence[int], budget: int) -> list[np.ndarray]:
+def plan_batches(padded_lengths: Sequence[int] | np.ndarray, budget: int) -> list[np.ndarray]:
     """All batches at once: input indices per batch, longest first, each within ``budget``.
 
     ``padded_lengths`` are in input order (tokens each sequence takes, specials included).

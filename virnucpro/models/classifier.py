@@ -134,6 +134,7 @@ def load_classifier(path: str | Path) -> MLPClassifier:
     path = Path(path)
     if not path.is_file():
         raise ModelNotAvailableError(f"classifier file not found: {path}")
+    state: Mapping[str, torch.Tensor]
     if path.suffix == ".safetensors":
         state, bn_eps = _read_safetensors(path), 1e-5
     else:

@@ -191,7 +191,8 @@ class DnabertEncoder(nn.Module):
 
     @property
     def matmul_dtype(self) -> torch.dtype:
-        return self.layers[0].wqkv.weight.dtype
+        first: _EncoderLayer = self.layers[0]  # type: ignore[assignment]
+        return first.wqkv.weight.dtype
 
     def set_matmul_dtype(self, dtype: torch.dtype) -> DnabertEncoder:
         """Cast the Linear layers only; embeddings and LayerNorms stay FP32."""
@@ -204,7 +205,8 @@ class DnabertEncoder(nn.Module):
         """input_ids: [B, T] long; mask: [B, T] bool (True on real tokens)."""
         x = self.word_embeddings(input_ids) + self.token_type_embeddings.weight[0]
         x = self.embedding_norm(x)
-        bias = attention_bias(self.alibi_slopes, mask).to(self.matmul_dtype)
+        slopes: torch.Tensor = self.alibi_slopes  # type: ignore[assignment]
+        bias = attention_bias(slopes, mask).to(self.matmul_dtype)
         for layer in self.layers:
             x = layer(x, bias)
         return x

@@ -218,11 +218,11 @@ class Esm2Embedder:
                 f"{ckpt.path}: embed_tokens has {embed.shape[0]} rows, the ESM-1b alphabet needs "
                 f"{self.tokens.vocab_size}"
             )
-        fp32 = dict(device=self.device, dtype=torch.float32)
-        self._embed = embed.to(**fp32).contiguous()
-        self._final_w = state["emb_layer_norm_after.weight"].to(**fp32)
-        self._final_b = state["emb_layer_norm_after.bias"].to(**fp32)
-        self._inv_freq = self._rotary_inv_freq(ckpt).to(**fp32)
+        fp32 = torch.float32
+        self._embed = embed.to(device=self.device, dtype=fp32).contiguous()
+        self._final_w = state["emb_layer_norm_after.weight"].to(device=self.device, dtype=fp32)
+        self._final_b = state["emb_layer_norm_after.bias"].to(device=self.device, dtype=fp32)
+        self._inv_freq = self._rotary_inv_freq(ckpt).to(device=self.device, dtype=fp32)
         self._rot_cache: tuple[torch.Tensor, torch.Tensor] | None = None
         self._layers = [self._load_layer(state, i) for i in range(self.num_layers)]
         self.batch_tokens = default_batch_tokens(self.device, self.dim, self.heads, dtype)

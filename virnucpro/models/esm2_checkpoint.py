@@ -119,7 +119,7 @@ def load_esm2_checkpoint(path: Path) -> Esm2Checkpoint:
 
 def _check_keys(path: Path, state: dict[str, Any], num_layers: int, embed_dim: int) -> None:
     """Raise ModelNotAvailableError when a weight our forward needs is absent or misshapen."""
-    needed = {"embed_tokens.weight": None, "emb_layer_norm_after.weight": (embed_dim,),
+    needed: dict[str, tuple[int, ...] | None] = {"embed_tokens.weight": None, "emb_layer_norm_after.weight": (embed_dim,),
               "emb_layer_norm_after.bias": (embed_dim,)}
     for i in range(num_layers):
         p = f"layers.{i}."

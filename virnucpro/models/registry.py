@@ -31,6 +31,7 @@ model, where it was looked for and the two ways to provide it.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import re
@@ -292,7 +293,7 @@ def download(
         fetches.append((dnabert_model, lambda: resolve_dnabert_model(dnabert_model, revision=dnabert_revision)))
     if kind in ("classifier", "all"):
         for mt in (model_type,) if model_type else CLASSIFIER_MODEL_TYPES:
-            fetches.append((f"{mt}_model.pth", lambda mt=mt: resolve_classifier(mt)))
+            fetches.append((f"{mt}_model.pth", functools.partial(resolve_classifier, mt)))
     # Try every model before failing, so one unreachable host does not hide the others' state.
     paths: list[Path] = []
     failures: list[tuple[str, ModelNotAvailableError]] = []
@@ -304,8 +305,8 @@ def download(
     if len(failures) == 1:
         raise failures[0][1]
     if failures:
-        for name, exc in failures:
-            logger.error("%s: %s", name, exc)
+        for name, failure in failures:
+            logger.error("%s: %s", name, failure)
         raise ModelNotAvailableError(
             f"{len(failures)} of {len(fetches)} models could not be fetched (each is logged above); "
             f"first: {failures[0][1]}"

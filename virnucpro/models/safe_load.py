@@ -133,7 +133,7 @@ def _scan_pickle(stream: IO[bytes]) -> list[str]:
                 strings.append(arg)
             elif name in _MEMO_PUT_OPS:
                 memo[arg] = strings[-1] if strings else None
-                next_memo = max(next_memo, int(arg) + 1)
+                next_memo = max(next_memo, int(arg) + 1)  # type: ignore[arg-type]  # memo ops carry an int
             elif name == "MEMOIZE":
                 memo[next_memo] = strings[-1] if strings else None
                 next_memo += 1

@@ -84,7 +84,7 @@ def resolve_models(options: PredictOptions) -> ResolvedModels:
     classifier = load_classifier(classifier_path)
     check_input_dim(classifier, dnabert_dim, esm_dim, dnabert_name=dnabert_name, esm_name=esm_name,
                     classifier_name=str(classifier_name))
-    identities = {
+    identities: dict[str, dict[str, Any]] = {
         "dnabert": {"name": dnabert_name, "revision": options.dnabert_revision, "sha256": dnabert_fingerprint(dnabert_dir), "dim": dnabert_dim},
         "esm": {"name": esm_name, "sha256": cached_sha256(esm_path), "dim": esm_dim},
         "classifier": {"name": str(classifier_name), "sha256": cached_sha256(classifier_path)},
