@@ -9,11 +9,11 @@ Layout of a parts directory::
 
 Rules:
 
-* Parts are contiguous in input order and a record is never cut. Record *i*
-  goes to part ``floor(N * (bases before i + bases of i / 2) / total bases)``:
-  each record lands in the part its midpoint falls in, so parts hold about
-  ``total / N`` bases and one huge record makes only its own part larger.
-  When every record is empty the record count is balanced instead.
+* Parts are contiguous in input order and a record is never cut. Each part
+  aims at the bases still to place divided by the parts still to fill; a
+  record joins the current part while its midpoint falls within that target.
+  Parts hold about ``total / N`` bases and one huge record makes only its own
+  part larger. When every record is empty the record count is balanced instead.
 * More parts than records is allowed: the extra parts are empty gzip files
   (``records: 0`` in the manifest) that have nothing to predict.
 * Output is deterministic: gzip with ``mtime=0`` and no file name in the
@@ -167,15 +167,27 @@ def _count(path: str | Path) -> tuple[int, int]:
 
 
 def _assignments(path: str | Path, n_parts: int, total_records: int, total_bases: int) -> Iterator[tuple[int, FastaBytesRecord]]:
-    """Second pass: each record with its 0-based part (midpoint rule, non-decreasing)."""
+    """Second pass: each record with its 0-based part (non-decreasing: parts are contiguous).
+
+    A part's target is what is left to place divided by the parts left, set
+    when the part starts. A record joins the current part when the part is
+    still empty or the record's midpoint falls within the target; otherwise
+    the next part starts with it. So one huge record fills its own part and
+    the rest is shared evenly by the others.
+    """
     by_bases = total_bases > 0
-    total = total_bases if by_bases else total_records
-    done = 0
+    remaining = total_bases if by_bases else total_records
+    part, in_part = 0, 0
+    target = remaining / n_parts
     with read_fasta_bytes(path) as reader:
         for record in reader:
             weight = len(record.sequence) if by_bases else 1
-            part = min(n_parts - 1, (n_parts * (2 * done + weight)) // (2 * total)) if total else 0
-            done += weight
+            if in_part and part < n_parts - 1 and in_part + weight / 2 > target:
+                part += 1
+                in_part = 0
+                target = remaining / (n_parts - part)
+            in_part += weight
+            remaining -= weight
             yield part, record
 
 
