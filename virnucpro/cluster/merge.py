@@ -34,6 +34,8 @@ from __future__ import annotations
 import heapq
 import json
 import logging
+import os
+import shutil
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -329,8 +331,19 @@ def _merge(run_dirs: Sequence[str | Path], out: Path, paths: RunPaths, manifest_
     for part in parts:
         if part.run_dir.resolve() == out_resolved:
             raise MergeError(f"{part.run_dir}: the output directory cannot also be a part")
-    lines = {table.name: _write_concatenated(table, parts, out) for table in CONCATENATED_TABLES}
-    chunk_rows, chunks_virus = _write_highest(parts, out)
+    # Every table is written into a staging directory first and moved into place only when
+    # all of them are complete, so a refusal found while writing (overlapping parts) leaves
+    # no new file behind, and an earlier merge's files stay whole.
+    staging = out / f".merge-staging-{os.getpid()}"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir()
+    try:
+        lines = {table.name: _write_concatenated(table, parts, staging) for table in CONCATENATED_TABLES}
+        chunk_rows, chunks_virus = _write_highest(parts, staging)
+        for written in sorted(staging.iterdir()):
+            os.replace(written, out / written.name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     counts = _summed_counts(parts)
     first = parts[0].summary if parts else {}
     manifest = read_manifest(manifest_path) if manifest_path is not None else None
