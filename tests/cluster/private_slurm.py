@@ -26,7 +26,7 @@ import subprocess
 import time
 from pathlib import Path
 
-DAEMONS = ("munged", "mariadbd", "mariadb-install-db", "slurmdbd", "slurmctld", "slurmd", "sacctmgr", "sbatch", "sacct")
+DAEMONS = ("munged", "mariadbd", "mariadb-install-db", "slurmdbd", "slurmctld", "slurmd", "sacctmgr", "sbatch", "sacct", "srun")
 CLUSTER = "vnptest"
 DB_USER = "slurm"
 DB_NAME = "slurm_acct_db"
@@ -74,7 +74,8 @@ class PrivateSlurm:
         self.db_socket = root / "mysql" / "mysqld.sock"
         self.ports = {name: _free_port() for name in ("ctld", "slurmd", "dbd", "db")}
         self.conf = root / "etc" / "slurm.conf"
-        self.env = dict(os.environ, SLURM_CONF=str(self.conf))
+        self.bin = root / "bin"
+        self.env = dict(os.environ, SLURM_CONF=str(self.conf), PATH=f"{self.bin}{os.pathsep}{os.environ.get('PATH', '')}")
         self.db_password = secrets.token_hex(8)
 
     # ------------------------------------------------------------------ lifecycle
@@ -85,6 +86,7 @@ class PrivateSlurm:
             (self.root / sub).mkdir(parents=True, exist_ok=True)
             os.chmod(self.root / sub, 0o700)
         os.chmod(self.root, 0o755)
+        self._write_srun_shim()
         try:
             self._start_munge()
             self._start_mariadb()
@@ -186,6 +188,20 @@ class PrivateSlurm:
             f"GRANT ALL ON {DB_NAME}.* TO '{DB_USER}'@'localhost';FLUSH PRIVILEGES;"
         )
         self._run([shutil.which("mariadb") or "mysql", "--no-defaults", f"--socket={self.db_socket}", "-uroot", "-e", sql])
+
+    def _write_srun_shim(self) -> None:
+        """An ``srun`` first on PATH that puts ``SLURM_CONF`` back.
+
+        The Snakemake SLURM jobstep plugin runs each job through a nested ``srun``
+        and removes every ``SLURM_*`` variable but a few from its environment,
+        ``SLURM_CONF`` included. A real cluster does not need it (its config is in
+        /etc/slurm or served configless); this private one lives in a temporary
+        directory, which only SLURM_CONF names.
+        """
+        self.bin.mkdir(parents=True, exist_ok=True)
+        shim = self.bin / "srun"
+        shim.write_text(f"#!/bin/sh\nSLURM_CONF={self.conf}\nexport SLURM_CONF\nexec {_which('srun')} \"$@\"\n")
+        os.chmod(shim, 0o755)
 
     def _write_configs(self) -> None:
         root, ports = self.root, self.ports
