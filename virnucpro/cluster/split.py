@@ -56,7 +56,8 @@ logger = logging.getLogger(__name__)
 MANIFEST_NAME = "manifest.json"
 MANIFEST_VERSION = 1
 SPOOL_NAME = ".stdin-spool"
-GZIP_LEVEL = 6
+#: Level 1: parts are intermediate files; on DNA it is ~10x faster than level 6 for ~13% more bytes.
+GZIP_LEVEL = 1
 _PART_RE = re.compile(r"^part-\d{4,}\.fa\.gz$")
 
 
