@@ -33,11 +33,11 @@ def test_dry_run_writes_scripts_and_submits_nothing(tmp_path):
     out = tmp_path / "out"
     result = run_cli("slurm", "submit", str(REPO_ROOT / "tests/data/tiny_reference/contigs.fa"), "-o", str(out),
                      "-n", "4", "--gpus-per-part", "2", "--partition", "gpu", "--mem", "48G", "--time", "2:00:00",
-                     "--dry-run", *MODEL_ARGS, "--chunk-length", "300", env={"PATH": "/nonexistent"})
+                     "--max-running", "2", "--dry-run", *MODEL_ARGS, "--chunk-length", "300", env={"PATH": "/nonexistent"})
     assert result.returncode == 0, result.stderr.decode()
     slurm = out / "slurm"
     predict = (slurm / "predict.sbatch").read_text()
-    for line in ("#SBATCH --array=1-4", "#SBATCH --gres=gpu:2", "#SBATCH --partition=gpu", "#SBATCH --mem=48G",
+    for line in ("#SBATCH --array=1-4%2", "#SBATCH --gres=gpu:2", "#SBATCH --partition=gpu", "#SBATCH --mem=48G",
                  "#SBATCH --time=2:00:00", "GPUS_PER_PART=2"):
         assert line in predict.splitlines(), line
     assert "--chunk-length 300" in predict and "--batch-tokens 1" in predict

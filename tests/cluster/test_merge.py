@@ -154,3 +154,12 @@ def test_bad_manifest_is_one_line(tmp_path, three_parts):
     bad.write_text("{not json")
     line = refusal(merge(str(runs[0]), "-o", str(tmp_path / "m"), "--manifest", str(bad)))
     assert str(bad) in line and "not a valid manifest" in line
+
+
+def test_a_part_that_is_still_running_is_refused(tmp_path, three_parts):
+    from virnucpro.pipeline.checkpoint import output_dir_lock
+
+    _, _, runs = three_parts
+    with output_dir_lock(runs[1]):
+        line = refusal(merge(*map(str, runs), "-o", str(tmp_path / "m")))
+    assert str(runs[1]) in line and "still running" in line

@@ -29,9 +29,11 @@ def slurm() -> None:
 @click.option("--cpus-per-part", type=click.IntRange(min=1), default=4, help="CPUs per array task.")
 @click.option("--mem", default="32G", help="Memory per array task (sbatch --mem).")
 @click.option("--time", "time_limit", default="24:00:00", help="Time limit of each job (sbatch --time).")
+@click.option("--max-running", type=click.IntRange(min=1), default=None,
+              help="At most this many parts at once (--array=1-N%K), e.g. to spare a shared filesystem.")
 @click.option("--dry-run", is_flag=True, help="Only write the job scripts into OUT/slurm/.")
 def submit(input_path: str, output_dir: str, n_parts: int, partition: str | None, account: str | None,
-           gpus_per_part: int, cpus_per_part: int, mem: str, time_limit: str, dry_run: bool,
+           gpus_per_part: int, cpus_per_part: int, mem: str, time_limit: str, max_running: int | None, dry_run: bool,
            **predict_values: Any) -> None:
     """Split INPUT into N parts, predict each part in a job array, merge into OUTPUT_DIR.
 
@@ -44,7 +46,8 @@ def submit(input_path: str, output_dir: str, n_parts: int, partition: str | None
       virnucpro slurm submit sample.fa.gz -o results/ -n 16 --gpus-per-part 1 \\
           --partition gpu --cpus-per-part 8 --mem 64G --time 12:00:00
     """
-    from virnucpro.cluster.slurm import SlurmSettings, follow_hint, submit as submit_jobs
+    from virnucpro.cluster.slurm import SlurmSettings, follow_hint
+    from virnucpro.cluster.slurm import submit as submit_jobs
 
     if input_path == "-":
         raise click.UsageError("slurm submit needs an input file (a job cannot read this terminal's stdin)")
@@ -54,6 +57,7 @@ def submit(input_path: str, output_dir: str, n_parts: int, partition: str | None
         input_path=input_path, out_dir=Path(output_dir), parts=n_parts,
         predict_args=predict_argv(predict_values, exclude=DEVICE_OWNED), partition=partition,
         gpus_per_part=gpus_per_part, cpus_per_part=cpus_per_part, mem=mem, time=time_limit, account=account,
+        max_running=max_running,
     )
     ids = submit_jobs(settings, dry_run=dry_run)
     if dry_run:

@@ -62,7 +62,12 @@ class MergeError(VirnucproError):
 
 from virnucpro.log import add_log_file, remove_log_file  # noqa: E402
 from virnucpro.pipeline import results as _results  # noqa: E402
-from virnucpro.pipeline.checkpoint import atomic_write, atomic_write_text, read_run_json  # noqa: E402
+from virnucpro.pipeline.checkpoint import (  # noqa: E402
+    atomic_write,
+    atomic_write_text,
+    output_dir_lock,
+    read_run_json,
+)
 from virnucpro.pipeline.outputs import RUN_SUMMARY_NAME, RunPaths  # noqa: E402
 
 #: Keys of ``run.json`` ``params`` that may differ between parts (everything else must match).
@@ -100,6 +105,15 @@ def _read_params(run_dir: Path) -> dict[str, Any] | None:
     return None if data is None else dict(data["params"])
 
 
+def _is_running(run_dir: Path) -> bool:
+    """True while a predict run holds the run directory's lock (its tables may be half rewritten)."""
+    try:
+        with output_dir_lock(run_dir):
+            return False
+    except VirnucproError:
+        return True
+
+
 def _read_summary(run_dir: Path) -> dict[str, Any] | None:
     path = _paths(run_dir).run_summary
     try:
@@ -133,6 +147,8 @@ def _load_part(run_dir: Path) -> PartRun:
     params = _read_params(run_dir)
     if params is None:
         raise MergeError(f"{run_dir}: not a virnucpro predict run (no run.json); run predict on its part first")
+    if _is_running(run_dir):
+        raise MergeError(f"{run_dir}: part still running (a predict run holds its lock); merge when it has finished")
     summary = _read_summary(run_dir)
     if summary is None:
         raise MergeError(f"{run_dir}: unfinished part (no {RUN_SUMMARY_NAME}); re-run its predict command to finish it")
@@ -208,13 +224,13 @@ def _order_by_manifest(parts: list[PartRun], manifest: Manifest, manifest_path: 
     for info in manifest.parts:
         if not info.records:
             continue  # an empty part: nothing was predicted, nothing to merge
-        part = by_sha.get(info.sha256)
-        if part is None:
+        match = by_sha.get(info.sha256)
+        if match is None:
             raise MergeError(
                 f"{info.file}: missing part (no run directory given for this part of {manifest_path}, "
                 f"{info.records} record(s))"
             )
-        ordered.append(part)
+        ordered.append(match)
     return ordered
 
 

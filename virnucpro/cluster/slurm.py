@@ -65,6 +65,7 @@ class SlurmSettings:
     mem: str = "32G"
     time: str = "24:00:00"
     account: str | None = None
+    max_running: int | None = None
     virnucpro: str = ""
 
     @property
@@ -108,7 +109,7 @@ def render_scripts(settings: SlurmSettings) -> dict[str, str]:
         + _variables({**common, "INPUT": split_input, "PARTS": str(settings.parts)}),
         "predict.sbatch": [
             *_sbatch_lines(settings, "predict", str(logs / "predict-%A_%a.out"), settings.cpus_per_part, settings.mem),
-            f"#SBATCH --array=1-{settings.parts}",
+            f"#SBATCH --array=1-{settings.parts}" + (f"%{settings.max_running}" if settings.max_running else ""),
             *([f"#SBATCH --gres=gpu:{settings.gpus_per_part}"] if settings.gpus_per_part else []),
             *_variables({**common, "SCRIPTS_DIR": str(slurm_dir), "GPUS_PER_PART": str(settings.gpus_per_part)}),
             f"PREDICT_ARGS=({shell_join(settings.predict_args)})",
