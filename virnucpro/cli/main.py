@@ -37,6 +37,10 @@ LAZY_COMMANDS: dict[str, str] = {
     "plot": "virnucpro.cli.plot:plot",
     "features": "virnucpro.cli.features:features",
     "doctor": "virnucpro.cli.doctor:doctor",
+    "split": "virnucpro.cli.split:split",
+    "merge": "virnucpro.cli.merge:merge",
+    "workflow": "virnucpro.cli.workflow:workflow",
+    "slurm": "virnucpro.cli.slurm:slurm",
 }
 
 _EPILOG = "\b\nExit codes:\n" + "\n".join(f"  {code:>3}  {text}" for code, text in EXIT_CODES.items())

@@ -1,0 +1,410 @@
+"""``virnucpro merge``: join the runs of the parts of one input into the tables of a single run.
+
+A single run writes its per-frame and per-sequence tables in input order and
+its per-chunk table sorted by ``Modified_ID`` (as strings). Parts are
+contiguous in input order and never cut a record, so:
+
+* ``prediction_results.txt`` and ``contig_summary.tsv`` are the parts' tables
+  concatenated in part order (one header);
+* ``prediction_results_highestscore.csv`` is a k-way merge of the parts'
+  sorted tables (a chunk never straddles two parts, so rows never combine;
+  an ID seen in two parts is refused);
+* ``run_summary.json`` sums the counts and lists every part's wall time and devices.
+
+Everything streams (one open file and one row per part), so memory does not
+grow with the input. The result files are written atomically.
+
+The merged tables are exactly what a single run writes whenever each frame's
+score does not depend on which other frames shared its model batch. On CPU in
+FP32 that holds with ``--batch-tokens 1``; with larger batches a frame's
+embedding can change in its last float32 bit with its batch neighbours (as it
+does between two single runs with different ``--shard-size``), and the
+scores' last printed digit may then differ from a single run's.
+
+Refusals (one line each, naming the part): a run directory that is missing,
+unfinished (no ``run_summary.json``) or failed (its status is not ``ok``); a
+part run with other settings or models than the first part (``run.json``
+parameters); with ``--manifest``, a part whose input is not a part of that
+manifest (sha256 of the input in ``run.json``) and a manifest part with
+records but no run; the same part given twice.
+"""
+
+from __future__ import annotations
+
+import heapq
+import json
+import logging
+import os
+import shutil
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from virnucpro import __version__
+from virnucpro.cluster.split import Manifest, read_manifest
+from virnucpro.errors import OutputError, VirnucproError
+
+logger = logging.getLogger(__name__)
+
+
+class MergeError(VirnucproError):
+    """The runs given to ``merge`` cannot be joined (names the part and what is wrong)."""
+
+    exit_code = 2
+
+
+# --------------------------------------------------------------------------- adapter
+# The one place that knows how a ``predict`` output directory is laid out and
+# which of its files merge reads. When the pipeline's file owners change, only
+# this section follows.
+
+from virnucpro.log import add_log_file, remove_log_file  # noqa: E402
+from virnucpro.pipeline import results as _results  # noqa: E402
+from virnucpro.pipeline.checkpoint import (  # noqa: E402
+    atomic_write,
+    atomic_write_text,
+    output_dir_lock,
+    read_run_json,
+)
+from virnucpro.pipeline.outputs import RUN_SUMMARY_NAME, RunPaths  # noqa: E402
+
+#: Keys of ``run.json`` ``params`` that may differ between parts (everything else must match).
+PER_PART_PARAMS = frozenset({"input_sha256"})
+
+
+@dataclass(frozen=True)
+class ConcatenatedTable:
+    """A result table that is the parts' tables one after another, in part order."""
+
+    name: str
+    header: bytes  # b"" for a file without a header line (e.g. a FASTA file)
+    required: bool = True  # False for a file a part may lack (an older run, or the feature is off)
+
+
+#: Tables joined by concatenation. The per-sequence files of the per-sequence
+#: issue (``chunk_scores.tsv``, ``viral_contigs.fa``) join here, one entry each,
+#: once predict writes them (as input-order tables, or sorted ones merged like
+#: the per-chunk table below).
+CONCATENATED_TABLES: tuple[ConcatenatedTable, ...] = (
+    ConcatenatedTable(RunPaths(Path(".")).predictions.name, _results.PREDICTIONS_HEADER.encode()),
+    ConcatenatedTable(RunPaths(Path(".")).contig_summary.name, _results.CONTIG_SUMMARY_HEADER.encode()),
+)
+HIGHEST_SCORE_NAME = RunPaths(Path(".")).highest_score.name
+HIGHEST_SCORE_HEADER = _results.HIGHEST_SCORE_HEADER.encode()
+
+
+def _paths(run_dir: Path) -> RunPaths:
+    return RunPaths(run_dir)
+
+
+def _read_params(run_dir: Path) -> dict[str, Any] | None:
+    """``run.json`` parameters of a part run, or None when it has none."""
+    data = read_run_json(run_dir)
+    return None if data is None else dict(data["params"])
+
+
+def _is_running(run_dir: Path) -> bool:
+    """True while a predict run holds the run directory's lock (its tables may be half rewritten)."""
+    try:
+        with output_dir_lock(run_dir):
+            return False
+    except VirnucproError:
+        return True
+
+
+def _read_summary(run_dir: Path) -> dict[str, Any] | None:
+    path = _paths(run_dir).run_summary
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        raise MergeError(f"{run_dir}: cannot read {path.name} ({exc})") from None
+
+
+# --------------------------------------------------------------------------- parts
+
+
+@dataclass
+class PartRun:
+    """One run directory given to merge, checked."""
+
+    run_dir: Path
+    params: dict[str, Any]
+    summary: dict[str, Any]
+
+    @property
+    def input_sha256(self) -> str | None:
+        return self.params.get("input_sha256")
+
+
+def _load_part(run_dir: Path) -> PartRun:
+    """Read and check one run directory: it exists, is a predict run, and finished."""
+    if not run_dir.is_dir():
+        raise MergeError(f"{run_dir}: missing part (no such run directory)")
+    params = _read_params(run_dir)
+    if params is None:
+        raise MergeError(f"{run_dir}: not a virnucpro predict run (no run.json); run predict on its part first")
+    if _is_running(run_dir):
+        raise MergeError(f"{run_dir}: part still running (a predict run holds its lock); merge when it has finished")
+    summary = _read_summary(run_dir)
+    if summary is None:
+        raise MergeError(f"{run_dir}: unfinished part (no {RUN_SUMMARY_NAME}); re-run its predict command to finish it")
+    status = summary.get("status")
+    if status != "ok":
+        error = summary.get("error") or "no error recorded"
+        raise MergeError(f"{run_dir}: part {status or 'without status'} ({error}); re-run its predict command")
+    for table in (*CONCATENATED_TABLES, ConcatenatedTable(HIGHEST_SCORE_NAME, HIGHEST_SCORE_HEADER)):
+        if table.required and not (run_dir / table.name).is_file():
+            raise MergeError(f"{run_dir}: unfinished part ({table.name} is missing); re-run its predict command")
+    return PartRun(run_dir, params, summary)
+
+
+def _settings_difference(first: PartRun, other: PartRun) -> str | None:
+    """What differs between two parts' settings (``key: a vs b``), or None."""
+    keys = sorted((set(first.params) | set(other.params)) - PER_PART_PARAMS)
+    diffs = [
+        f"{key}: {json.dumps(other.params.get(key))} vs {json.dumps(first.params.get(key))}"
+        for key in keys if first.params.get(key) != other.params.get(key)
+    ]
+    return "; ".join(diffs) if diffs else None
+
+
+def check_parts(run_dirs: Sequence[str | Path], manifest_path: str | Path | None = None) -> list[PartRun]:
+    """Load and check every run directory; returns the parts in merge order.
+
+    With a manifest the order is the manifest's and every part with records
+    must be present; without one it is the order given.
+
+    Raises:
+        MergeError: one line naming the first part that is refused and why.
+        InputError: the manifest cannot be read.
+    """
+    if not run_dirs:
+        raise MergeError("no run directories given")
+    parts: list[PartRun] = []
+    seen_dirs: dict[Path, Path] = {}
+    seen_inputs: dict[str, Path] = {}
+    for given in run_dirs:
+        run_dir = Path(given)
+        resolved = run_dir.resolve()
+        if resolved in seen_dirs:
+            raise MergeError(f"{run_dir}: part given twice (also as {seen_dirs[resolved]})")
+        seen_dirs[resolved] = run_dir
+        part = _load_part(run_dir)
+        sha = part.input_sha256
+        if sha is not None and sha in seen_inputs:
+            raise MergeError(f"{run_dir}: part given twice (same input as {seen_inputs[sha]})")
+        if sha is not None:
+            seen_inputs[sha] = run_dir
+        if parts:
+            diff = _settings_difference(parts[0], part)
+            if diff:
+                raise MergeError(f"{run_dir}: part run with other settings or models than {parts[0].run_dir} ({diff})")
+        parts.append(part)
+    if manifest_path is None:
+        return parts
+    return _order_by_manifest(parts, read_manifest(manifest_path), Path(manifest_path))
+
+
+def _order_by_manifest(parts: list[PartRun], manifest: Manifest, manifest_path: Path) -> list[PartRun]:
+    """Match each run to its manifest part by the sha256 of its input; check that none is missing."""
+    by_sha = {p.input_sha256: p for p in parts}
+    files_by_sha = {info.sha256: info.file for info in manifest.parts if info.records}
+    for part in parts:
+        if part.input_sha256 not in files_by_sha:
+            ran_on = Path(str(part.summary.get("input", "?"))).name
+            raise MergeError(
+                f"{part.run_dir}: its input ({ran_on}, sha256 {str(part.input_sha256)[:12]}...) does not match "
+                f"any part of {manifest_path}"
+            )
+    ordered = []
+    for info in manifest.parts:
+        if not info.records:
+            continue  # an empty part: nothing was predicted, nothing to merge
+        match = by_sha.get(info.sha256)
+        if match is None:
+            raise MergeError(
+                f"{info.file}: missing part (no run directory given for this part of {manifest_path}, "
+                f"{info.records} record(s))"
+            )
+        ordered.append(match)
+    return ordered
+
+
+# --------------------------------------------------------------------------- merge
+
+
+def _body_lines(path: Path, header: bytes, run_dir: Path) -> Iterator[bytes]:
+    """Lines of a result table after its header (checked), as bytes."""
+    with open(path, "rb") as handle:
+        if header:
+            first = handle.readline()
+            if first != header:
+                raise MergeError(f"{run_dir}: {path.name} does not start with the expected header")
+        yield from handle
+
+
+def _write_concatenated(table: ConcatenatedTable, parts: Sequence[PartRun], out: Path) -> int:
+    """Write one concatenated table; returns its body lines."""
+    lines = 0
+
+    def write(handle: IO[bytes]) -> None:
+        nonlocal lines
+        handle.write(table.header)
+        for part in parts:
+            path = part.run_dir / table.name
+            if not path.is_file():
+                continue
+            for line in _body_lines(path, table.header, part.run_dir):
+                handle.write(line)
+                lines += 1
+
+    if table.required or any((p.run_dir / table.name).is_file() for p in parts):
+        atomic_write(out / table.name, write)
+    return lines
+
+
+def _sorted_rows(part: PartRun) -> Iterator[tuple[bytes, bytes, Path]]:
+    """(Modified_ID, whole line, run dir) of a part's per-chunk table; checks that it is sorted."""
+    previous = b""
+    for line in _body_lines(part.run_dir / HIGHEST_SCORE_NAME, HIGHEST_SCORE_HEADER, part.run_dir):
+        key = line.split(b"\t", 1)[0]
+        # Python sorts str by code point; UTF-8 bytes sort the same way.
+        if key < previous:
+            raise MergeError(f"{part.run_dir}: {HIGHEST_SCORE_NAME} is not sorted by Modified_ID")
+        previous = key
+        yield key, line, part.run_dir
+
+
+def _write_highest(parts: Sequence[PartRun], out: Path) -> tuple[int, int]:
+    """k-way merge of the per-chunk tables; returns (rows, rows called virus)."""
+    rows = virus = 0
+
+    def write(handle: IO[bytes]) -> None:
+        nonlocal rows, virus
+        handle.write(HIGHEST_SCORE_HEADER)
+        last: tuple[bytes, Path] | None = None
+        for key, line, run_dir in heapq.merge(*(_sorted_rows(p) for p in parts), key=lambda row: row[0]):
+            if last is not None and key == last[0]:
+                raise MergeError(
+                    f"{run_dir}: chunk {key.decode('utf-8', 'replace')} is also in {last[1]} "
+                    "(parts overlap: were they split from one input?)"
+                )
+            last = (key, run_dir)
+            handle.write(line)
+            rows += 1
+            virus += line.rstrip(b"\r\n").endswith(b"\tTrue")
+
+    atomic_write(out / HIGHEST_SCORE_NAME, write)
+    return rows, virus
+
+
+def _summed_counts(parts: Sequence[PartRun]) -> dict[str, int]:
+    total: dict[str, int] = {}
+    for part in parts:
+        for key, value in (part.summary.get("counts") or {}).items():
+            if isinstance(value, int):
+                total[key] = total.get(key, 0) + value
+    return total
+
+
+def merge_runs(run_dirs: Sequence[str | Path], out_dir: str | Path, manifest_path: str | Path | None = None) -> dict[str, Any]:
+    """Check the part runs and write the merged result tables, summary and log into ``out_dir``.
+
+    Args:
+        run_dirs: the parts' ``predict`` output directories.
+        out_dir: where the merged files go (created if missing).
+        manifest_path: the split's ``manifest.json``; orders the parts and checks their inputs.
+
+    Returns:
+        The merged run summary (also written as ``run_summary.json``).
+
+    Raises:
+        MergeError: a part is refused (one line naming it).
+        InputError / OutputError: the manifest cannot be read / the output cannot be written.
+    """
+    out = Path(out_dir)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"cannot create directory {out}: {exc.strerror or exc}") from None
+    paths = _paths(out)
+    handler = add_log_file(paths.log)
+    try:
+        return _merge(run_dirs, out, paths, manifest_path)
+    finally:
+        remove_log_file(handler)
+
+
+def _merge(run_dirs: Sequence[str | Path], out: Path, paths: RunPaths, manifest_path: str | Path | None) -> dict[str, Any]:
+    began = time.monotonic()
+    logger.info("virnucpro %s merge of %d run(s) -> %s", __version__, len(run_dirs), out)
+    parts = check_parts(run_dirs, manifest_path)
+    out_resolved = out.resolve()
+    for part in parts:
+        if part.run_dir.resolve() == out_resolved:
+            raise MergeError(f"{part.run_dir}: the output directory cannot also be a part")
+    # Every table is written into a staging directory first and moved into place only when
+    # all of them are complete, so a refusal found while writing (overlapping parts) leaves
+    # no new file behind, and an earlier merge's files stay whole.
+    staging = out / f".merge-staging-{os.getpid()}"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir()
+    try:
+        lines = {table.name: _write_concatenated(table, parts, staging) for table in CONCATENATED_TABLES}
+        chunk_rows, chunks_virus = _write_highest(parts, staging)
+        for written in sorted(staging.iterdir()):
+            os.replace(written, out / written.name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    counts = _summed_counts(parts)
+    first = parts[0].summary if parts else {}
+    manifest = read_manifest(manifest_path) if manifest_path is not None else None
+    summary: dict[str, Any] = {
+        "status": "ok",
+        "exit_code": 0,
+        "error": None,
+        "virnucpro_version": __version__,
+        "merged_from": len(parts),
+        "input": manifest.input if manifest else None,
+        "input_sha256": manifest.input_sha256 if manifest else None,
+        "manifest": str(Path(manifest_path).resolve()) if manifest_path is not None else None,
+        "empty_parts": sum(1 for p in manifest.parts if not p.records) if manifest else 0,
+        "output_dir": str(out.resolve()),
+        "outputs": {table.name: lines[table.name] for table in CONCATENATED_TABLES} | {HIGHEST_SCORE_NAME: chunk_rows},
+        "notice": first.get("notice"),
+        "counts": counts,
+        "wall_seconds_parts_total": round(sum(float(p.summary.get("wall_seconds") or 0) for p in parts), 3),
+        "wall_seconds_parts_max": round(max((float(p.summary.get("wall_seconds") or 0) for p in parts), default=0.0), 3),
+        "merge_seconds": 0.0,
+        "precision": first.get("precision"),
+        "chunk_length": first.get("chunk_length"),
+        "shard_size": first.get("shard_size"),
+        "models": first.get("models"),
+        "parts": [
+            {
+                "run_dir": str(p.run_dir.resolve()),
+                "input": p.summary.get("input"),
+                "input_sha256": p.input_sha256,
+                "wall_seconds": p.summary.get("wall_seconds"),
+                "devices": p.summary.get("devices"),
+                "counts": p.summary.get("counts"),
+            }
+            for p in parts
+        ],
+    }
+    if counts.get("chunks_virus", chunks_virus) != chunks_virus:
+        logger.warning("parts report %s virus chunks but their tables hold %d", counts.get("chunks_virus"), chunks_virus)
+    summary["merge_seconds"] = round(time.monotonic() - began, 3)
+    atomic_write_text(paths.run_summary, json.dumps(summary, indent=1) + "\n")
+    logger.info(
+        "merge: %d part(s), %d sequences, %d chunks (%d called virus) in %.1f s; results in %s",
+        len(parts), counts.get("sequences", 0), chunk_rows, chunks_virus, summary["merge_seconds"], out,
+    )
+    return summary
+
+
+__all__ = ["CONCATENATED_TABLES", "MergeError", "PartRun", "check_parts", "merge_runs"]
