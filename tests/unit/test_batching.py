@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import numpy as np
+import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-import torch
 
 from virnucpro.models.batching import embed_sorted, plan_batches, run_in_budget
 

@@ -19,8 +19,8 @@ import pytest
 import torch
 
 from tests.conftest import host_resolves
-from virnucpro.errors import ModelNotAvailableError
 from virnucpro.cli.models import print_cached
+from virnucpro.errors import ModelNotAvailableError
 from virnucpro.models import registry
 from virnucpro.models.inventory import list_cached
 from virnucpro.models.registry import resolve_classifier, resolve_dnabert_model, resolve_esm_model

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
-import hashlib
 import json
 import logging
 import os
@@ -37,6 +36,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from virnucpro.errors import OutputError, RunConfigMismatchError, VirnucproError
+from virnucpro.hashing import file_sha256
 from virnucpro.pipeline.outputs import LOCK_NAME, RUN_JSON_NAME
 
 logger = logging.getLogger(__name__)
@@ -199,30 +199,6 @@ def done_path(path: str | Path) -> Path:
     """The marker path for a result file: ``<file>.done``."""
     path = Path(path)
     return path.with_name(path.name + DONE_SUFFIX)
-
-
-_HASH_CACHE: dict[tuple[str, int, int, int], str] = {}
-
-
-def file_sha256(path: str | Path, use_cache: bool = True) -> str:
-    """Hex sha256 of a file, streamed in 1 MiB blocks.
-
-    With ``use_cache`` the result is remembered in this process, keyed by
-    (path, inode, size, mtime_ns); a rewritten file changes at least one of them.
-    """
-    path = Path(path)
-    st = path.stat()
-    key = (str(path.resolve()), st.st_ino, st.st_size, st.st_mtime_ns)
-    if use_cache and key in _HASH_CACHE:
-        return _HASH_CACHE[key]
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    value = digest.hexdigest()
-    if use_cache:
-        _HASH_CACHE[key] = value
-    return value
 
 
 def _normalise(value: Any) -> Any:

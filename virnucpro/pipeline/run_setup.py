@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from virnucpro.errors import DeviceSelectionError, ModelNotAvailableError, VirnucproError
+from virnucpro.errors import DeviceSelectionError, ModelNotAvailableError
+from virnucpro.hashing import cached_sha256
 from virnucpro.models import registry
-from virnucpro.pipeline.checkpoint import atomic_write_text, file_sha256
 from virnucpro.pipeline.options import PredictOptions
 
 logger = logging.getLogger(__name__)
@@ -120,31 +120,6 @@ def dnabert_fingerprint(model_dir: Path) -> str:
         if path.is_file():
             digest.update(f"{name}:{cached_sha256(path)}\n".encode())
     return digest.hexdigest()
-
-
-def cached_sha256(path: Path) -> str:
-    """sha256 of a model file, remembered across runs by path, size and mtime.
-
-    Hashing the 5.7 GB ESM-2 3B file takes tens of seconds; a run hashes it once
-    and later runs read the answer from ``$VIRNUCPRO_CACHE/fingerprints.json``.
-    """
-    resolved = Path(path).resolve()
-    stat = resolved.stat()
-    key = f"{resolved}|{stat.st_size}|{stat.st_mtime_ns}"
-    store = registry.cache_dir() / "fingerprints.json"
-    try:
-        known = json.loads(store.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        known = {}
-    if key in known:
-        return known[key]
-    digest = file_sha256(resolved)
-    known[key] = digest
-    try:
-        atomic_write_text(store, json.dumps(known, indent=1, sort_keys=True) + "\n")
-    except VirnucproError as exc:  # a read-only cache only costs a re-hash next time
-        logger.debug("cannot record the fingerprint of %s: %s", resolved, exc)
-    return digest
 
 
 # --------------------------------------------------------------------------- devices
