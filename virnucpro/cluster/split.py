@@ -48,8 +48,8 @@ from typing import IO, Any
 
 from virnucpro import __version__
 from virnucpro.errors import InputError, OutputError
-from virnucpro.io.fasta import FastaBytesRecord, FastaWriter, display_name, read_fasta_bytes
 from virnucpro.hashing import file_sha256
+from virnucpro.io.fasta import FastaBytesRecord, FastaWriter, display_name, read_fasta_bytes
 from virnucpro.pipeline.checkpoint import atomic_write, atomic_write_text
 
 logger = logging.getLogger(__name__)
