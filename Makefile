@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: install demo test bench-translate clean
+.PHONY: install demo test test-fast typecheck bench-translate clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,8 +19,16 @@ install: $(BIN)/.installed
 demo: install
 	$(BIN)/virnucpro predict examples/example_contigs.fa -o example-output --models demo
 
-test: install
+# The README's test command: the type check, then every test (slow end-to-end ones included).
+test: install typecheck
 	$(BIN)/python -m pytest -q
+
+# The developers' loop: type check and every test not marked slow (a few minutes).
+test-fast: install typecheck
+	$(BIN)/python -m pytest -q -m "not slow"
+
+typecheck: install
+	$(BIN)/python -m mypy virnucpro
 
 bench-translate: install
 	$(BIN)/python scripts/bench_translate.py

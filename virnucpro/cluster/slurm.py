@@ -76,7 +76,7 @@ class SlurmSettings:
 
 def template_text(name: str) -> str:
     """The text of a packaged job template."""
-    return resources.files("virnucpro.cluster").joinpath("templates", name).read_text(encoding="utf-8")
+    return resources.files("virnucpro.cluster").joinpath("templates").joinpath(name).read_text(encoding="utf-8")
 
 
 def template_body(text: str) -> str:
