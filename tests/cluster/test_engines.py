@@ -13,6 +13,9 @@ import pytest
 from tests.cluster.conftest import MODEL_ARGS, THREADS_ENV, results_of
 from tests.conftest import REPO_ROOT, run_cli
 
+# End-to-end runs in subprocesses: part of `make test`, not of `make test-fast`.
+pytestmark = pytest.mark.slow
+
 SCRIPTS_DIR = REPO_ROOT / "scripts" / "slurm"
 TEMPLATES = REPO_ROOT / "virnucpro" / "cluster" / "templates"
 needs_snakemake = pytest.mark.skipif(importlib.util.find_spec("snakemake") is None,

@@ -14,6 +14,9 @@ import pytest
 from tests.cluster.conftest import MODEL_ARGS, cli_env, predict, results_of
 from tests.conftest import run_cli
 
+# End-to-end runs in subprocesses: part of `make test`, not of `make test-fast`.
+pytestmark = pytest.mark.slow
+
 
 def split(fasta: Path, n: int, parts: Path) -> dict:
     result = run_cli("split", str(fasta), "-n", str(n), "-o", str(parts))

@@ -19,6 +19,9 @@ import pytest
 from tests.cluster.conftest import MODEL_ARGS, THREADS_ENV, results_of
 from tests.conftest import REPO_ROOT, run_cli
 
+# End-to-end runs in subprocesses: part of `make test`, not of `make test-fast`.
+pytestmark = pytest.mark.slow
+
 JOB_ARGS = ("--cpus-per-part", "1", "--mem", "1G", "--time", "10:00")
 
 

@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from tests.conftest import REPO_ROOT, run_cli
 from virnucpro.benchmark.report import ENGINE_KEYS, REQUIRED_KEYS
+
+# End-to-end runs in subprocesses: part of `make test`, not of `make test-fast`.
+pytestmark = pytest.mark.slow
 
 
 def test_small_benchmark_writes_tables_and_valid_json(tmp_path):

@@ -12,6 +12,9 @@ from tests.conftest import cli_in_process as cli
 from tests.helpers.shared_run import shared_kept_run
 from virnucpro.pipeline.features import read_features
 
+# End-to-end runs in subprocesses: part of `make test`, not of `make test-fast`.
+pytestmark = pytest.mark.slow
+
 DIMS = {"dnabert": 48, "esm": 32}
 
 

@@ -98,6 +98,7 @@ def test_closed_stdin_is_an_input_error(tmp_path: Path, command: list[str]) -> N
     assert "Traceback" not in err and "Error:" not in err
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash for process substitution")
 @pytest.mark.xfail(
     strict=True,

@@ -11,6 +11,9 @@ from tests.conftest import REPO_ROOT, run_cli
 from tests.conftest import cli_in_process as cli
 from tests.helpers.shared_run import shared_kept_run
 
+# End-to-end runs in subprocesses: part of `make test`, not of `make test-fast`.
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory) -> Path:

@@ -12,6 +12,9 @@ import pytest
 from tests.conftest import TINY_REF, run_cli
 from tests.integration.test_predict_fixture import fixture_args
 
+# End-to-end runs in subprocesses: part of `make test`, not of `make test-fast`.
+pytestmark = pytest.mark.slow
+
 RESULTS = ("prediction_results.txt", "prediction_results_highestscore.csv", "contig_summary.tsv")
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "example_contigs.fa"
 

@@ -11,6 +11,9 @@ import torch
 
 from tests.conftest import TINY_REF, run_cli
 
+# End-to-end runs in subprocesses: part of `make test`, not of `make test-fast`.
+pytestmark = pytest.mark.slow
+
 MODELS = TINY_REF / "models"
 EXPECTED = TINY_REF / "expected"
 

@@ -16,6 +16,9 @@ import pytest
 from tests.conftest import REPO_ROOT, run_cli
 from tests.integration.test_predict_fixture import assert_predictions_match, fixture_args
 
+# End-to-end runs in subprocesses: part of `make test`, not of `make test-fast`.
+pytestmark = pytest.mark.slow
+
 RESULT_FILES = ("prediction_results.txt", "prediction_results_highestscore.csv", "contig_summary.tsv")
 
 

@@ -26,6 +26,9 @@ from virnucpro.errors import OutputError
 from virnucpro.pipeline.checkpoint import is_temporary, read_done, verify_done
 from virnucpro.pipeline.work_queue import BatchQueueManager, TaskFailed
 
+# End-to-end runs in subprocesses: part of `make test`, not of `make test-fast`.
+pytestmark = pytest.mark.slow
+
 RESULT_FILES = ("prediction_results.txt", "prediction_results_highestscore.csv", "contig_summary.tsv")
 #: Above every shard file of the shared run's shard size (< 15 kB), below prediction_results.txt (~21 kB).
 SIZE_LIMIT = 18_000
