@@ -177,9 +177,9 @@ def _fit(model: MLPClassifier, x_train: Any, y_train: Any, x_val: Any, y_val: An
             loss = loss_fn(model(x_train[rows]), y_train[rows])
             loss.backward()
             optimizer.step()
-            total += float(loss) * len(rows)
+            total += float(loss.detach()) * len(rows)
             if on_batch is not None:
-                on_batch(epoch, b + 1, batches, float(loss))
+                on_batch(epoch, b + 1, batches, float(loss.detach()))
         learning_rate = optimizer.param_groups[0]["lr"]
         schedule.step()
         model.eval()
