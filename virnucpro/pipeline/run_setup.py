@@ -75,13 +75,15 @@ def resolve_models(options: PredictOptions, *, with_classifier: bool = True) -> 
     if options.models == "demo":
         from virnucpro.models.demo import DemoModelSet, ensure_demo_models
 
-        if options.esm_model or options.dnabert_model or options.model_path:
-            raise DeviceSelectionError("--models demo cannot be combined with --esm-model, --dnabert-model or --model-path")
+        if options.esm_model or options.dnabert_model:
+            raise DeviceSelectionError("--models demo cannot be combined with --esm-model or --dnabert-model")
         demo = ensure_demo_models()
         esm_path, dnabert_dir = demo.esm_path, demo.dnabert_dir
+        # --model-path: a classifier trained on the demo embedders (``virnucpro train --models demo``).
         if with_classifier:
-            classifier_path = demo.classifier_path
-        esm_name, dnabert_name, classifier_name = "demo-esm2", "demo-dnabert-s", "demo-classifier"
+            classifier_path = classifier_file(options.model_path) if options.model_path else demo.classifier_path
+        esm_name, dnabert_name = "demo-esm2", "demo-dnabert-s"
+        classifier_name = options.model_path or "demo-classifier"
         notice = DemoModelSet.NOTICE
     else:
         esm_name = options.esm_model or registry.DEFAULT_ESM_MODEL
