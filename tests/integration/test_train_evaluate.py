@@ -217,3 +217,41 @@ def test_a_class_without_kept_frames_is_a_one_line_error(trained, tmp_path):
     code, _, err = cli_in_process("train", "--positive", str(trained["pos"]), "--negative", str(stops),
                                   "--work-dir", str(trained["work"]), "-o", str(tmp_path / "m"), *EMBEDDERS)
     assert code == 3 and "others inputs give no kept frame" in _one_line(err)
+
+
+def _write_genbank(path: Path, codons: list[str], n: int, seed: int, prefix: str) -> Path:
+    """Records of one annotated CDS (start, codons from ``codons``, stop) followed by random bases."""
+    from Bio.Seq import Seq
+    from Bio.SeqFeature import FeatureLocation, SeqFeature
+    from Bio.SeqIO import write
+    from Bio.SeqRecord import SeqRecord
+
+    rng, records = random.Random(seed), []
+    for i in range(n):
+        cds = "ATG" + "".join(rng.choice(codons) for _ in range(rng.randint(30, 45))) + "TAA"
+        record = SeqRecord(Seq(cds + "".join(rng.choice("ACGT") for _ in range(30))), id=f"{prefix}{i}",
+                           name=f"{prefix}{i}", annotations={"molecule_type": "DNA"})
+        record.features.append(SeqFeature(FeatureLocation(0, len(cds)), type="CDS"))
+        records.append(record)
+    write(records, path, "genbank")
+    return path
+
+
+@pytest.mark.slow
+def test_genbank_cds_training_keeps_only_annotated_frames(tmp_path):
+    pos = _write_genbank(tmp_path / "viral.gb", ["AAA", "GAA", "GAT", "AAG"], 6, 1, "v")
+    neg = _write_genbank(tmp_path / "host.gb", ["CTG", "GCC", "GGC", "CTC"], 6, 2, "h")
+    code, _, err = cli_in_process("train", "--positive", str(pos), "--negative", str(neg), "--genbank-cds",
+                                  "-o", str(tmp_path / "m"), *EMBEDDERS, "--epochs", "3")
+    assert code == 0, err
+    summary = json.loads((tmp_path / "m" / "train_summary.json").read_text())
+    for item in summary["inputs"]:
+        assert 0 < item["frames"] < item["frames_before_filter"]
+    assert json.loads((tmp_path / "m" / "model.json").read_text())["frame_selection"] == "genbank-cds"
+    code, _, err = cli_in_process("train", "--positive", str(trained_fasta(tmp_path)), "--negative", str(neg),
+                                  "--genbank-cds", "-o", str(tmp_path / "bad"), *EMBEDDERS)
+    assert code == 3 and "no GenBank records" in _one_line(err)
+
+
+def trained_fasta(tmp_path: Path) -> Path:
+    return _write_fasta(tmp_path / "plain.fa", ["AAA"], 2, 0, "p")
