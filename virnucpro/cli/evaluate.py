@@ -32,7 +32,11 @@ def evaluate(positives: tuple[str, ...], negatives: tuple[str, ...], work_dir: s
       virnucpro evaluate --positive viral.fa --negative host.fa --model-path my_model/ -o eval/
       virnucpro evaluate --positive viral.fa --negative host.fa -m 500 -o eval_published/
     """
+    from virnucpro.models.classifier import classifier_file, read_model_card
     from virnucpro.training.evaluate import EvaluateOptions, main
 
+    if features["chunk_length"] is None and model_path is not None:
+        card = read_model_card(classifier_file(model_path)) or {}
+        features["chunk_length"] = card.get("chunk_length")
     options = predict_options(features, model_path=model_path, model_type=int(model_type))
     main(EvaluateOptions(positives, negatives, output_dir, options, work_dir, genbank_cds, min_score))

@@ -30,8 +30,8 @@ def labelled_options(func: Callable[..., Any]) -> Callable[..., Any]:
 def feature_options(func: Callable[..., Any]) -> Callable[..., Any]:
     """The model and device options of ``predict`` that decide how features are made."""
     for option in reversed([
-        click.option("-c", "--chunk-length", type=click.IntRange(min=3), default=500, show_default=True,
-                     help="Chunk length in bp."),
+        click.option("-c", "--chunk-length", type=click.IntRange(min=3), default=None,
+                     help="Chunk length in bp [default: 500; for evaluate, the MODEL_DIR's, else the model type]."),
         click.option("--models", "model_set", type=click.Choice(["published", "demo"]), default="published",
                      show_default=True, help="'demo': tiny random embedders built locally (for trying it out)."),
         click.option("--esm-model", default=None, metavar="NAME|FILE", help="ESM-2 model name or local .pt file."),
