@@ -40,7 +40,6 @@ from virnucpro.pipeline.run_config import RunConfig, RunSetup
 from virnucpro.pipeline.run_setup import DevicePlan, ResolvedModels, plan_devices, resolve_models
 from virnucpro.pipeline.summary import RunState
 from virnucpro.pipeline.translate_stage import translate_stage
-from virnucpro.sequence import ids
 
 __all__ = ["FeatureSource", "InputFeatures", "LabelledData", "LabelledInput", "extract_features"]
 
@@ -221,8 +220,3 @@ def _one_input(item: LabelledInput, source: FeatureSource, models: ResolvedModel
         logger.info("%s: --genbank-cds kept %d of %d frame(s)", item.path, len(frame_ids), total)
     return InputFeatures(item, str(hash_input(item.path)), frame_ids, features.astype(np.float32, copy=False), work,
                          embedded, reused, total)
-
-
-def sequence_of_frame(frame_id: str) -> str:
-    """The input record a frame ID came from."""
-    return ids.record_of_chunk(ids.chunk_of_frame(frame_id))
