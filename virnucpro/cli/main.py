@@ -41,6 +41,8 @@ LAZY_COMMANDS: dict[str, str] = {
     "merge": "virnucpro.cli.merge:merge",
     "workflow": "virnucpro.cli.workflow:workflow",
     "slurm": "virnucpro.cli.slurm:slurm",
+    "train": "virnucpro.cli.train:train",
+    "evaluate": "virnucpro.cli.evaluate:evaluate",
 }
 
 _EPILOG = "\b\nExit codes:\n" + "\n".join(f"  {code:>3}  {text}" for code, text in EXIT_CODES.items())

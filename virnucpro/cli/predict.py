@@ -13,8 +13,9 @@ _PRECISIONS = ("auto", "fp32", "bf16", "fp16")
               help="Directory for results and resumable work (created if missing).")
 @click.option("-m", "--model-type", type=click.Choice(["300", "500"]), default="500", show_default=True,
               help="Published classifier to use; also the default chunk length.")
-@click.option("--model-path", type=click.Path(dir_okay=False), default=None,
-              help="A classifier file instead of the published one (published pickle, state dict or safetensors).")
+@click.option("--model-path", type=click.Path(), default=None,
+              help="A classifier file instead of the published one (published pickle, state dict or safetensors), "
+                   "or a MODEL_DIR from 'virnucpro train'.")
 @click.option("-c", "--chunk-length", type=click.IntRange(min=3), default=None,
               help="Chunk length in bp [default: the model type].")
 @click.option("--models", "model_set", type=click.Choice(["published", "demo"]), default="published", show_default=True,

@@ -23,6 +23,7 @@ loaded tensors are then copied into a freshly constructed model.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Mapping
 from pathlib import Path
@@ -35,7 +36,8 @@ from torch.nn import functional as F
 from virnucpro.errors import ModelNotAvailableError
 from virnucpro.models.safe_load import check_globals, load_weights_only, pickle_globals
 
-__all__ = ["ALLOWED_GLOBALS", "MLPClassifier", "check_input_dim", "load_classifier", "pickle_globals"]
+__all__ = ["ALLOWED_GLOBALS", "MODEL_CARD_NAME", "MODEL_DIR_WEIGHTS", "MLPClassifier", "check_input_dim",
+           "check_model_card", "classifier_file", "load_classifier", "pickle_globals", "read_model_card"]
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +59,10 @@ ALLOWED_GLOBALS: frozenset[str] = frozenset(
     }
 )
 _ALLOWED_TEXT = "tensors, OrderedDict and the MLPClassifier layers"
+
+#: Files of a ``virnucpro train`` model directory (format: ``virnucpro.training.model_dir``).
+MODEL_DIR_WEIGHTS = "model.safetensors"
+MODEL_CARD_NAME = "model.json"
 
 class MLPClassifier(nn.Module):
     """Linear -> BatchNorm1d -> ReLU -> Dropout -> Linear, as published.
@@ -162,6 +168,61 @@ def check_input_dim(
             f"{classifier_name} expects {classifier.input_dim} input features but "
             f"{dnabert_name} ({dnabert_dim}) + {esm_name} ({esm_dim}) give {dnabert_dim + esm_dim}; "
             "use the classifier trained with these embedding models"
+        )
+
+
+def classifier_file(path: str | Path) -> Path:
+    """The weights file of ``path``: ``path/model.safetensors`` for a model directory, else ``path``."""
+    path = Path(path).expanduser()
+    return path / MODEL_DIR_WEIGHTS if path.is_dir() else path
+
+
+def read_model_card(weights: Path) -> dict[str, Any] | None:
+    """``model.json`` beside a ``model.safetensors`` written by ``virnucpro train``; None when there is none.
+
+    Raises:
+        ModelNotAvailableError: the card exists but is not readable JSON.
+    """
+    card = Path(weights).with_name(MODEL_CARD_NAME)
+    if Path(weights).name != MODEL_DIR_WEIGHTS or not card.is_file():
+        return None
+    try:
+        value = json.loads(card.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ModelNotAvailableError(f"{card}: cannot read the model card ({exc})") from None
+    if not isinstance(value, dict):
+        raise ModelNotAvailableError(f"{card}: not a model card (expected a JSON object)")
+    return value
+
+
+def check_model_card(weights: Path, feature_models: Mapping[str, Mapping[str, Any]], chunk_length: int) -> None:
+    """Refuse a trained classifier used with other feature models or another chunk length.
+
+    Args:
+        weights: the classifier file; checked only when it has a ``model.json`` beside it.
+        feature_models: this run's embedder identities by kind name (``name``, ``sha256``).
+        chunk_length: this run's chunk length.
+
+    Raises:
+        ModelNotAvailableError: the card names other feature models (by sha256) or another chunk length.
+    """
+    card = read_model_card(weights)
+    if card is None:
+        return
+    where = Path(weights).parent
+    trained = card.get("feature_models") or {}
+    for kind, identity in feature_models.items():
+        want = trained.get(kind) or {}
+        if want.get("sha256") != identity.get("sha256"):
+            raise ModelNotAvailableError(
+                f"{where}: trained on {kind} model {want.get('name')!r} (sha256 {str(want.get('sha256'))[:12]}) "
+                f"but this run uses {identity.get('name')!r} (sha256 {str(identity.get('sha256'))[:12]}); "
+                "use the feature models it was trained on"
+            )
+    if card.get("chunk_length") != chunk_length:
+        raise ModelNotAvailableError(
+            f"{where}: trained for chunk length {card.get('chunk_length')} but this run uses {chunk_length}; "
+            f"pass -c {card.get('chunk_length')}"
         )
 
 

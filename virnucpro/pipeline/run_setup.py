@@ -52,44 +52,65 @@ class DevicePlan:
 # --------------------------------------------------------------------------- models
 
 
-def resolve_models(options: PredictOptions) -> ResolvedModels:
+def resolve_models(options: PredictOptions, *, with_classifier: bool = True) -> ResolvedModels:
     """Find (or fetch) the model files and check that they fit together.
 
-    Raises:
-        ModelNotAvailableError: a model is missing, unsafe, or the classifier's
-            input size is not DNABERT-S dim + ESM-2 dim.
-    """
-    from virnucpro.models.classifier import check_input_dim, load_classifier
+    Args:
+        with_classifier: False for the embedders only (``virnucpro train``): the
+            classifier is neither resolved nor named in the identities.
 
+    Raises:
+        ModelNotAvailableError: a model is missing, unsafe, the classifier's input
+            size is not DNABERT-S dim + ESM-2 dim, or a trained classifier's
+            ``model.json`` names other feature models or another chunk length.
+    """
+    from virnucpro.models.classifier import (
+        check_input_dim,
+        check_model_card,
+        classifier_file,
+        load_classifier,
+    )
+
+    classifier_path = Path()
     if options.models == "demo":
         from virnucpro.models.demo import DemoModelSet, ensure_demo_models
 
-        if options.esm_model or options.dnabert_model or options.model_path:
-            raise DeviceSelectionError("--models demo cannot be combined with --esm-model, --dnabert-model or --model-path")
+        if options.esm_model or options.dnabert_model:
+            raise DeviceSelectionError("--models demo cannot be combined with --esm-model or --dnabert-model")
         demo = ensure_demo_models()
-        esm_path, dnabert_dir, classifier_path = demo.esm_path, demo.dnabert_dir, demo.classifier_path
-        esm_name, dnabert_name, classifier_name = "demo-esm2", "demo-dnabert-s", "demo-classifier"
+        esm_path, dnabert_dir = demo.esm_path, demo.dnabert_dir
+        # --model-path: a classifier trained on the demo embedders (``virnucpro train --models demo``).
+        if with_classifier:
+            classifier_path = classifier_file(options.model_path) if options.model_path else demo.classifier_path
+        esm_name, dnabert_name = "demo-esm2", "demo-dnabert-s"
+        classifier_name = options.model_path or "demo-classifier"
         notice = DemoModelSet.NOTICE
     else:
         esm_name = options.esm_model or registry.DEFAULT_ESM_MODEL
         dnabert_name = options.dnabert_model or registry.DEFAULT_DNABERT_MODEL
         classifier_name = options.model_path or f"{options.model_type}_model.pth"
-        classifier_path = registry.resolve_classifier(options.model_type, options.model_path, offline=options.offline)
+        if with_classifier:
+            model_file = classifier_file(options.model_path) if options.model_path else None
+            classifier_path = registry.resolve_classifier(options.model_type, model_file, offline=options.offline)
         dnabert_dir = registry.resolve_dnabert_model(dnabert_name, options.dnabert_revision, offline=options.offline)
         esm_path = registry.resolve_esm_model(esm_name, offline=options.offline)
         notice = ""
 
     dnabert_dim = dnabert_hidden_size(dnabert_dir)
     esm_dim = esm_embed_dim(esm_path)
-    classifier = load_classifier(classifier_path)
-    check_input_dim(classifier, dnabert_dim, esm_dim, dnabert_name=dnabert_name, esm_name=esm_name,
-                    classifier_name=str(classifier_name))
     identities: dict[str, dict[str, Any]] = {
         "dnabert": {"name": dnabert_name, "revision": options.dnabert_revision, "sha256": dnabert_fingerprint(dnabert_dir), "dim": dnabert_dim},
         "esm": {"name": esm_name, "sha256": cached_sha256(esm_path), "dim": esm_dim},
-        "classifier": {"name": str(classifier_name), "sha256": cached_sha256(classifier_path)},
     }
-    for kind, path in (("esm", esm_path), ("dnabert", dnabert_dir), ("classifier", classifier_path)):
+    located = [("esm", esm_path), ("dnabert", dnabert_dir)]
+    if with_classifier:
+        check_model_card(classifier_path, dict(identities), options.effective_chunk_length)
+        classifier = load_classifier(classifier_path)
+        check_input_dim(classifier, dnabert_dim, esm_dim, dnabert_name=dnabert_name, esm_name=esm_name,
+                        classifier_name=str(classifier_name))
+        identities["classifier"] = {"name": str(classifier_name), "sha256": cached_sha256(classifier_path)}
+        located.append(("classifier", classifier_path))
+    for kind, path in located:
         logger.info("%s model: %s (%s)", kind, identities[kind]["name"], path)
     return ResolvedModels(esm_path, dnabert_dir, classifier_path, identities, options.models == "demo", notice)
 
