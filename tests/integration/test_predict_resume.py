@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO_ROOT, run_cli
-from tests.integration.test_predict_fixture import assert_predictions_match, fixture_args
+from tests.helpers.published import assert_predictions_match
+from tests.integration.test_predict_fixture import fixture_args
 
 RESULT_FILES = ("prediction_results.txt", "prediction_results_highestscore.csv", "contig_summary.tsv")
 

@@ -175,6 +175,8 @@ def merge_sorted_chunk_calls(per_shard: Iterable[Iterable[ChunkCall]]) -> Iterat
                 call.chunk_id,
                 max(current.max_others, call.max_others),
                 max(current.max_virus, call.max_virus),
+                float(np.fmin(current.min_virus, call.min_virus)),
+                current.frames + call.frames,
             )
             continue
         if current is not None:
