@@ -17,7 +17,13 @@ from virnucpro.pipeline.per_sequence import (
     sequence_result,
     write_viral_fasta,
 )
-from virnucpro.pipeline.results import ChunkCall, ContigRow, chunk_calls, frame_scores, probabilities_from_logits
+from virnucpro.pipeline.results import (
+    ChunkCall,
+    ContigRow,
+    chunk_calls,
+    frame_scores,
+    probabilities_from_logits,
+)
 
 logit_pairs = st.lists(
     st.tuples(st.floats(-20, 20, allow_nan=False), st.floats(-20, 20, allow_nan=False)), min_size=1, max_size=6
