@@ -16,6 +16,8 @@ from tests.helpers.shared_run import shared_kept_run
 
 EXPECTED = TINY_REF / "expected"
 
+pytestmark = pytest.mark.slow  # a predict run in a subprocess (shared with other modules)
+
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory) -> Path:
