@@ -10,10 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from virnucpro.pipeline.results import (
-    ChunkCall,
-    ContigRow,
     chunk_calls,
-    contig_summary_lines,
     format_score,
     frame_scores,
     merge_sorted_chunk_calls,
@@ -67,27 +64,6 @@ def test_sharded_merge_equals_whole(values, n_cuts):
     bounds = [0, *cuts, len(rows)]
     parts = [sorted(chunk_calls(rows[a:b]), key=lambda c: c.chunk_id) for a, b in zip(bounds, bounds[1:])]
     assert list(merge_sorted_chunk_calls(parts)) == whole
-
-
-def test_contig_summary_walks_in_order():
-    contigs = [
-        ContigRow("a", 900, 2, 2),
-        ContigRow("empty", 0, 0, 0),
-        ContigRow("b_chunk_1", 100, 1, 0),
-        ContigRow("c", 500, 1, 1),
-    ]
-    calls = [
-        ChunkCall("a_chunk_1", 0.4, 0.6),
-        ChunkCall("a_chunk_2", 0.7, 0.3),
-        ChunkCall("c_chunk_1", 0.9, 0.1),
-    ]
-    lines = list(contig_summary_lines(contigs, calls))
-    assert lines == [
-        "a\t900\t2\t2\t1\t0.6\tscored\n",
-        "empty\t0\t0\t0\t0\tNA\tempty_skipped\n",
-        "b_chunk_1\t100\t1\t0\t0\tNA\tno_kept_frame\n",
-        "c\t500\t1\t1\t0\t0.1\tscored\n",
-    ]
 
 
 def test_probabilities_are_the_plain_softmax_without_tie_rule():

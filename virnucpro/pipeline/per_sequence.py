@@ -36,7 +36,6 @@ from typing import IO, BinaryIO, TextIO, cast
 import numpy as np
 
 from virnucpro.io.fasta import FastaBytesRecord, FastaWriter
-from virnucpro.pipeline.results import CONTIG_SUMMARY_HEADER as _PUBLISHED_SUMMARY_HEADER
 from virnucpro.pipeline.results import ChunkCall, ContigRow, format_score
 from virnucpro.sequence import ids
 from virnucpro.sequence.chunking import chunk_bounds
@@ -44,7 +43,11 @@ from virnucpro.sequence.chunking import chunk_bounds
 CHUNK_SCORES_HEADER = (
     "sequence_id\tchunk\tstart\tend\tkept_frames\tmax_virus_score\tchunk_score\tis_virus\n"
 )
-CONTIG_SUMMARY_HEADER = _PUBLISHED_SUMMARY_HEADER.rstrip("\n") + "\tvirus_score\tvirus_chunk_fraction\tcall\n"
+#: Header of ``contig_summary.tsv`` before the per-sequence columns existed (recognised to say so).
+EARLIER_CONTIG_SUMMARY_HEADER = (
+    "sequence_id\tlength\tchunks\tchunks_with_frames\tchunks_virus\tmax_virus_score\tstatus\n"
+)
+CONTIG_SUMMARY_HEADER = EARLIER_CONTIG_SUMMARY_HEADER.rstrip("\n") + "\tvirus_score\tvirus_chunk_fraction\tcall\n"
 CALL_VIRUS, CALL_NOT_VIRUS, NO_CALL = "virus", "not_virus", "no_call"
 CALLS = (CALL_VIRUS, CALL_NOT_VIRUS, NO_CALL)
 STATUS_TOO_SHORT = "too_short"

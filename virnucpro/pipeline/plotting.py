@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import IO
 
 from virnucpro.errors import InputError, OutputError, PlotUsageError, VirnucproError
-from virnucpro.pipeline import per_sequence, results
+from virnucpro.pipeline import per_sequence
 from virnucpro.pipeline.checkpoint import atomic_write
 from virnucpro.pipeline.outputs import RunPaths
 from virnucpro.sequence.ids import parse_chunk_id
@@ -135,7 +135,7 @@ def read_run_info(run_dir: Path) -> RunInfo:
 def _contig_rows(path: Path) -> Iterator[SequenceTrack]:
     with open(path, encoding="utf-8") as handle:
         header = handle.readline()
-        if header == results.CONTIG_SUMMARY_HEADER:
+        if header == per_sequence.EARLIER_CONTIG_SUMMARY_HEADER:
             raise InputError(f"{path}: made by an older virnucpro (no virus_score column); re-run the same "
                              "predict command, which reuses every score, to add it")
         if header != per_sequence.CONTIG_SUMMARY_HEADER:

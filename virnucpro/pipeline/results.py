@@ -1,4 +1,4 @@
-"""Scores per frame, calls per chunk, summaries per contig: the result tables.
+"""Scores per frame and calls per chunk: the published result tables (per sequence: :mod:`.per_sequence`).
 
 Formats follow the published tool exactly (SPEC 7):
 
@@ -28,9 +28,6 @@ from virnucpro.sequence import ids
 
 PREDICTIONS_HEADER = "Sequence_ID\tPrediction\tscore1\tscore2\n"
 HIGHEST_SCORE_HEADER = "Modified_ID\tIs_Virus\n"
-CONTIG_SUMMARY_HEADER = (
-    "sequence_id\tlength\tchunks\tchunks_with_frames\tchunks_virus\tmax_virus_score\tstatus\n"
-)
 LABELS = ("others", "virus")
 
 
@@ -194,30 +191,3 @@ def write_highest_score_rows(calls: Iterable[ChunkCall], out: TextIO) -> tuple[i
         rows += 1
         virus += call.is_virus
     return rows, virus
-
-
-def contig_summary_lines(contigs: Iterable[ContigRow], calls: Iterable[ChunkCall]) -> Iterator[str]:
-    """Rows of ``contig_summary.tsv``, one per input sequence, in input order.
-
-    Both inputs are in input order (contigs from the translate stage, chunk
-    calls grouped from the frame rows), so this walks them side by side.
-
-    Raises:
-        ValueError: if a chunk call belongs to no contig (the tables disagree).
-    """
-    pending = iter(calls)
-    call = next(pending, None)
-    for info in contigs:
-        virus_chunks = 0
-        max_virus = -math.inf
-        while call is not None and ids.record_of_chunk(call.chunk_id) == info.sequence_id:
-            virus_chunks += int(call.is_virus)
-            max_virus = max(max_virus, call.max_virus)
-            call = next(pending, None)
-        max_text = format_score(np.float32(max_virus)) if max_virus > -math.inf else "NA"
-        yield (
-            f"{info.sequence_id}\t{info.length}\t{info.chunks}\t{info.chunks_with_frames}\t"
-            f"{virus_chunks}\t{max_text}\t{info.status}\n"
-        )
-    if call is not None:
-        raise ValueError(f"chunk {call.chunk_id} matches no input sequence in order")
