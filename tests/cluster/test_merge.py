@@ -77,6 +77,10 @@ def test_merged_summary_sums_counts_and_lists_parts(tmp_path, three_parts, singl
     single = json.loads((single_runs["many"] / "run_summary.json").read_text())
     for key in ("sequences", "skipped_empty", "bases", "chunks", "kept_frames", "frames_virus", "chunks_virus"):
         assert merged["counts"][key] == single["counts"][key], key
+    assert merged["calls"] == single["calls"]
+    for key in ("sequences_scored", "sequences_virus", "sequences_not_virus", "sequences_no_call"):
+        assert merged["counts"][key] == single["counts"][key], key
+    assert (tmp_path / "merged" / "viral_contigs.fa").read_bytes().count(b">") == single["calls"]["virus"] > 0
     assert merged["status"] == "ok" and merged["merged_from"] == 3
     assert [p["input_sha256"] for p in merged["parts"]] == [p["sha256"] for p in manifest["parts"]]
     assert all(p["devices"] == ["cpu"] and p["wall_seconds"] > 0 for p in merged["parts"])
@@ -149,6 +153,18 @@ def test_refusals_name_the_part(tmp_path, three_parts, small_inputs):
     line = refusal(merge(r1, r2, str(longer), "-o", out, "--manifest", manifest_path))
     assert str(longer) in line and "other settings or models" in line and "chunk_length: 400 vs 500" in line
     assert not (tmp_path / "m" / "prediction_results.txt").exists()
+
+
+def test_parts_called_at_other_thresholds_are_refused(tmp_path, three_parts):
+    """--min-score is no run.json setting (re-thresholding is free), so merge checks it in the summaries."""
+    root, manifest, runs = three_parts
+    rethresholded = tmp_path / "part-0003"
+    shutil.copytree(runs[2], rethresholded)
+    predict(root / "parts" / manifest["parts"][2]["file"], rethresholded, "--min-score", "0.6")
+    summary = json.loads((rethresholded / "run_summary.json").read_text())
+    assert summary["stages"]["score"]["computed_shards"] == 0
+    line = refusal(merge(str(runs[0]), str(runs[1]), str(rethresholded), "-o", str(tmp_path / "m")))
+    assert str(rethresholded) in line and "min_score: 0.6 vs 0.5" in line
 
 
 def test_bad_manifest_is_one_line(tmp_path, three_parts):

@@ -15,7 +15,8 @@ from tests.integration.test_predict_fixture import fixture_args
 # End-to-end runs in subprocesses: part of `make test`, not of `make test-fast`.
 pytestmark = pytest.mark.slow
 
-RESULTS = ("prediction_results.txt", "prediction_results_highestscore.csv", "contig_summary.tsv")
+RESULTS = ("prediction_results.txt", "prediction_results_highestscore.csv", "contig_summary.tsv",
+           "chunk_scores.tsv", "viral_contigs.fa")
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "example_contigs.fa"
 
 
@@ -44,6 +45,34 @@ def test_demo_run_writes_every_output_with_a_notice(tmp_path):
     records = sum(1 for line in EXAMPLE.read_text().splitlines() if line.startswith(">"))
     assert summary["counts"]["sequences"] == records
     assert len((out / "contig_summary.tsv").read_text().splitlines()) == records + 1
+
+
+@pytest.mark.slow
+def test_stdin_run_has_no_viral_fasta_and_says_so(tmp_path):
+    """stdin is read once, so the viral FASTA (a second pass over the input) cannot be made."""
+    out = tmp_path / "stdin"
+    result = run_cli("predict", "-", "-o", str(out), "--models", "demo", "--no-dashboard", "--min-score", "0.4",
+                     input=EXAMPLE.read_bytes())
+    assert result.returncode == 0, result.stderr.decode()
+    stderr = result.stderr.decode()
+    assert "no viral_contigs.fa: the input was a stream" in stderr
+    assert not (out / "viral_contigs.fa").exists()
+    summary = json.loads((out / "run_summary.json").read_text())
+    assert summary["outputs"]["viral_fasta"] is None
+    calls = summary["calls"]
+    assert (calls["min_score"], calls["min_length"]) == (0.4, 0)
+    assert calls["virus"] + calls["not_virus"] + calls["no_call"] == summary["counts"]["sequences"]
+    last = stderr.strip().splitlines()[-1]
+    assert f"{calls['virus']} of {summary['counts']['sequences_scored']} scored sequence(s) called virus at " \
+           "--min-score 0.4; viral sequences: not written (stream input)" in last
+
+
+@pytest.mark.parametrize(("option", "value"), [("--min-score", "1.5"), ("--min-score", "-0.1"), ("--min-length", "-1")])
+def test_bad_thresholds_are_usage_errors(tmp_path, option, value):
+    result = run_cli("predict", str(EXAMPLE), "-o", str(tmp_path / "out"), "--models", "demo", option, value)
+    assert result.returncode == 2
+    assert option in result.stderr.decode() and "Traceback" not in result.stderr.decode()
+    assert not (tmp_path / "out").exists()
 
 
 def test_missing_input_is_an_input_error(tmp_path):

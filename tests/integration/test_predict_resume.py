@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO_ROOT, run_cli
-from tests.integration.test_predict_fixture import assert_predictions_match, fixture_args
+from tests.helpers.published import assert_predictions_match
+from tests.integration.test_predict_fixture import fixture_args
 
 # End-to-end runs in subprocesses: part of `make test`, not of `make test-fast`.
 pytestmark = pytest.mark.slow

@@ -9,67 +9,107 @@ import pytest
 
 from virnucpro.errors import InputError
 from virnucpro.pipeline import plotting
-from virnucpro.pipeline.results import CONTIG_SUMMARY_HEADER, HIGHEST_SCORE_HEADER, PREDICTIONS_HEADER
+from virnucpro.pipeline.per_sequence import CHUNK_SCORES_HEADER, CONTIG_SUMMARY_HEADER
+from virnucpro.pipeline.per_sequence import EARLIER_CONTIG_SUMMARY_HEADER as OLD_SUMMARY_HEADER
 from virnucpro.sequence.chunking import chunk_bounds
 
+HUGE = 50_000_000
+#: Scored islands of the 50 Mbp record: chunk numbers -> (score, is_virus); every other chunk has no frame.
+HUGE_ISLANDS = {1000: (0.8, True), 1001: (0.7, True), 40_000: (0.3, False), 99_000: (0.9, True)}
+
 CONTIGS = [
-    # id, length, chunks, with_frames, virus, max, status
-    ("long", 1200, 3, 2, 1, "0.7", "scored"),
-    ("short", 300, 1, 1, 1, "0.9", "scored"),
-    ("tie_a", 100, 1, 1, 0, "0.4", "scored"),
-    ("noframe", 250, 1, 0, 0, "NA", "no_kept_frame"),
-    ("tie_b", 100, 1, 1, 0, "0.4", "scored"),
-    ("empty", 0, 0, 0, 0, "NA", "empty_skipped"),
+    # id, length, chunks, with_frames, virus, max, status, virus_score, fraction, call
+    ("long", 1200, 3, 2, 1, "0.7", "scored", "0.6", "0.5", "virus"),
+    ("short", 300, 1, 1, 1, "0.9", "scored", "0.9", "1", "virus"),
+    ("tie_a", 100, 1, 1, 0, "0.4", "scored", "0.4", "0", "not_virus"),
+    ("noframe", 250, 1, 0, 0, "NA", "no_kept_frame", "NA", "NA", "no_call"),
+    ("tie_b", 100, 1, 1, 0, "0.4", "scored", "0.4", "0", "not_virus"),
+    ("empty", 0, 0, 0, 0, "NA", "empty_skipped", "NA", "NA", "no_call"),
+    ("tiny", 90, 1, 0, 0, "NA", "too_short", "NA", "NA", "no_call"),
+    ("huge", HUGE, 100_000, 4, 3, "0.9", "scored", "0.675", "0.75", "virus"),
 ]
-FRAMES = [  # frame id, score1, score2
-    ("long_chunk_1F1", "0.8", "0.2"),
-    ("long_chunk_1R2", "0.3", "0.7"),  # max virus 0.7, max others 0.8 -> others
-    ("long_chunk_3F2", "0.35", "0.65"),
-    ("short_chunk_1F1", "0.1", "0.9"),
-    ("tie_a_chunk_1F1", "0.6", "0.4"),
-    ("tie_b_chunk_1R1", "0.6", "0.4"),
-]
-CALLS = [("long_chunk_1", "False"), ("long_chunk_3", "True"), ("short_chunk_1", "True"),
-         ("tie_a_chunk_1", "False"), ("tie_b_chunk_1", "False")]
+CHUNK_SCORES = {  # id -> {chunk number: (score, is_virus)}
+    "long": {1: (0.55, False), 3: (0.65, True)},
+    "short": {1: (0.9, True)},
+    "tie_a": {1: (0.4, False)},
+    "noframe": {},
+    "tie_b": {1: (0.4, False)},
+    "huge": HUGE_ISLANDS,
+}
+
+
+def write_run(root: Path, min_score: float = 0.5) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "contig_summary.tsv").write_text(
+        CONTIG_SUMMARY_HEADER + "".join("\t".join(map(str, row)) + "\n" for row in CONTIGS))
+    lines = [CHUNK_SCORES_HEADER]
+    for seq_id, length, *_ in CONTIGS:
+        if seq_id not in CHUNK_SCORES:
+            continue
+        for k, (start, end) in enumerate(chunk_bounds(length, 500), start=1):
+            score = CHUNK_SCORES[seq_id].get(k)
+            tail = "0\tNA\tNA\tNA" if score is None else f"1\t{score[0]}\t{score[0]}\t{score[1]}"
+            lines.append(f"{seq_id}\t{seq_id}_chunk_{k}\t{start + 1}\t{end}\t{tail}\n")
+    (root / "chunk_scores.tsv").write_text("".join(lines))
+    (root / "run_summary.json").write_text(json.dumps({"chunk_length": 500, "calls": {"min_score": min_score}}))
+    return root
 
 
 @pytest.fixture()
 def run_dir(tmp_path: Path) -> Path:
-    (tmp_path / "contig_summary.tsv").write_text(
-        CONTIG_SUMMARY_HEADER + "".join("\t".join(map(str, row)) + "\n" for row in CONTIGS))
-    (tmp_path / "prediction_results.txt").write_text(
-        PREDICTIONS_HEADER + "".join(f"{f}\t{'virus' if float(v) > float(o) else 'others'}\t{o}\t{v}\n"
-                                     for f, o, v in FRAMES))
-    (tmp_path / "prediction_results_highestscore.csv").write_text(
-        HIGHEST_SCORE_HEADER + "".join(f"{c}\t{v}\n" for c, v in CALLS))
-    (tmp_path / "run.json").write_text(json.dumps({"params": {"chunk_length": 500}}))
-    return tmp_path
+    return write_run(tmp_path / "run")
 
 
-def test_top_sequences_by_max_virus_score_ties_in_input_order(run_dir):
+def test_top_sequences_by_virus_score_ties_in_input_order(run_dir):
     _, tracks = plotting.load_tracks(run_dir, top=3)
-    assert [t.sequence_id for t in tracks] == ["short", "long", "tie_a"]
+    assert [t.sequence_id for t in tracks] == ["short", "huge", "long"]
     _, tracks = plotting.load_tracks(run_dir, top=100)
-    assert [t.sequence_id for t in tracks] == ["short", "long", "tie_a", "tie_b"]  # no NA among the top
+    assert [t.sequence_id for t in tracks] == ["short", "huge", "long", "tie_a", "tie_b"]  # no NA among the top
 
 
-def test_chunks_are_placed_in_bp_with_max_virus_score_call_and_no_frame(run_dir):
+def test_chunks_are_placed_in_bp_with_chunk_score_call_and_no_frame(run_dir):
     info, (track,) = plotting.load_tracks(run_dir, ids=["long"])
-    assert info.chunk_length == 500
+    assert (info.chunk_length, info.min_score) == (500, 0.5)
     assert [(c.start, c.end) for c in track.chunks] == chunk_bounds(1200, 500)
     first, middle, last = track.chunks
-    assert (first.max_virus, first.is_virus) == (0.7, False)  # highest score2 over its frames, call from the table
-    assert (middle.max_virus, middle.is_virus) == (None, None)  # no kept frame
-    assert (last.max_virus, last.is_virus) == (0.65, True)
-    assert track.virus_chunks == 1
-    assert plotting._no_frame_spans(track.chunks) == [(middle.start, middle.end)]
+    assert (first.score, first.is_virus) == (0.55, False)
+    assert (middle.score, middle.is_virus) == (None, None)  # no kept frame
+    assert (last.score, last.is_virus) == (0.65, True)
+    assert (track.virus_chunks, track.virus_score, track.call) == (1, 0.6, "virus")
+    # The no-frame chunk is hatched only where no scored chunk covers it.
+    assert plotting.no_frame_spans(track.chunks) == [(first.end, last.start)]
+    assert plotting.chunk_overlaps(track.chunks) == []
+
+
+def test_overlapping_scored_chunks_are_marked_and_never_hatched():
+    chunks = [plotting.ChunkScore(1, 0, 500, 0.6, True), plotting.ChunkScore(2, 349, 700, 0.4, False)]
+    assert plotting.chunk_overlaps(chunks) == [(349, 500)]
+    assert plotting.no_frame_spans(chunks) == []
+    assert plotting.scored_islands(chunks) == [(0, 700)]
+
+
+def test_sparse_islands_stay_separate(run_dir):
+    _, (track,) = plotting.load_tracks(run_dir, ids=["huge"])
+    assert len(track.chunks) == 100_000
+    islands = plotting.scored_islands(track.chunks)
+    assert len(islands) == 3  # chunks 1000 and 1001 touch; the others stand alone
+    assert len(plotting.no_frame_spans(track.chunks)) == 4
+
+
+def test_axis_units():
+    assert plotting.length_unit(557) == ("bp", 1)
+    assert plotting.length_unit(25_000) == ("kb", 1000)
+    assert plotting.length_unit(HUGE) == ("Mb", 1_000_000)
+    assert plotting.format_length(HUGE) == "50 Mb"
+    assert plotting.format_length(12_500) == "12.5 kb"
+    assert plotting.format_length(557) == "557 bp"
 
 
 def test_ids_keep_order_accept_commas_and_sequences_without_scores(run_dir):
-    _, tracks = plotting.load_tracks(run_dir, ids=["noframe,empty", "short", "noframe"])
-    assert [t.sequence_id for t in tracks] == ["noframe", "empty", "short"]
-    assert tracks[0].chunks[0].max_virus is None
-    assert tracks[1].chunks == []
+    _, tracks = plotting.load_tracks(run_dir, ids=["noframe,empty", "short", "noframe", "tiny"])
+    assert [t.sequence_id for t in tracks] == ["noframe", "empty", "short", "tiny"]
+    assert tracks[0].chunks[0].score is None
+    assert tracks[1].chunks == [] and tracks[3].chunks == []
 
 
 def test_unknown_id_is_a_usage_error(run_dir):
@@ -83,10 +123,17 @@ def test_not_a_run_directory(tmp_path):
         plotting.load_tracks(tmp_path)
 
 
-def test_chunk_length_from_run_summary_first(run_dir):
-    (run_dir / "run_summary.json").write_text(json.dumps({"chunk_length": 300, "notice": "demo"}))
+def test_run_of_an_older_version_says_how_to_update(run_dir):
+    (run_dir / "contig_summary.tsv").write_text(OLD_SUMMARY_HEADER)
+    with pytest.raises(InputError, match="older virnucpro.*re-run the same predict command"):
+        plotting.load_tracks(run_dir)
+
+
+def test_run_info_from_run_summary_first(run_dir):
+    (run_dir / "run_summary.json").write_text(json.dumps({"chunk_length": 300, "notice": "demo",
+                                                          "calls": {"min_score": 0.7}}))
     info = plotting.read_run_info(run_dir)
-    assert (info.chunk_length, info.notice) == (300, "demo")
+    assert (info.chunk_length, info.notice, info.min_score) == (300, "demo", 0.7)
 
 
 def test_output_format_by_extension():
@@ -98,13 +145,13 @@ def test_output_format_by_extension():
 
 def test_render_png_and_multipage_pdf(run_dir, tmp_path):
     pytest.importorskip("matplotlib")
-    info, tracks = plotting.load_tracks(run_dir, ids=["long", "short", "noframe", "empty"])
+    info, tracks = plotting.load_tracks(run_dir, ids=["huge", "long", "short", "noframe", "empty", "tiny"])
     png = plotting.render(tracks, info, tmp_path / "out" / "p.png", "test")
     data = png.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n"
     height = int.from_bytes(data[20:24], "big")
-    assert height > 4 * 1.5 * 150  # one panel per sequence, stacked
-    pdf = plotting.render(tracks * 2, info, tmp_path / "p.pdf", "test")  # 8 panels -> 2 pages of <= 6
+    assert height > 6 * 1.5 * 150  # one panel per sequence, stacked
+    pdf = plotting.render(tracks * 2, info, tmp_path / "p.pdf", "test")  # 12 panels -> 2 pages of <= 6
     assert pdf.read_bytes()[:5] == b"%PDF-"
     assert pdf.read_bytes().count(b"/Type /Page\n") + pdf.read_bytes().count(b"/Type /Page ") == 2
     assert not [p for p in tmp_path.rglob(".*tmp-*")]  # written atomically

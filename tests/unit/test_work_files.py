@@ -32,13 +32,25 @@ def test_contigs_table_round_trip(tmp_path):
 
 def test_shard_index_round_trip(tmp_path):
     path = tmp_path / "translate.json"
-    shards = [ShardInfo(1, 30), ShardInfo(2, 7)]
+    shards = [ShardInfo(1, 30, 500), ShardInfo(2, 7, 500), ShardInfo(3, 5, 100, 500)]
     counts = {"sequences": 4, "kept_frames": 37}
     write_shard_index(path, shards, counts)
-    assert json.loads(path.read_text()) == {"shards": [{"index": 1, "frames": 30}, {"index": 2, "frames": 7}],
-                                            "counts": counts}
+    assert json.loads(path.read_text())["shards"] == [
+        {"index": 1, "frames": 30, "min_length": 500, "below": None},
+        {"index": 2, "frames": 7, "min_length": 500, "below": None},
+        {"index": 3, "frames": 5, "min_length": 100, "below": 500},
+    ]
     index = read_shard_index(path)
     assert index.shards == shards and index.counts == counts
+    assert [s.holds_length(n) for s in shards[1:] for n in (99, 100, 499, 500)] == [
+        False, False, False, True, False, True, True, False]
+
+
+def test_shard_index_without_length_groups_reads_as_one_group(tmp_path):
+    """An index written before --min-length existed: every shard holds every length."""
+    path = tmp_path / "translate.json"
+    path.write_text(json.dumps({"shards": [{"index": 1, "frames": 3}], "counts": {}}))
+    assert read_shard_index(path).shards == [ShardInfo(1, 3, 0, None)]
 
 
 def test_sorted_chunk_calls_keep_float32_scores_exactly(tmp_path):

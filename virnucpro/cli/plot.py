@@ -10,16 +10,18 @@ import click
 @click.option("-o", "--output", type=click.Path(dir_okay=False), default=None,
               help="Plot file; .pdf (one page per 6 sequences), .png or .svg  [default: DIR/plots.pdf]")
 @click.option("--top", type=click.IntRange(min=1), default=None,
-              help="Plot the N sequences with the highest virus score  [default: 10]")
+              help="Plot the N sequences with the highest virus_score  [default: 10]")
 @click.option("--ids", multiple=True, metavar="ID",
               help="Plot these sequences instead (repeat the option, or separate IDs with commas).")
 def plot(run_dir: str, output: str | None, top: int | None, ids: tuple[str, ...]) -> None:
     """Draw each chunk's virus score along its sequence for a finished `predict` run in DIR.
 
-    One panel per sequence: x is the position in bp, each chunk is a bar as
-    long as the chunk and as high as its highest virus score (score2), coloured
-    by the chunk's call; grey hatching marks chunks with no kept frame. Needs
-    the optional extra: pip install 'virnucpro[plot]' (exit 1 without it).
+    One panel per sequence: x is the position (bp, kb or Mb), each chunk is a
+    bar as long as the chunk and as high as its chunk score ((max + min) / 2 of
+    its kept frames' virus scores), coloured by the chunk's call; grey hatching
+    marks stretches with no kept frame, a dark band where chunks overlap, a
+    dashed line the run's --min-score. Sequences are ordered by virus_score.
+    Needs the optional extra: pip install 'virnucpro[plot]' (exit 1 without it).
 
     \b
     Examples:

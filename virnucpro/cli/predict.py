@@ -43,17 +43,25 @@ _PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 @click.option("--keep-features", is_flag=True, help="Keep per-frame embeddings under DIR/work/features/.")
 @click.option("--stall-timeout", type=click.FloatRange(min=0), default=1800, show_default=True, metavar="SECONDS",
               help="Kill and retry a worker process that reports no progress for this long (a hung GPU); 0 = never.")
+@click.option("--min-score", type=click.FloatRange(min=0, max=1), default=0.5, show_default=True,
+              help="Call a sequence 'virus' when its virus_score (mean chunk score) is at least this. "
+                   "Changing it on a finished run only rewrites the tables.")
+@click.option("--min-length", type=click.IntRange(min=0), default=0, show_default=True, metavar="BP",
+              help="Do not score records shorter than this (status too_short). Raising it on a finished run "
+                   "recomputes nothing; lowering it computes only the newly included records.")
 def predict(input_path: str, output_dir: str, model_type: str, model_path: str | None, chunk_length: int | None,
             model_set: str, esm_model: str | None, dnabert_model: str | None, dnabert_revision: str | None,
             device: str, precision: str, batch_tokens: int | None, offline: bool, parallel: bool,
             gpus: str | None, workers: int, shard_size: int, force: bool, no_dashboard: bool,
-            keep_features: bool, stall_timeout: float) -> None:
+            keep_features: bool, stall_timeout: float, min_score: float, min_length: int) -> None:
     """Score every chunk of INPUT (DNA FASTA; '-' for stdin) as virus or not.
 
     Writes in OUTPUT_DIR: prediction_results.txt (per frame),
-    prediction_results_highestscore.csv (per chunk), contig_summary.tsv (per
-    input sequence), run_summary.json and virnucpro.log. Re-running the same
-    command resumes an interrupted run.
+    prediction_results_highestscore.csv (per chunk), chunk_scores.tsv (per
+    chunk, with its chunk score), contig_summary.tsv (per input sequence, with
+    its virus_score and call), viral_contigs.fa (the sequences called virus),
+    run_summary.json and virnucpro.log. Re-running the same command resumes an
+    interrupted run.
 
     \b
     Examples:
@@ -69,5 +77,5 @@ def predict(input_path: str, output_dir: str, model_type: str, model_path: str |
         dnabert_revision=dnabert_revision, models=model_set, device=device, precision=precision,
         batch_tokens=batch_tokens, offline=offline, shard_size=shard_size, parallel=parallel or gpus is not None,
         gpus=gpus, workers=workers, force=force, no_dashboard=no_dashboard, keep_features=keep_features,
-        stall_timeout=stall_timeout,
+        stall_timeout=stall_timeout, min_score=min_score, min_length=min_length,
     ))

@@ -4,12 +4,16 @@ A single run writes its per-frame and per-sequence tables in input order and
 its per-chunk table sorted by ``Modified_ID`` (as strings). Parts are
 contiguous in input order and never cut a record, so:
 
-* ``prediction_results.txt`` and ``contig_summary.tsv`` are the parts' tables
-  concatenated in part order (one header);
+* ``prediction_results.txt``, ``contig_summary.tsv`` and ``chunk_scores.tsv``
+  are the parts' tables concatenated in part order (one header), and
+  ``viral_contigs.fa`` the parts' files one after another (all parts must have
+  one, or none: a part run on a stream writes none);
 * ``prediction_results_highestscore.csv`` is a k-way merge of the parts'
   sorted tables (a chunk never straddles two parts, so rows never combine;
   an ID seen in two parts is refused);
-* ``run_summary.json`` sums the counts and lists every part's wall time and devices.
+* ``run_summary.json`` sums the counts and the per-sequence calls (every part must
+  have used the same ``--min-score`` and ``--min-length``) and lists every part's
+  wall time and devices.
 
 Everything streams (one open file and one row per part), so memory does not
 grow with the input. The result files are written atomically.
@@ -61,6 +65,7 @@ class MergeError(VirnucproError):
 # this section follows.
 
 from virnucpro.log import add_log_file, remove_log_file  # noqa: E402
+from virnucpro.pipeline import per_sequence as _per_sequence  # noqa: E402
 from virnucpro.pipeline import results as _results  # noqa: E402
 from virnucpro.pipeline.checkpoint import (  # noqa: E402
     atomic_write,
@@ -83,14 +88,15 @@ class ConcatenatedTable:
     required: bool = True  # False for a file a part may lack (an older run, or the feature is off)
 
 
-#: Tables joined by concatenation. The per-sequence files of the per-sequence
-#: issue (``chunk_scores.tsv``, ``viral_contigs.fa``) join here, one entry each,
-#: once predict writes them (as input-order tables, or sorted ones merged like
-#: the per-chunk table below).
+#: Tables joined by concatenation (input-order tables and the viral FASTA).
 CONCATENATED_TABLES: tuple[ConcatenatedTable, ...] = (
     ConcatenatedTable(RunPaths(Path(".")).predictions.name, _results.PREDICTIONS_HEADER.encode()),
-    ConcatenatedTable(RunPaths(Path(".")).contig_summary.name, _results.CONTIG_SUMMARY_HEADER.encode()),
+    ConcatenatedTable(RunPaths(Path(".")).contig_summary.name, _per_sequence.CONTIG_SUMMARY_HEADER.encode()),
+    ConcatenatedTable(RunPaths(Path(".")).chunk_scores.name, _per_sequence.CHUNK_SCORES_HEADER.encode()),
+    ConcatenatedTable(RunPaths(Path(".")).viral_fasta.name, b"", required=False),
 )
+#: ``run_summary.json`` ``calls`` entries that every part must share (the report-only settings).
+SHARED_CALL_SETTINGS = ("min_score", "min_length")
 HIGHEST_SCORE_NAME = RunPaths(Path(".")).highest_score.name
 HIGHEST_SCORE_HEADER = _results.HIGHEST_SCORE_HEADER.encode()
 
@@ -172,6 +178,14 @@ def _settings_difference(first: PartRun, other: PartRun) -> str | None:
     return "; ".join(diffs) if diffs else None
 
 
+def _calls_difference(first: PartRun, other: PartRun) -> str | None:
+    """What differs between two parts' report-only settings (``--min-score``, ``--min-length``), or None."""
+    a, b = first.summary.get("calls") or {}, other.summary.get("calls") or {}
+    diffs = [f"{key}: {json.dumps(b.get(key))} vs {json.dumps(a.get(key))}"
+             for key in SHARED_CALL_SETTINGS if a.get(key) != b.get(key)]
+    return "; ".join(diffs) if diffs else None
+
+
 def check_parts(run_dirs: Sequence[str | Path], manifest_path: str | Path | None = None) -> list[PartRun]:
     """Load and check every run directory; returns the parts in merge order.
 
@@ -200,10 +214,16 @@ def check_parts(run_dirs: Sequence[str | Path], manifest_path: str | Path | None
         if sha is not None:
             seen_inputs[sha] = run_dir
         if parts:
-            diff = _settings_difference(parts[0], part)
+            diff = _settings_difference(parts[0], part) or _calls_difference(parts[0], part)
             if diff:
                 raise MergeError(f"{run_dir}: part run with other settings or models than {parts[0].run_dir} ({diff})")
         parts.append(part)
+    optional = [t.name for t in CONCATENATED_TABLES if not t.required]
+    for name in optional:
+        having = [p.run_dir for p in parts if (p.run_dir / name).is_file()]
+        if having and len(having) < len(parts):
+            lacking = next(p.run_dir for p in parts if not (p.run_dir / name).is_file())
+            raise MergeError(f"{lacking}: has no {name} but {having[0]} has (was it run on a stream?)")
     if manifest_path is None:
         return parts
     return _order_by_manifest(parts, read_manifest(manifest_path), Path(manifest_path))
@@ -377,6 +397,12 @@ def _merge(run_dirs: Sequence[str | Path], out: Path, paths: RunPaths, manifest_
         "outputs": {table.name: lines[table.name] for table in CONCATENATED_TABLES} | {HIGHEST_SCORE_NAME: chunk_rows},
         "notice": first.get("notice"),
         "counts": counts,
+        "calls": {
+            "virus": counts.get("sequences_virus", 0),
+            "not_virus": counts.get("sequences_not_virus", 0),
+            "no_call": counts.get("sequences_no_call", 0),
+            **{key: (first.get("calls") or {}).get(key) for key in SHARED_CALL_SETTINGS},
+        },
         "wall_seconds_parts_total": round(sum(float(p.summary.get("wall_seconds") or 0) for p in parts), 3),
         "wall_seconds_parts_max": round(max((float(p.summary.get("wall_seconds") or 0) for p in parts), default=0.0), 3),
         "merge_seconds": 0.0,
@@ -404,6 +430,11 @@ def _merge(run_dirs: Sequence[str | Path], out: Path, paths: RunPaths, manifest_
         "merge: %d part(s), %d sequences, %d chunks (%d called virus) in %.1f s; results in %s",
         len(parts), counts.get("sequences", 0), chunk_rows, chunks_virus, summary["merge_seconds"], out,
     )
+    viral = out / RunPaths(Path(".")).viral_fasta.name
+    logger.info("%d of %d scored sequence(s) called virus at --min-score %s; viral sequences: %s",
+                counts.get("sequences_virus", 0), counts.get("sequences_scored", 0),
+                summary["calls"]["min_score"], viral if lines.get(viral.name) is not None and viral.is_file()
+                else "none (the parts have no viral FASTA)")
     return summary
 
 

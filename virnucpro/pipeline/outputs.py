@@ -8,7 +8,9 @@ Layout of an output directory::
     DIR/
       prediction_results.txt              per kept frame (published format)
       prediction_results_highestscore.csv per chunk (published format, tab-separated)
-      contig_summary.tsv                  per input sequence
+      contig_summary.tsv                  per input sequence (with virus_score and call)
+      chunk_scores.tsv                    per chunk: position, kept frames, chunk score
+      viral_contigs.fa                    the sequences called virus, as in the input
       run_summary.json                    counts, timings, devices, versions
       run.json                            parameters that change numbers (resume check)
       virnucpro.log                       full debug log of every run in DIR
@@ -23,7 +25,7 @@ Layout of an output directory::
         features/shard-00001.dnabert.safetensors (+ .done)
         features/shard-00001.esm.safetensors     (+ .done)
         scores/shard-00001.tsv                   (+ .done)
-        assembly/shard-00001.chunks.tsv   per-shard chunk calls sorted by ID (during assembly only)
+        assembly/run-00001.chunks.tsv     runs of chunk calls sorted by ID (during assembly only)
 
 Formats of the work files are owned by :mod:`virnucpro.pipeline.work_files`
 (contigs, shard index, sorted chunk calls), :mod:`virnucpro.pipeline.features`
@@ -38,6 +40,8 @@ from pathlib import Path
 PREDICTIONS_NAME = "prediction_results.txt"
 HIGHEST_SCORE_NAME = "prediction_results_highestscore.csv"
 CONTIG_SUMMARY_NAME = "contig_summary.tsv"
+CHUNK_SCORES_NAME = "chunk_scores.tsv"
+VIRAL_FASTA_NAME = "viral_contigs.fa"
 RUN_SUMMARY_NAME = "run_summary.json"
 RUN_JSON_NAME = "run.json"
 LOG_NAME = "virnucpro.log"
@@ -64,6 +68,14 @@ class RunPaths:
     @property
     def contig_summary(self) -> Path:
         return self.root / CONTIG_SUMMARY_NAME
+
+    @property
+    def chunk_scores(self) -> Path:
+        return self.root / CHUNK_SCORES_NAME
+
+    @property
+    def viral_fasta(self) -> Path:
+        return self.root / VIRAL_FASTA_NAME
 
     @property
     def run_summary(self) -> Path:
@@ -129,12 +141,14 @@ class RunPaths:
     def shard_scores(self, shard: int) -> Path:
         return self.scores_dir / f"{shard_name(shard)}.tsv"
 
-    def sorted_chunk_calls(self, shard: int) -> Path:
-        return self.assembly_dir / f"{shard_name(shard)}.chunks.tsv"
+    def sorted_chunk_calls(self, run: int) -> Path:
+        """Run ``run`` of chunk calls sorted by ID (assembly's external sort)."""
+        return self.assembly_dir / f"run-{run:05d}.chunks.tsv"
 
     def final_outputs(self) -> list[Path]:
         """The result files a finished run leaves for the user."""
-        return [self.predictions, self.highest_score, self.contig_summary, self.run_summary]
+        return [self.predictions, self.highest_score, self.contig_summary, self.chunk_scores, self.viral_fasta,
+                self.run_summary]
 
     def state_paths(self) -> list[Path]:
         """Everything a run creates that ``--force`` may delete (never other user files)."""

@@ -3,23 +3,27 @@
 What one panel shows (one panel per input sequence, the modern form of the
 published ``drew_fig.py``):
 
-* x: position in bp along the sequence. Each chunk covers
-  :func:`~virnucpro.sequence.chunking.chunk_bounds` of the sequence length and
-  the run's chunk length, so overlapping chunks (the last one usually
-  overlaps its neighbour) are drawn where they really are.
-* y: the chunk's highest virus score (``score2`` of ``prediction_results.txt``,
-  maximum over the chunk's kept frames).
-* colour: the chunk's call, ``Is_Virus`` of ``prediction_results_highestscore.csv``
-  (virus vs others). A chunk called *others* can still reach above 0.5: the
-  call compares the highest virus score with the highest others score of any
-  frame, each taken separately.
-* grey hatching: chunks with no kept frame (no six-frame translation passed
-  the stop-codon filter), which have no score at all.
-* a dashed line at 0.5.
+* x: position along the sequence, ticks in bp, kb or Mb by the sequence's
+  length. Each chunk covers its ``start``-``end`` of ``chunk_scores.tsv``, so
+  overlapping chunks (the last one usually overlaps its neighbour) are drawn
+  where they really are; where two scored chunks overlap, the overlap is
+  marked by a darker band under the bars and both chunks' edges, never by the
+  grey hatching of "no kept frame".
+* y: the chunk score ``(max + min) / 2`` of its kept frames' virus scores,
+  which is >= 0.5 exactly when the chunk is called virus.
+* colour: the chunk's call, ``Is_Virus`` (virus vs others).
+* grey hatching: stretches covered only by chunks with no kept frame (no
+  six-frame translation passed the stop-codon filter), which have no score.
+* scored stretches too narrow to see at the panel's width (short islands in a
+  long sparse sequence) are each widened to a minimum visible width, one
+  span per island, never joined into one band.
+* a dashed line at the run's ``--min-score`` (the sequence-call threshold),
+  not drawn on a panel without chunks (empty or too short sequences).
 
-Reading streams the three tables once and keeps only the chosen sequences'
-chunks in memory, so plotting a few sequences of a huge run is cheap.
-Rendering needs matplotlib, the optional extra ``virnucpro[plot]``.
+Sequences are taken by ``virus_score`` by default (highest first, ties in
+input order). Reading streams ``contig_summary.tsv`` and ``chunk_scores.tsv``
+once and keeps only the chosen sequences' chunks in memory. Rendering needs
+matplotlib, the optional extra ``virnucpro[plot]``.
 
 Output: a ``.pdf`` is one page per :data:`PANELS_PER_PAGE` sequences; a
 ``.png`` (or ``.svg``) is one image with every panel stacked in a column.
@@ -30,18 +34,16 @@ from __future__ import annotations
 import heapq
 import json
 import logging
-import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
 from virnucpro.errors import InputError, OutputError, PlotUsageError, VirnucproError
-from virnucpro.pipeline import results
+from virnucpro.pipeline import per_sequence
 from virnucpro.pipeline.checkpoint import atomic_write
 from virnucpro.pipeline.outputs import RunPaths
-from virnucpro.sequence.chunking import chunk_bounds
-from virnucpro.sequence.ids import chunk_of_frame, parse_chunk_id
+from virnucpro.sequence.ids import parse_chunk_id
 
 logger = logging.getLogger(__name__)
 
@@ -54,6 +56,9 @@ INSTALL_HINT = "pip install 'virnucpro[plot]'"
 VIRUS_COLOUR = "#D55E00"
 OTHERS_COLOUR = "#0072B2"
 NO_FRAME_COLOUR = "#BBBBBB"
+OVERLAP_COLOUR = "#333333"
+#: A scored island narrower than this fraction of its panel is widened to it (else it is invisible).
+MIN_VISIBLE_FRACTION = 0.003
 
 
 @dataclass(frozen=True)
@@ -64,14 +69,14 @@ class ChunkScore:
         index: 1-based chunk number (``<id>_chunk_<index>``).
         start: 0-based start in bp.
         end: end in bp (exclusive).
-        max_virus: highest virus score over the chunk's kept frames; None if it has none.
+        score: the chunk score; None if the chunk has no kept frame.
         is_virus: the chunk's call (``Is_Virus``); None if it has no kept frame.
     """
 
     index: int
     start: int
     end: int
-    max_virus: float | None
+    score: float | None
     is_virus: bool | None
 
 
@@ -82,7 +87,8 @@ class SequenceTrack:
     sequence_id: str
     length: int
     status: str
-    max_virus: float | None
+    virus_score: float | None
+    call: str = per_sequence.NO_CALL
     chunks: list[ChunkScore] = field(default_factory=list)
 
     @property
@@ -96,13 +102,14 @@ class RunInfo:
 
     chunk_length: int
     notice: str | None = None
+    min_score: float = per_sequence.DEFAULT_MIN_SCORE
 
 
 # --------------------------------------------------------------------------- reading
 
 
 def read_run_info(run_dir: Path) -> RunInfo:
-    """Chunk length (and the demo notice) from ``run_summary.json``, else ``run.json``.
+    """Chunk length, threshold (and the demo notice) from ``run_summary.json``, else ``run.json``.
 
     Raises:
         InputError: neither file gives a chunk length.
@@ -115,7 +122,12 @@ def read_run_info(run_dir: Path) -> RunInfo:
             continue
         section = data.get(key, {}) if key else data
         if isinstance(section, dict) and isinstance(section.get("chunk_length"), int):
-            return RunInfo(section["chunk_length"], data.get("notice") if key is None else None)
+            if key is not None:
+                return RunInfo(section["chunk_length"])
+            calls = data.get("calls") if isinstance(data.get("calls"), dict) else {}
+            min_score = calls.get("min_score")
+            return RunInfo(section["chunk_length"], data.get("notice"),
+                           float(min_score) if isinstance(min_score, (int, float)) else per_sequence.DEFAULT_MIN_SCORE)
     raise InputError(f"{run_dir}: no chunk length in {paths.run_summary.name} or {paths.run_json.name}; "
                      "is this a virnucpro predict output directory?")
 
@@ -123,24 +135,26 @@ def read_run_info(run_dir: Path) -> RunInfo:
 def _contig_rows(path: Path) -> Iterator[SequenceTrack]:
     with open(path, encoding="utf-8") as handle:
         header = handle.readline()
-        if header != results.CONTIG_SUMMARY_HEADER:
+        if header == per_sequence.EARLIER_CONTIG_SUMMARY_HEADER:
+            raise InputError(f"{path}: made by an older virnucpro (no virus_score column); re-run the same "
+                             "predict command, which reuses every score, to add it")
+        if header != per_sequence.CONTIG_SUMMARY_HEADER:
             raise InputError(f"{path}: unexpected header {header.strip()!r}")
         for number, line in enumerate(handle, start=2):
             fields = line.rstrip("\n").split("\t")
             try:
-                seq_id, length, _chunks, _with_frames, _virus, max_score, status = fields
-                score = None if max_score == "NA" else float(max_score)
-                yield SequenceTrack(seq_id, int(length), status, score)
+                seq_id, length, _chunks, _with_frames, _virus, _max, status, score, _fraction, call = fields
+                yield SequenceTrack(seq_id, int(length), status, None if score == "NA" else float(score), call)
             except ValueError:
                 raise InputError(f"{path}, line {number}: malformed row") from None
 
 
 def select_sequences(contig_summary: Path, top: int = DEFAULT_TOP, ids: Sequence[str] | None = None) -> list[SequenceTrack]:
-    """The sequences to plot: ``ids`` in the order given, else the ``top`` by highest virus score.
+    """The sequences to plot: ``ids`` in the order given, else the ``top`` by ``virus_score``.
 
-    Ties keep input order; sequences without any score (no kept frame, empty)
-    are never among the top, but can be asked for by ID. An ``ids`` entry that
-    is not a known ID is split at commas (``--ids a,b``).
+    Ties keep input order; sequences without a score (no kept frame, empty,
+    too short) are never among the top, but can be asked for by ID. An ``ids``
+    entry that is not a known ID is split at commas (``--ids a,b``).
 
     Raises:
         PlotUsageError: an ID is not in the run.
@@ -164,7 +178,8 @@ def select_sequences(contig_summary: Path, top: int = DEFAULT_TOP, ids: Sequence
                 f"see the sequence_id column)"
             )
         return [rows[v] for v in dict.fromkeys(wanted)]
-    scored = ((row.max_virus, -n, row) for n, row in enumerate(_contig_rows(contig_summary)) if row.max_virus is not None)
+    scored = ((row.virus_score, -n, row) for n, row in enumerate(_contig_rows(contig_summary))
+              if row.virus_score is not None)
     return [row for _, _, row in heapq.nlargest(top, scored, key=lambda item: item[:2])]
 
 
@@ -173,42 +188,31 @@ def load_tracks(run_dir: str | Path, top: int = DEFAULT_TOP, ids: Sequence[str] 
 
     Args:
         run_dir: a ``virnucpro predict`` output directory.
-        top: how many sequences to take by highest virus score when ``ids`` is empty.
+        top: how many sequences to take by ``virus_score`` when ``ids`` is empty.
         ids: sequence IDs to plot instead.
 
     Returns:
-        The run's chunk length (and notice) and one track per chosen sequence.
+        The run's chunk length, threshold (and notice) and one track per chosen sequence.
     """
     paths = RunPaths(Path(run_dir))
     tracks = select_sequences(paths.contig_summary, top, ids)
     info = read_run_info(paths.root)
-    chosen = {t.sequence_id for t in tracks}
-    max_virus: dict[tuple[str, int], float] = {}
-    calls: dict[tuple[str, int], bool] = {}
-    for table in (paths.predictions, paths.highest_score):
-        if not table.is_file():
-            raise InputError(f"{paths.root} is not a finished virnucpro predict run (no {table.name})")
-    with open(paths.predictions, encoding="utf-8") as handle:
-        next(handle, None)
-        for line in handle:
-            frame_id, _label, _others, virus = line.rstrip("\n").split("\t")
-            key = parse_chunk_id(chunk_of_frame(frame_id))
-            if key is not None and key[0] in chosen:
-                score = float(virus)
-                max_virus[key] = max(score, max_virus.get(key, -math.inf))
-    with open(paths.highest_score, encoding="utf-8") as handle:
-        next(handle, None)
-        for line in handle:
-            chunk_id, is_virus = line.rstrip("\n").split("\t")
+    if not paths.chunk_scores.is_file():
+        raise InputError(f"{paths.root} is not a finished virnucpro predict run (no {paths.chunk_scores.name})")
+    chosen = {t.sequence_id: t for t in tracks}
+    with open(paths.chunk_scores, encoding="utf-8") as handle:
+        if handle.readline() != per_sequence.CHUNK_SCORES_HEADER:
+            raise InputError(f"{paths.chunk_scores}: unexpected header")
+        for number, line in enumerate(handle, start=2):
+            seq_id, chunk_id, start, end, _frames, _max, score, is_virus = line.rstrip("\n").split("\t")
+            track = chosen.get(seq_id)
+            if track is None:
+                continue
             key = parse_chunk_id(chunk_id)
-            if key is not None and key[0] in chosen:
-                calls[key] = is_virus == "True"
-    for track in tracks:
-        if track.length <= 0:
-            continue
-        for index, (start, end) in enumerate(chunk_bounds(track.length, info.chunk_length), start=1):
-            key = (track.sequence_id, index)
-            track.chunks.append(ChunkScore(index, start, end, max_virus.get(key), calls.get(key)))
+            if key is None:
+                raise InputError(f"{paths.chunk_scores}, line {number}: malformed chunk ID {chunk_id!r}")
+            track.chunks.append(ChunkScore(key[1], int(start) - 1, int(end), None if score == "NA" else float(score),
+                                           None if is_virus == "NA" else is_virus == "True"))
     return info, tracks
 
 
@@ -236,61 +240,132 @@ def output_format(path: Path) -> str:
     return fmt
 
 
-def _no_frame_spans(chunks: Sequence[ChunkScore]) -> list[tuple[int, int]]:
-    """Chunks without a kept frame, overlapping or touching ones merged into one span."""
-    spans: list[tuple[int, int]] = []
-    for chunk in chunks:
-        if chunk.max_virus is not None:
-            continue
-        if spans and chunk.start <= spans[-1][1]:
-            spans[-1] = (spans[-1][0], max(spans[-1][1], chunk.end))
+def _merged(spans: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Sorted spans with overlapping or touching ones joined."""
+    out: list[tuple[int, int]] = []
+    for start, end in sorted(spans):
+        if out and start <= out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], end))
         else:
-            spans.append((chunk.start, chunk.end))
-    return spans
+            out.append((start, end))
+    return out
 
 
-def _draw_panel(ax, track: SequenceTrack, chunk_length: int, show_xlabel: bool) -> None:
+def _subtract(spans: Sequence[tuple[int, int]], holes: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
+    """``spans`` minus ``holes`` (both merged and sorted)."""
+    out: list[tuple[int, int]] = []
+    for start, end in spans:
+        cursor = start
+        for h_start, h_end in holes:
+            if h_end <= cursor or h_start >= end:
+                continue
+            if h_start > cursor:
+                out.append((cursor, h_start))
+            cursor = max(cursor, h_end)
+        if cursor < end:
+            out.append((cursor, end))
+    return out
+
+
+def scored_islands(chunks: Sequence[ChunkScore]) -> list[tuple[int, int]]:
+    """Stretches covered by scored chunks, overlapping or touching chunks joined."""
+    return _merged([(c.start, c.end) for c in chunks if c.score is not None])
+
+
+def no_frame_spans(chunks: Sequence[ChunkScore]) -> list[tuple[int, int]]:
+    """Stretches covered only by chunks without a kept frame (never under a scored chunk)."""
+    return _subtract(_merged([(c.start, c.end) for c in chunks if c.score is None]), scored_islands(chunks))
+
+
+def chunk_overlaps(chunks: Sequence[ChunkScore]) -> list[tuple[int, int]]:
+    """Where two scored chunks overlap."""
+    scored = sorted((c.start, c.end) for c in chunks if c.score is not None)
+    return _merged([(b_start, min(a_end, b_end)) for (_, a_end), (b_start, b_end) in zip(scored, scored[1:])
+                    if b_start < a_end])
+
+
+def length_unit(length: int) -> tuple[str, int]:
+    """Unit of a panel's axis: ``bp`` up to 10 kb, ``kb`` up to 10 Mb, ``Mb`` beyond."""
+    if length >= 10_000_000:
+        return "Mb", 1_000_000
+    if length >= 10_000:
+        return "kb", 1_000
+    return "bp", 1
+
+
+def format_length(length: int) -> str:
+    """A length for a title: ``557 bp``, ``12.5 kb``, ``50 Mb``."""
+    unit, scale = length_unit(length)
+    return f"{length:,} bp" if scale == 1 else f"{length / scale:.4g} {unit}"
+
+
+def _draw_panel(ax, track: SequenceTrack, min_score: float, show_xlabel: bool) -> None:
     from matplotlib.patches import Rectangle
+    from matplotlib.ticker import FuncFormatter, MaxNLocator
 
     length = max(track.length, 1)
+    unit, scale = length_unit(track.length)
     ax.set_xlim(0, length)
     ax.set_ylim(0, 1.0)
     ax.set_yticks([0, 0.5, 1.0])
     ax.grid(axis="y", color="#EEEEEE", linewidth=0.6)
     ax.set_axisbelow(True)
-    for start, end in _no_frame_spans(track.chunks):
+    ax.xaxis.set_major_locator(MaxNLocator(nbins=7, steps=[1, 2, 2.5, 5, 10], integer=scale == 1))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _pos: f"{x / scale:,.6g}"))
+    for start, end in no_frame_spans(track.chunks):
         ax.add_patch(Rectangle((start, 0), end - start, 1.0, facecolor="#F4F4F4", edgecolor=NO_FRAME_COLOUR,
                                hatch="///", linewidth=0, zorder=0.5))
         if end - start >= 0.06 * length:
             ax.text((start + end) / 2, 0.8, "no frame", ha="center", va="center", fontsize=7, color="#555555",
                     zorder=3, bbox={"facecolor": "white", "edgecolor": "none", "pad": 1.0, "alpha": 0.9})
-    for chunk in track.chunks:
-        if chunk.max_virus is None:
+    for start, end in chunk_overlaps(track.chunks):
+        ax.add_patch(Rectangle((start, 0), end - start, 0.05, facecolor=OVERLAP_COLOUR, linewidth=0, zorder=2.5))
+    min_width = MIN_VISIBLE_FRACTION * length
+    scored = [c for c in track.chunks if c.score is not None]
+    for start, end in scored_islands(track.chunks):
+        if end - start >= min_width:
             continue
+        inside = [c for c in scored if c.start >= start and c.end <= end]
+        height = max(c.score for c in inside if c.score is not None)
+        colour = VIRUS_COLOUR if any(c.is_virus for c in inside) else OTHERS_COLOUR
+        middle = (start + end) / 2
+        ax.add_patch(Rectangle((middle - min_width / 2, 0), min_width, height, facecolor=colour, alpha=0.7,
+                               linewidth=0, zorder=1.8))
+    for chunk in scored:
+        score = chunk.score if chunk.score is not None else 0.0
         width = chunk.end - chunk.start
         colour = VIRUS_COLOUR if chunk.is_virus else OTHERS_COLOUR
-        ax.add_patch(Rectangle((chunk.start, 0), width, chunk.max_virus, facecolor=colour, alpha=0.18,
-                               linewidth=0, zorder=1))
-        ax.add_patch(Rectangle((chunk.start, 0), width, chunk.max_virus, facecolor="none", edgecolor=colour,
+        ax.add_patch(Rectangle((chunk.start, 0), width, score, facecolor=colour, alpha=0.18, linewidth=0, zorder=1))
+        ax.add_patch(Rectangle((chunk.start, 0), width, score, facecolor="none", edgecolor=colour,
                                linewidth=0.7, zorder=1.5))
-        ax.hlines(chunk.max_virus, chunk.start, chunk.end, colors=colour, linewidth=2.4, zorder=2)
-    ax.axhline(0.5, color="#444444", linestyle="--", linewidth=0.8)
+        ax.hlines(score, chunk.start, chunk.end, colors=colour, linewidth=2.4, zorder=2)
+    if track.chunks:
+        ax.axhline(min_score, color="#444444", linestyle="--", linewidth=0.8)
+    else:
+        why = {"empty_skipped": "empty sequence (skipped by predict)",
+               per_sequence.STATUS_TOO_SHORT: "shorter than --min-length (not scored)"}
+        ax.grid(False)  # no line through the label
+        ax.text(0.5, 0.5, why.get(track.status, track.status.replace("_", " ")), transform=ax.transAxes,
+                ha="center", va="center", fontsize=8, color="#777777")
     if track.length <= 0:
-        ax.text(0.5, 0.5, "empty sequence (skipped by predict)", transform=ax.transAxes, ha="center", va="center",
-                fontsize=8, color="#777777")
+        ax.set_xticks([])
     n = len(track.chunks)
-    best = f"max {track.max_virus:.3f}" if track.max_virus is not None else track.status.replace("_", " ")
+    if track.virus_score is not None:
+        verdict = f"virus_score {track.virus_score:.3f}: {track.call.replace('_', ' ')}"
+    else:
+        verdict = f"no call ({track.status.replace('_', ' ')})"
     ax.set_title(track.sequence_id, loc="left", fontsize=9, fontweight="bold")
-    ax.set_title(f"{track.length:,} bp, {n} chunk{'s' if n != 1 else ''}, {track.virus_chunks} called virus, {best}",
-                 loc="right", fontsize=8, color="#444444")
-    ax.set_ylabel("virus score", fontsize=8)
+    ax.set_title(f"{format_length(track.length)}, {n} chunk{'s' if n != 1 else ''}, {track.virus_chunks} called "
+                 f"virus; {verdict}", loc="right", fontsize=8, color="#444444")
+    ax.set_ylabel("chunk score", fontsize=8)
     ax.tick_params(labelsize=7)
-    ax.ticklabel_format(axis="x", style="plain", useOffset=False)
     if show_xlabel:
-        ax.set_xlabel("position in sequence (bp)", fontsize=8)
+        ax.set_xlabel(f"position in sequence ({unit})", fontsize=8)
+    else:
+        ax.set_xlabel(unit, fontsize=7, color="#666666", loc="right", labelpad=0)
 
 
-def _legend(fig) -> None:
+def _legend(fig, min_score: float) -> None:
     from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
 
@@ -298,10 +373,11 @@ def _legend(fig) -> None:
         Patch(facecolor=VIRUS_COLOUR, alpha=0.6, label="chunk called virus"),
         Patch(facecolor=OTHERS_COLOUR, alpha=0.6, label="chunk called others"),
         Patch(facecolor="#F0F0F0", edgecolor=NO_FRAME_COLOUR, hatch="///", label="no kept frame"),
-        Line2D([0], [0], color="#444444", linestyle="--", linewidth=0.8, label="0.5"),
+        Patch(facecolor=OVERLAP_COLOUR, label="chunks overlap"),
+        Line2D([0], [0], color="#444444", linestyle="--", linewidth=0.8, label=f"--min-score {min_score:g}"),
     ]
     fig.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 1.0 - 0.55 / fig.get_figheight()),
-               ncol=4, fontsize=8, frameon=False)
+               ncol=5, fontsize=8, frameon=False)
 
 
 def _page(Figure, tracks: Sequence[SequenceTrack], info: RunInfo, title: str, page: str = ""):
@@ -311,16 +387,16 @@ def _page(Figure, tracks: Sequence[SequenceTrack], info: RunInfo, title: str, pa
     fig.subplots_adjust(left=0.08, right=0.98, top=top, bottom=0.5 / fig.get_figheight(), hspace=0.75)
     axes = fig.subplots(len(tracks), 1, squeeze=False)[:, 0]
     for i, (ax, track) in enumerate(zip(axes, tracks)):
-        _draw_panel(ax, track, info.chunk_length, show_xlabel=i == len(tracks) - 1)
+        _draw_panel(ax, track, info.min_score, show_xlabel=i == len(tracks) - 1)
     fig.suptitle(f"{title}{page}", x=0.08, ha="left", y=1.0 - 0.12 / fig.get_figheight(), va="top",
                  fontsize=11, fontweight="bold")
-    subtitle = (f"chunks of {info.chunk_length} bp; height: highest virus score (score2) over the chunk's kept "
-                "frames; colour: the chunk's call (Is_Virus)")
+    subtitle = (f"chunks of {info.chunk_length} bp; height: chunk score = (max + min) / 2 of the kept frames' virus "
+                "scores (>= 0.5 when called virus); colour: the chunk's call (Is_Virus)")
     fig.text(0.08, 1.0 - 0.38 / fig.get_figheight(), subtitle, ha="left", va="top", fontsize=8, color="#444444")
     if info.notice:
         fig.text(0.98, 1.0 - 0.14 / fig.get_figheight(), "DEMO MODELS: scores are meaningless", ha="right",
                  va="top", fontsize=9, color="#B00000", fontweight="bold")
-    _legend(fig)
+    _legend(fig, info.min_score)
     return fig
 
 
@@ -366,5 +442,5 @@ def plot_run(run_dir: str | Path, output: str | Path | None = None, top: int = D
     output_format(target)  # fail on a bad extension before reading anything
     _matplotlib()
     info, tracks = load_tracks(run_dir, top, ids)
-    chosen = "selected" if ids else f"top {len(tracks)} by virus score"
+    chosen = "selected" if ids else f"top {len(tracks)} by virus_score"
     return render(tracks, info, target, f"VirNucPro chunk scores: {run_dir.resolve().name} ({chosen})")

@@ -139,7 +139,10 @@ def _run_stages(setup: RunSetup, state: RunState) -> None:
     for kind in MODEL_KINDS:
         feature_stage(kind, to_embed, setup, state)
     score_stage(pending, setup, state, scored_before)
-    assemble(setup.paths, state)
+    if state.shards and not pending and setup.outcome == "resume":
+        logger.info("every shard's scores reused: no embedding computed; re-writing the tables at --min-score %g, "
+                    "--min-length %d", setup.config.min_score, setup.config.min_length)
+    assemble(setup, state)
     remove_intermediates(setup.paths, setup.options.keep_features)
 
 
@@ -149,8 +152,11 @@ def _finish(setup: RunSetup, state: RunState) -> None:
     if models.demo:
         atomic_write_text(setup.paths.notice, f"{models.notice}\n")
         logger.warning("*** %s ***", models.notice)
+    counts = state.counts
     logger.info(
         "done: %d sequences, %d chunks, %d kept frames, %d chunk(s) called virus; results in %s",
-        state.counts.sequences, state.counts.chunks, state.counts.kept_frames,
-        state.counts.chunks_virus, setup.paths.root,
+        counts.sequences, counts.chunks, counts.kept_frames, counts.chunks_virus, setup.paths.root,
     )
+    where = setup.paths.viral_fasta if state.viral_fasta else "not written (stream input)"
+    logger.info("%d of %d scored sequence(s) called virus at --min-score %g; viral sequences: %s",
+                counts.sequences_virus, counts.sequences_scored, setup.config.min_score, where)

@@ -1,4 +1,4 @@
-"""Scores per frame, calls per chunk, summaries per contig: the result tables.
+"""Scores per frame and calls per chunk: the published result tables (per sequence: :mod:`.per_sequence`).
 
 Formats follow the published tool exactly (SPEC 7):
 
@@ -28,9 +28,6 @@ from virnucpro.sequence import ids
 
 PREDICTIONS_HEADER = "Sequence_ID\tPrediction\tscore1\tscore2\n"
 HIGHEST_SCORE_HEADER = "Modified_ID\tIs_Virus\n"
-CONTIG_SUMMARY_HEADER = (
-    "sequence_id\tlength\tchunks\tchunks_with_frames\tchunks_virus\tmax_virus_score\tstatus\n"
-)
 LABELS = ("others", "virus")
 
 
@@ -68,28 +65,19 @@ def format_score(value: np.float32) -> str:
     return str(np.float32(value))
 
 
-#: Logits closer than this many float32 steps (relative) are a tie. The published tool computes
-#: in float32, where such logits come out exactly equal (softmax 0.5/0.5, label ``others``,
-#: chunk ``Is_Virus`` True via ``>=``); our features differ from its by float32 rounding noise
-#: (~1e-7), which must not decide a tie either way.
-TIE_ULPS = 4
-
-
 def probabilities_from_logits(logits: np.ndarray) -> np.ndarray:
-    """Float32 class probabilities from float64 logits ``[N, 2]``, with float32-noise ties made exact.
+    """Float32 class probabilities from float64 logits ``[N, 2]``.
 
-    Softmax runs in float64 and is rounded once to float32. Where the two logits
-    differ by no more than :data:`TIE_ULPS` float32 steps of their magnitude,
-    both probabilities are exactly 0.5, as the published float32 computation gives.
+    Softmax runs in float64 and is rounded once to float32. Logits that are
+    nearly equal are NOT forced to 0.5/0.5: the published tool writes whatever
+    its float32 softmax gives (e.g. 0.5/0.49999997), and so do we; such
+    "knife-edge" frames (|score2 - score1| < 1e-6) are decided by float noise
+    in the published tool too.
     """
     logits = np.asarray(logits, dtype=np.float64)
     shifted = logits - logits.max(axis=1, keepdims=True)
     exp = np.exp(shifted)
-    probs = (exp / exp.sum(axis=1, keepdims=True)).astype(np.float32)
-    scale = np.maximum(np.abs(logits).max(axis=1), 1.0)
-    tie = np.abs(logits[:, 0] - logits[:, 1]) <= TIE_ULPS * np.finfo(np.float32).eps * scale
-    probs[tie] = np.float32(0.5)
-    return probs
+    return (exp / exp.sum(axis=1, keepdims=True)).astype(np.float32)
 
 
 def frame_scores(frame_ids: Sequence[str], probabilities: np.ndarray) -> list[FrameScore]:
@@ -123,15 +111,33 @@ def read_score_file(path: Path) -> Iterator[FrameScore]:
 
 @dataclass
 class ChunkCall:
-    """Per-chunk maxima of the two scores over its kept frames."""
+    """Per-chunk maxima of the two scores over its kept frames.
+
+    ``min_virus`` and ``frames`` (the lowest virus score and the number of kept
+    frames) are known when the call was grouped from frame rows, not when it was
+    read back from a sorted chunk-call file.
+    """
 
     chunk_id: str
     max_others: float
     max_virus: float
+    min_virus: float = math.nan
+    frames: int = 0
 
     @property
     def is_virus(self) -> bool:
+        """The published call: highest virus score >= highest others score."""
         return self.max_virus >= self.max_others
+
+    @property
+    def chunk_score(self) -> np.float32:
+        """``(max + min) / 2`` of the kept frames' virus scores, as float32.
+
+        Since each frame's others score is ``1 - virus`` (up to rounding), the highest
+        others score is ``1 - min virus``, so ``chunk_score >= 0.5`` exactly when
+        :attr:`is_virus` (knife-edge chunks aside): the published call made continuous.
+        """
+        return np.float32((self.max_virus + self.min_virus) / 2)
 
 
 def chunk_calls(rows: Iterable[FrameScore]) -> Iterator[ChunkCall]:
@@ -143,10 +149,12 @@ def chunk_calls(rows: Iterable[FrameScore]) -> Iterator[ChunkCall]:
         if current is not None and current.chunk_id == chunk:
             current.max_others = max(current.max_others, others)
             current.max_virus = max(current.max_virus, virus)
+            current.min_virus = min(current.min_virus, virus)
+            current.frames += 1
             continue
         if current is not None:
             yield current
-        current = ChunkCall(chunk, others, virus)
+        current = ChunkCall(chunk, others, virus, virus, 1)
     if current is not None:
         yield current
 
@@ -164,6 +172,8 @@ def merge_sorted_chunk_calls(per_shard: Iterable[Iterable[ChunkCall]]) -> Iterat
                 call.chunk_id,
                 max(current.max_others, call.max_others),
                 max(current.max_virus, call.max_virus),
+                float(np.fmin(current.min_virus, call.min_virus)),
+                current.frames + call.frames,
             )
             continue
         if current is not None:
@@ -181,30 +191,3 @@ def write_highest_score_rows(calls: Iterable[ChunkCall], out: TextIO) -> tuple[i
         rows += 1
         virus += call.is_virus
     return rows, virus
-
-
-def contig_summary_lines(contigs: Iterable[ContigRow], calls: Iterable[ChunkCall]) -> Iterator[str]:
-    """Rows of ``contig_summary.tsv``, one per input sequence, in input order.
-
-    Both inputs are in input order (contigs from the translate stage, chunk
-    calls grouped from the frame rows), so this walks them side by side.
-
-    Raises:
-        ValueError: if a chunk call belongs to no contig (the tables disagree).
-    """
-    pending = iter(calls)
-    call = next(pending, None)
-    for info in contigs:
-        virus_chunks = 0
-        max_virus = -math.inf
-        while call is not None and ids.record_of_chunk(call.chunk_id) == info.sequence_id:
-            virus_chunks += int(call.is_virus)
-            max_virus = max(max_virus, call.max_virus)
-            call = next(pending, None)
-        max_text = format_score(np.float32(max_virus)) if max_virus > -math.inf else "NA"
-        yield (
-            f"{info.sequence_id}\t{info.length}\t{info.chunks}\t{info.chunks_with_frames}\t"
-            f"{virus_chunks}\t{max_text}\t{info.status}\n"
-        )
-    if call is not None:
-        raise ValueError(f"chunk {call.chunk_id} matches no input sequence in order")

@@ -11,6 +11,12 @@ from here:
   sha256 of the shard file it read;
 * scores: the classifier's identity and both feature identities.
 
+``min_score`` and ``min_length`` are deliberately in no identity and not in
+``run.json``: they choose what is reported from the kept scores, never how a
+number is computed, so changing them on a finished run recomputes no embedding
+(a lower ``min_length`` only adds shards for the newly included records, see
+``work_files.ShardInfo``).
+
 :class:`RunSetup` is the accepted run: options, paths, config, models and
 device plan, handed to every stage.
 """
@@ -42,6 +48,8 @@ class RunConfig:
         models: identities of the models by kind name plus ``classifier``
             (name, sha256 and, for the embedders, ``dim``), as ``run_setup.resolve_models`` made them.
         work_format: :data:`WORK_FORMAT`.
+        min_score: ``--min-score``, the sequence-call threshold (no identity).
+        min_length: ``--min-length``, records shorter are not scored (no identity).
     """
 
     input_sha256: str | None
@@ -50,13 +58,15 @@ class RunConfig:
     precision: str
     models: Mapping[str, Any]
     work_format: int = WORK_FORMAT
+    min_score: float = 0.5
+    min_length: int = 0
 
     @classmethod
     def build(cls, options: PredictOptions, models: ResolvedModels, plan: DevicePlan,
               input_sha256: str | None) -> RunConfig:
         """The config of a run of ``options`` with these models on this device plan."""
         return cls(input_sha256, options.effective_chunk_length, options.shard_size, plan.precision,
-                   models.identities)
+                   models.identities, min_score=options.min_score, min_length=options.min_length)
 
     def run_params(self) -> dict[str, Any]:
         """What ``run.json`` records under ``params``."""

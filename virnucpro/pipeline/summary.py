@@ -26,6 +26,12 @@ class RunCounts:
     frames_virus: int = 0
     chunks_virus: int = 0
     shards: int = 0
+    frames_scored: int = 0
+    too_short: int = 0
+    sequences_scored: int = 0
+    sequences_virus: int = 0
+    sequences_not_virus: int = 0
+    sequences_no_call: int = 0
 
 
 @dataclass
@@ -49,6 +55,7 @@ class RunState:
     counts: RunCounts = field(default_factory=RunCounts)
     stages: dict[str, StageReport] = field(default_factory=dict)
     shards: list[ShardInfo] = field(default_factory=list)
+    viral_fasta: bool | None = None  # written (True), impossible for a stream input (False), not yet (None)
 
 
 def write_summary(
@@ -79,11 +86,20 @@ def write_summary(
             "predictions": paths.predictions.name,
             "highest_score": paths.highest_score.name,
             "contig_summary": paths.contig_summary.name,
+            "chunk_scores": paths.chunk_scores.name,
+            "viral_fasta": paths.viral_fasta.name if state.viral_fasta else None,
             "log": paths.log.name,
             "features": str(paths.features_dir) if options.keep_features else None,
         },
         "notice": models.notice if models.demo else None,
         "counts": asdict(state.counts),
+        "calls": {
+            "virus": state.counts.sequences_virus,
+            "not_virus": state.counts.sequences_not_virus,
+            "no_call": state.counts.sequences_no_call,
+            "min_score": config.min_score,
+            "min_length": config.min_length,
+        },
         "stages": stages,
         "wall_seconds": round(seconds, 3),
         "devices": setup.plan.devices,

@@ -3,6 +3,13 @@
 Writes ``work/shards/shard-NNNNN.{dna.fa,protein.faa}`` (+ ``.done``; same IDs,
 same order), ``work/contigs.tsv`` and the shard index ``work/translate.json``
 (+ ``.done``), all under ``RunConfig.translate_identity``.
+
+``--min-length``: only records at least that long go into shards, grouped by
+length (``ShardInfo.min_length``/``below``). A later run with a higher minimum
+reuses every shard (assembly leaves the shorter records out); one with a lower
+minimum re-reads the input, re-makes the existing groups' shards identically (so
+their features and scores stay valid) and adds a new group for the lengths
+``[new minimum, old minimum)``, numbered after the existing shards.
 """
 
 from __future__ import annotations
@@ -14,6 +21,7 @@ import time
 from dataclasses import asdict
 from typing import IO, Any
 
+from virnucpro.errors import InputError
 from virnucpro.io.fasta import FastaWriter
 from virnucpro.pipeline.checkpoint import atomic_write, make_dir, read_done, verify_done, write_done
 from virnucpro.pipeline.outputs import RunPaths
@@ -37,9 +45,18 @@ def translate_stage(setup: RunSetup, state: RunState) -> None:
     paths, identity = setup.paths, setup.config.translate_identity()
     began = time.monotonic()
     report = state.stages["translate"] = StageReport()
+    groups: list[tuple[int, int | None, int]] = []  # (min_length, below, first shard index) per length group
+    min_length = setup.config.min_length
     if verify_done(paths.translate_index, identity):
         index = read_shard_index(paths.translate_index)
-        if all(_shard_files_ok(paths, s, identity) for s in index.shards):
+        groups = _length_groups(index.shards)
+        covered = min((g[0] for g in groups), default=None)
+        if covered is not None and covered > min_length:
+            last = max((s.index for s in index.shards), default=0)
+            groups.append((min_length, covered, last + 1))
+            logger.info("translate: --min-length %d is below the earlier %d; adding shards for records of "
+                        "%d-%d bp", min_length, covered, min_length, covered - 1)
+        elif index.shards and all(_shard_files_ok(paths, s, identity) for s in index.shards):
             state.shards = index.shards
             state.counts = RunCounts(**index.counts)
             report.reused_shards = len(index.shards)
@@ -48,6 +65,8 @@ def translate_stage(setup: RunSetup, state: RunState) -> None:
                         len(index.shards), state.counts.kept_frames)
             return
 
+    if not groups:
+        groups = [(min_length, None, 1)]
     make_dir(paths.shards_dir)
     stats = TranslateStats()
     chunk_length, shard_size = setup.config.chunk_length, setup.config.shard_size
@@ -63,19 +82,20 @@ def translate_stage(setup: RunSetup, state: RunState) -> None:
                 row = ContigRow(contig.id, contig.length, contig.chunks, with_frames.pop(contig.id, 0))
                 write_contig_row(contigs_table, row)
 
-        shard_frames: list[tuple[str, str, str]] = []
+        writers = [_GroupWriter(paths, identity, shard_size, *g) for g in groups]
         for chunk in iter_chunk_frames(setup.options.input_path, chunk_length, stats):
             write_finished_contigs(chunk.record_id)
             if not chunk.frames:
                 continue
             with_frames[chunk.record_id] = with_frames.get(chunk.record_id, 0) + 1
-            for frame in chunk.frames:
-                shard_frames.append((ids.frame_id(chunk.chunk_id, frame.suffix), frame.nucleotide, frame.protein))
-                if len(shard_frames) == shard_size:
-                    state.shards.append(_write_shard(paths, len(state.shards) + 1, shard_frames, identity))
-                    shard_frames = []
-        if shard_frames:
-            state.shards.append(_write_shard(paths, len(state.shards) + 1, shard_frames, identity))
+            length = stats.contigs[0].length  # the current record (finished ones were popped)
+            writer = next((w for w in writers if w.holds_length(length)), None)
+            if writer is not None:
+                writer.add(chunk.chunk_id, chunk.frames)
+        for writer in writers:
+            writer.flush()
+        state.shards.extend(sorted((s for w in writers for s in w.shards), key=lambda s: s.index))
+        _check_groups(writers)
         write_finished_contigs()
 
     atomic_write(paths.contigs_table, translate_into_shards)
@@ -89,6 +109,53 @@ def translate_stage(setup: RunSetup, state: RunState) -> None:
     report.computed_shards = len(state.shards)
     report.seconds = time.monotonic() - began
     logger.info("translate: %s; %d shard(s)", stats.summary(), len(state.shards))
+
+
+def _length_groups(shards: list[ShardInfo]) -> list[tuple[int, int | None, int]]:
+    """``(min_length, below, first shard index)`` of each length group of an index, in index order."""
+    groups: dict[tuple[int, int | None], int] = {}
+    for shard in shards:
+        key = (shard.min_length, shard.below)
+        groups[key] = min(groups.get(key, shard.index), shard.index)
+    return sorted(((lo, below, first) for (lo, below), first in groups.items()), key=lambda g: g[2])
+
+
+class _GroupWriter:
+    """Cuts one length group's frames into shards numbered from ``first``."""
+
+    def __init__(self, paths: RunPaths, identity: dict[str, Any], shard_size: int,
+                 min_length: int, below: int | None, first: int) -> None:
+        self.paths, self.identity, self.shard_size = paths, identity, shard_size
+        self.min_length, self.below, self.next_index = min_length, below, first
+        self.frames: list[tuple[str, str, str]] = []
+        self.shards: list[ShardInfo] = []
+
+    def holds_length(self, length: int) -> bool:
+        return self.min_length <= length and (self.below is None or length < self.below)
+
+    def add(self, chunk_id: str, frames: list[Any]) -> None:
+        for frame in frames:
+            self.frames.append((ids.frame_id(chunk_id, frame.suffix), frame.nucleotide, frame.protein))
+            if len(self.frames) == self.shard_size:
+                self.flush()
+
+    def flush(self) -> None:
+        if self.frames:
+            shard = _write_shard(self.paths, self.next_index, self.frames, self.identity)
+            self.shards.append(ShardInfo(shard.index, shard.frames, self.min_length, self.below))
+            self.next_index += 1
+            self.frames = []
+
+
+def _check_groups(writers: list[_GroupWriter]) -> None:
+    """Two length groups must never number a shard alike (an earlier group grew: the input changed)."""
+    seen: set[int] = set()
+    for writer in writers:
+        for shard in writer.shards:
+            if shard.index in seen:
+                raise InputError(f"shard {shard.index} made twice: the input changed since the earlier run; "
+                                 "re-run with --force")
+            seen.add(shard.index)
 
 
 def _write_shard(paths: RunPaths, index: int, frames: list[tuple[str, str, str]], identity: dict[str, Any]) -> ShardInfo:

@@ -3,10 +3,10 @@
 * ``work/contigs.tsv``: one line per input record, in input order:
   ``id  length  chunks  chunks_with_frames`` (no header). Written by the
   translate stage while the input streams; read when ``contig_summary.tsv`` is made.
-* ``work/translate.json``: the shard index, ``{"shards": [{"index", "frames"}...],
+* ``work/translate.json``: the shard index, ``{"shards": [{"index", "frames", "min_length", "below"}...],
   "counts": {...}}``. Written by the translate stage; read on resume and by
   ``features export``.
-* ``work/assembly/shard-NNNNN.chunks.tsv``: one shard's chunk calls sorted by
+* ``work/assembly/run-NNNNN.chunks.tsv``: one run of chunk calls sorted by
   chunk ID: ``chunk_id  max_others  max_virus`` (``repr`` of the floats, so
   they read back exactly). Temporary, during assembly only.
 
@@ -46,10 +46,22 @@ def read_contigs(path: Path) -> Iterator[ContigRow]:
 
 @dataclass
 class ShardInfo:
-    """One shard of kept frames, as recorded in the shard index."""
+    """One shard of kept frames, as recorded in the shard index.
+
+    ``min_length``/``below``: the shard holds the frames of the records whose length is in
+    ``[min_length, below)`` (``below`` None: no upper bound). A run with a lower
+    ``--min-length`` than every earlier one adds shards for the newly included lengths
+    (a new length group) instead of remaking the others.
+    """
 
     index: int
     frames: int
+    min_length: int = 0
+    below: int | None = None
+
+    def holds_length(self, length: int) -> bool:
+        """Whether records of ``length`` bp belong to this shard's length group."""
+        return self.min_length <= length and (self.below is None or length < self.below)
 
 
 @dataclass(frozen=True)
@@ -74,7 +86,11 @@ def read_shard_index(path: Path) -> ShardIndex:
         OSError, ValueError, KeyError, TypeError: it is unreadable or malformed.
     """
     data: Any = json.loads(path.read_text(encoding="utf-8"))
-    shards = [ShardInfo(int(s["index"]), int(s["frames"])) for s in data["shards"]]
+    shards = [
+        ShardInfo(int(s["index"]), int(s["frames"]), int(s.get("min_length", 0)),
+                  None if s.get("below") is None else int(s["below"]))
+        for s in data["shards"]
+    ]
     counts = {str(k): int(v) for k, v in data["counts"].items()}
     return ShardIndex(shards, counts)
 
