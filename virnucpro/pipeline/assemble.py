@@ -13,13 +13,15 @@ from __future__ import annotations
 
 import io
 import itertools
+import logging
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import IO
 
 from virnucpro.pipeline import results
 from virnucpro.pipeline.checkpoint import atomic_write, make_dir
+from virnucpro.pipeline.options import PredictOptions
 from virnucpro.pipeline.outputs import RunPaths
 from virnucpro.pipeline.summary import RunState, StageReport
 from virnucpro.pipeline.work_files import (
@@ -29,13 +31,24 @@ from virnucpro.pipeline.work_files import (
     write_sorted_chunk_calls,
 )
 
+logger = logging.getLogger(__name__)
+
 
 def _all_rows(paths: RunPaths, shards: list[ShardInfo]) -> Iterator[results.FrameScore]:
     return itertools.chain.from_iterable(results.read_score_file(paths.shard_scores(s.index)) for s in shards)
 
 
-def assemble(paths: RunPaths, state: RunState) -> None:
-    """Write the three result tables and record the virus counts in ``state``."""
+def assemble(paths: RunPaths, state: RunState, on_table: Callable[[], None] | None = None) -> None:
+    """Write the three result tables and record the virus counts in ``state``.
+
+    Args:
+        on_table: called after each table is in place (the run's stop check: a stop
+            signal ends the assembly there; a re-run writes every table again).
+    """
+    def table_done() -> None:
+        if on_table is not None:
+            on_table()
+
     began = time.monotonic()
     shards = state.shards
 
@@ -51,6 +64,7 @@ def assemble(paths: RunPaths, state: RunState) -> None:
                     handle.write(line)
 
     atomic_write(paths.predictions, write_predictions)
+    table_done()
 
     # Per-chunk calls: sorted per shard into temporary files, then k-way merged.
     make_dir(paths.assembly_dir)
@@ -74,6 +88,7 @@ def assemble(paths: RunPaths, state: RunState) -> None:
 
     atomic_write(paths.highest_score, write_highest)
     shutil.rmtree(paths.assembly_dir, ignore_errors=True)
+    table_done()
 
     def write_contigs(handle: IO[bytes]) -> None:
         handle.write(results.CONTIG_SUMMARY_HEADER.encode())
@@ -87,10 +102,25 @@ def assemble(paths: RunPaths, state: RunState) -> None:
     state.stages["assemble"] = StageReport(seconds=time.monotonic() - began, frames=state.counts.kept_frames)
 
 
-def remove_intermediates(paths: RunPaths, keep_features: bool) -> None:
+def remove_intermediates(paths: RunPaths, options: PredictOptions) -> None:
     """After success, drop what is large and cheap to remake: the shard FASTA files (the
-    translate stage re-creates them in seconds) and, unless kept, the feature files. The
-    small score files stay, so re-running a finished command only re-translates."""
+    translate stage re-creates them in seconds) and the feature files, unless kept.
+
+    Features are kept with ``--keep-features`` and also when an earlier ``--keep-features``
+    run asked for them (``work/features/KEPT``): hours of GPU work are removed only on
+    request (``--discard-features`` or ``--force``). The small score files stay, so
+    re-running a finished command only re-translates.
+    """
     shutil.rmtree(paths.shards_dir, ignore_errors=True)
-    if not keep_features:
-        shutil.rmtree(paths.features_dir, ignore_errors=True)
+    features = sorted(paths.features_dir.glob("*.safetensors")) if paths.features_dir.is_dir() else []
+    kept_before = paths.kept_features_marker.exists()
+    if options.keep_features or (kept_before and not options.discard_features):
+        if features:
+            why = "--keep-features" if options.keep_features else "an earlier --keep-features run"
+            hint = "" if options.keep_features else "; --discard-features deletes them"
+            logger.info("kept %d feature file(s) in %s (asked for by %s)%s", len(features), paths.features_dir,
+                        why, hint)
+        return
+    if kept_before and features:
+        logger.info("--discard-features: removed %d kept feature file(s) from %s", len(features), paths.features_dir)
+    shutil.rmtree(paths.features_dir, ignore_errors=True)
