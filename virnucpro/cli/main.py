@@ -21,7 +21,6 @@ from virnucpro import __version__
 from virnucpro.errors import (
     EXIT_CODES,
     EXIT_FAILURE,
-    EXIT_INTERRUPTED,
     EXIT_OK,
     EXIT_USAGE,
     VirnucproError,
@@ -174,9 +173,13 @@ def main(
             return result if isinstance(result, int) else EXIT_OK
         except click.exceptions.Exit as exc:
             return exc.exit_code
-        except click.Abort:
-            click.echo("virnucpro: interrupted", err=True)
-            return EXIT_INTERRUPTED
+        except click.Abort as exc:  # click turns KeyboardInterrupt (RunInterrupted too) into Abort
+            signum = getattr(exc.__cause__ or exc.__context__, "signum", None)
+            if signum is None:
+                click.echo("virnucpro: interrupted", err=True)
+            else:
+                click.echo("virnucpro: interrupted; finished work is kept, re-run to continue", err=True)
+            return exit_code_for_signal(signum)
         except click.ClickException as exc:
             exc.show(file=err)
             return exc.exit_code if exc.exit_code else EXIT_USAGE
