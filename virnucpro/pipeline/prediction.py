@@ -31,6 +31,7 @@ from pathlib import Path
 
 from virnucpro import __version__
 from virnucpro.errors import EXIT_FAILURE, EXIT_OK, InputError, OutputError, exit_code_for_signal
+from virnucpro.io.fasta_open import is_stream
 from virnucpro.log import add_log_file, remove_log_file
 from virnucpro.pipeline.assemble import assemble, remove_intermediates
 from virnucpro.pipeline.checkpoint import (
@@ -40,6 +41,7 @@ from virnucpro.pipeline.checkpoint import (
     hash_input,
     make_dir,
     output_dir_lock,
+    read_done,
     wipe_run_state,
 )
 from virnucpro.pipeline.feature_stage import feature_stage
@@ -69,10 +71,11 @@ def main(options: PredictOptions) -> int:
     with stop_on_signals():
         # Options and input first: a bad one must not wait for the models, nor touch DIR.
         check_options(options)
-        stream = check_input(options.input_path)
-        if stream:
-            logger.info("%s is a stream: it is read once, so this run cannot be resumed", options.input_path)
         paths = RunPaths(Path(options.output_dir))
+        if _input_translated_before(paths, options.input_path):
+            logger.debug("%s: translated by an earlier run in %s; not checked again", options.input_path, paths.root)
+        elif check_input(options.input_path):
+            logger.info("%s is a stream: it is read once, so this run cannot be resumed", options.input_path)
         make_dir(paths.root)
         log_handler = add_log_file(paths.log)
         try:
@@ -82,6 +85,16 @@ def main(options: PredictOptions) -> int:
             raise OutputError(f"{exc}; finished work is kept, re-run the same command once this is fixed") from exc
         finally:
             remove_log_file(log_handler)
+
+
+def _input_translated_before(paths: RunPaths, input_path: str) -> bool:
+    """True when a translate stage in ``paths.root`` already read this very input (same sha256)
+    to the end: resuming a run on a large input then skips the second full read of the check."""
+    marker = read_done(paths.translate_index)
+    if not marker or is_stream(input_path) or not Path(input_path).is_file():
+        return False
+    recorded = (marker.get("identity") or {}).get("input_sha256")
+    return recorded is not None and recorded == hash_input(input_path)
 
 
 def _run(options: PredictOptions, paths: RunPaths) -> int:
@@ -116,9 +129,7 @@ def _accept_run(options: PredictOptions, paths: RunPaths) -> RunSetup:
     """Plan devices, resolve models and accept the run in ``paths.root`` (``run.json``);
     only here, after every check passed, may ``--force`` remove an earlier run."""
     logger.info("virnucpro %s predict %s -> %s", __version__, options.input_path, paths.root)
-    removed = clean_temporaries(paths.root)
-    if removed:
-        logger.info("removed %d temporary file(s) left by an interrupted run", len(removed))
+    clean_temporaries(paths.root)  # logs what it removed
     plan = plan_devices(options)
     logger.info("devices: %s; precision: %s", ", ".join(plan.devices), plan.precision)
     models = resolve_models(options)
