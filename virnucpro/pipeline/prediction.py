@@ -72,12 +72,14 @@ def main(options: PredictOptions) -> int:
         # Options and input first: a bad one must not wait for the models, nor touch DIR.
         check_options(options)
         paths = RunPaths(Path(options.output_dir))
-        if _input_translated_before(paths, options.input_path):
-            logger.debug("%s: translated by an earlier run in %s; not checked again", options.input_path, paths.root)
-        elif check_input(options.input_path):
-            logger.info("%s is a stream: it is read once, so this run cannot be resumed", options.input_path)
+        checked_before = _input_translated_before(paths, options.input_path)
+        stream = not checked_before and check_input(options.input_path)
         make_dir(paths.root)
         log_handler = add_log_file(paths.log)
+        if checked_before:
+            logger.debug("%s: translated by an earlier run in %s; not checked again", options.input_path, paths.root)
+        if stream:
+            logger.info("%s is a stream: it is read once, so this run cannot be resumed", options.input_path)
         try:
             with output_dir_lock(paths.root):
                 return _run(options, paths)
