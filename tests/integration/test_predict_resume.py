@@ -131,7 +131,7 @@ def test_changed_settings_are_refused_until_force(tmp_path, reference):
     stderr = refused.stderr.decode()
     errors = [line for line in stderr.splitlines() if line.startswith("virnucpro: error:")]
     assert len(errors) == 1 and stderr.strip().splitlines()[-1] == errors[0]
-    assert "chunk_length: 500 -> 300" in errors[0] and "--force" in errors[0]
+    assert "--chunk-length: 500 -> 300" in errors[0] and "--force" in errors[0]
     assert "Traceback" not in stderr
     assert results_of(out) == reference  # untouched
     forced = run_cli(*fixture_args(out, "--shard-size", "40", "-c", "300", "--force"))
