@@ -128,6 +128,7 @@ def test_no_force_line_without_removal(tmp_path, source):
     assert FORCE_LINE not in good.stderr.decode()  # nothing was there to remove
 
 
+@pytest.mark.slow
 def test_the_whole_input_is_checked_before_any_model_is_looked_at(tmp_path, source):
     absent = tmp_path / "nowhere"
     model_args = ["--esm-model", str(absent / "esm.pt"), "--dnabert-model", str(absent / "dnabert"),
@@ -144,6 +145,7 @@ def test_the_whole_input_is_checked_before_any_model_is_looked_at(tmp_path, sour
     assert result.returncode == 4 and "nowhere" in one_error_line(result.stderr)
 
 
+@pytest.mark.slow
 def test_gzip_input_is_checked_whole_too(tmp_path, source):
     bad = tmp_path / "bad.fa.gz"
     bad.write_bytes(gzip.compress((source.read_text() + ">late\nACGT*ACGT\n").encode()))
@@ -152,6 +154,7 @@ def test_gzip_input_is_checked_whole_too(tmp_path, source):
     assert result.returncode == 3 and "'late'" in one_error_line(result.stderr)
 
 
+@pytest.mark.slow
 def test_short_chunk_length_is_refused_unless_allowed(tmp_path, source):
     out = tmp_path / "out"
     result = run_cli(*predict_args(source, out, "-c", "10"))
@@ -161,6 +164,7 @@ def test_short_chunk_length_is_refused_unless_allowed(tmp_path, source):
     assert not out.exists()
 
 
+@pytest.mark.slow
 def test_chunk_length_other_than_the_classifiers_is_warned_about(tmp_path, source):
     env = {"VIRNUCPRO_CACHE": str(tmp_path / "empty-cache"), "TORCH_HOME": str(tmp_path / "torch"),
            "HF_HOME": str(tmp_path / "hf")}
