@@ -2,7 +2,11 @@
 
 Anything raised as a :class:`VirnucproError` is reported by the CLI as one line
 (``virnucpro: error: <message>``) with no traceback; the traceback still goes to
-the log file. Everything else is a bug and exits with :data:`EXIT_FAILURE`.
+the log file. Anything else is an internal error (a bug) and also exits with
+:data:`EXIT_FAILURE`, with the exception's name on the line.
+
+:data:`EXIT_CODES` is the one list of exit codes: ``virnucpro --help`` prints it
+and the README's "Exit codes" table must equal it (a test checks).
 """
 
 from __future__ import annotations
@@ -13,17 +17,28 @@ EXIT_USAGE = 2
 EXIT_INPUT = 3
 EXIT_MODEL_UNAVAILABLE = 4
 EXIT_SHARDS_FAILED = 5
-EXIT_INTERRUPTED = 130
+EXIT_DIR_BUSY = 6
+EXIT_INTERRUPTED = 130  # 128 + SIGINT
+EXIT_TERMINATED = 143  # 128 + SIGTERM
 
 EXIT_CODES = {
     EXIT_OK: "success",
-    EXIT_FAILURE: "failure (a bug, or an error not covered below)",
-    EXIT_USAGE: "usage error (bad option or argument)",
-    EXIT_INPUT: "input error (unreadable or malformed input file)",
-    EXIT_MODEL_UNAVAILABLE: "model not available (not cached and cannot be downloaded, or invalid)",
+    EXIT_FAILURE: "results cannot be written (disk full, permission denied), or an internal error (see the log)",
+    EXIT_USAGE: "usage error (bad option, or settings that differ from the run already in DIR)",
+    EXIT_INPUT: "input error (missing, unreadable or malformed input file)",
+    EXIT_MODEL_UNAVAILABLE: "model not available (not cached and cannot be downloaded, or not a valid model file)",
     EXIT_SHARDS_FAILED: "some shards failed (finished work kept, re-run to continue)",
-    EXIT_INTERRUPTED: "interrupted (SIGINT/SIGTERM; finished work kept, re-run to continue)",
+    EXIT_DIR_BUSY: "another virnucpro run is using the output directory",
+    EXIT_INTERRUPTED: "interrupted by SIGINT / Ctrl-C (finished work kept, re-run to continue)",
+    EXIT_TERMINATED: "stopped by SIGTERM, e.g. a scheduler (finished work kept, re-run to continue)",
 }
+
+
+def exit_code_for_signal(signum: int | None) -> int:
+    """The exit code of a run stopped by ``signum``: 143 for SIGTERM, 130 otherwise (SIGINT)."""
+    import signal
+
+    return EXIT_TERMINATED if signum == signal.SIGTERM else EXIT_INTERRUPTED
 
 
 class VirnucproError(Exception):
@@ -58,6 +73,18 @@ class OutputError(VirnucproError):
     """Results cannot be written (disk full, permission denied, read-only)."""
 
     exit_code = EXIT_FAILURE
+
+
+class UsageError(VirnucproError):
+    """Options that cannot be meant (a chunk length the classifier cannot use...)."""
+
+    exit_code = EXIT_USAGE
+
+
+class OutputDirBusyError(VirnucproError):
+    """Another run holds the output directory's lock."""
+
+    exit_code = EXIT_DIR_BUSY
 
 
 class ShardsFailedError(VirnucproError):

@@ -100,11 +100,6 @@ def test_closed_stdin_is_an_input_error(tmp_path: Path, command: list[str]) -> N
 
 @pytest.mark.slow
 @pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash for process substitution")
-@pytest.mark.xfail(
-    strict=True,
-    reason="needs the pipeline side of issue 10 item 7: prediction.check_input and checkpoint.hash_input "
-    "must use virnucpro.io.fasta.is_stream (a stream is read once); remove this mark once wired",
-)
 def test_predict_from_process_substitution(tmp_path: Path, tiny_ref: Path) -> None:
     source = tiny_ref / "contigs.fa"
     regular = run_cli("predict", str(source), "-o", str(tmp_path / "file"), "--models", "demo", "--no-dashboard")

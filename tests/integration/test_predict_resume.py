@@ -135,7 +135,7 @@ def test_changed_settings_are_refused_until_force(tmp_path, reference):
     stderr = refused.stderr.decode()
     errors = [line for line in stderr.splitlines() if line.startswith("virnucpro: error:")]
     assert len(errors) == 1 and stderr.strip().splitlines()[-1] == errors[0]
-    assert "chunk_length: 500 -> 300" in errors[0] and "--force" in errors[0]
+    assert "--chunk-length: 500 -> 300" in errors[0] and "--force" in errors[0]
     assert "Traceback" not in stderr
     assert results_of(out) == reference  # untouched
     forced = run_cli(*fixture_args(out, "--shard-size", "40", "-c", "300", "--force"))
@@ -155,7 +155,7 @@ def test_signals_stop_workers_quickly(tmp_path, reference, signum):
     started = time.monotonic()
     proc.wait(timeout=30)
     assert time.monotonic() - started < 15
-    assert proc.returncode == 130, proc.stderr.read().decode()
+    assert proc.returncode == (143 if signum == signal.SIGTERM else 130), proc.stderr.read().decode()
     survivors: list[str] = []
     for _ in range(50):  # workers and multiprocessing's helper must be gone within seconds
         survivors = subprocess.run(["pgrep", "-a", "-s", str(proc.pid)], capture_output=True, text=True).stdout.splitlines()
@@ -178,7 +178,7 @@ def test_second_run_on_same_directory_is_refused(tmp_path):
             time.sleep(0.1)
         time.sleep(0.5)
         second = run_cli(*fixture_args(out, "--shard-size", "40"))
-        assert second.returncode != 0
+        assert second.returncode == 6  # errors.EXIT_DIR_BUSY
         assert "another virnucpro run is using" in second.stderr.decode()
     finally:
         proc.wait(timeout=600)

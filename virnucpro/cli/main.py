@@ -21,10 +21,10 @@ from virnucpro import __version__
 from virnucpro.errors import (
     EXIT_CODES,
     EXIT_FAILURE,
-    EXIT_INTERRUPTED,
     EXIT_OK,
     EXIT_USAGE,
     VirnucproError,
+    exit_code_for_signal,
 )
 from virnucpro.log import LOGGER_NAME, add_log_file, reset_logging, setup_console_logging
 
@@ -138,8 +138,8 @@ class LazyGroup(click.Group):
 def cli(ctx: click.Context) -> None:
     """Find viral sequences in DNA FASTA files (the VirNucPro method).
 
-    Typical use: ``virnucpro predict contigs.fa -o results/``. Run
-    ``virnucpro COMMAND --help`` for each command's options. -v, -q and
+    Typical use: virnucpro predict contigs.fa -o results/. Run
+    virnucpro COMMAND --help for each command's options. -v, -q and
     --log-file work before or after COMMAND.
     """
     _apply_logging(ctx)
@@ -175,9 +175,13 @@ def main(
             return result if isinstance(result, int) else EXIT_OK
         except click.exceptions.Exit as exc:
             return exc.exit_code
-        except click.Abort:
-            click.echo("virnucpro: interrupted", err=True)
-            return EXIT_INTERRUPTED
+        except click.Abort as exc:  # click turns KeyboardInterrupt (RunInterrupted too) into Abort
+            signum = getattr(exc.__cause__ or exc.__context__, "signum", None)
+            if signum is None:
+                click.echo("virnucpro: interrupted", err=True)
+            else:
+                click.echo("virnucpro: interrupted; finished work is kept, re-run to continue", err=True)
+            return exit_code_for_signal(signum)
         except click.ClickException as exc:
             exc.show(file=err)
             return exc.exit_code if exc.exit_code else EXIT_USAGE
@@ -185,10 +189,10 @@ def main(
             logger.debug("error details", exc_info=True)
             click.echo(f"virnucpro: error: {exc}", err=True)
             return exc.exit_code
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as exc:
             logger.debug("interrupted", exc_info=True)
             click.echo("virnucpro: interrupted; finished work is kept, re-run to continue", err=True)
-            return EXIT_INTERRUPTED
+            return exit_code_for_signal(getattr(exc, "signum", None))
         except Exception as exc:  # noqa: BLE001 - the last line of defence: one line, full log
             logger.debug("unexpected error", exc_info=True)
             message = f"virnucpro: internal error: {type(exc).__name__}: {exc}"

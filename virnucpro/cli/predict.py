@@ -17,7 +17,9 @@ _PRECISIONS = ("auto", "fp32", "bf16", "fp16")
               help="A classifier file instead of the published one (published pickle, state dict or safetensors), "
                    "or a MODEL_DIR from 'virnucpro train'.")
 @click.option("-c", "--chunk-length", type=click.IntRange(min=3), default=None,
-              help="Chunk length in bp [default: the model type].")
+              help="Chunk length in bp [default: the model type]; another length than the classifier's "
+                   "is warned about, below 30 refused.")
+@click.option("--allow-chunk-length", is_flag=True, help="Accept a --chunk-length below 30 bp.")
 @click.option("--models", "model_set", type=click.Choice(["published", "demo"]), default="published", show_default=True,
               help="'demo' uses tiny random models built locally: runs anywhere, scores are meaningless.")
 @click.option("--esm-model", default=None, metavar="NAME|FILE",
@@ -40,7 +42,10 @@ _PRECISIONS = ("auto", "fp32", "bf16", "fp16")
               help="Frames per work shard (the unit of resume and of work per worker).")
 @click.option("--force", is_flag=True, help="Discard a previous run in the output directory and start over.")
 @click.option("--no-dashboard", is_flag=True, help="Plain progress lines instead of the live view.")
-@click.option("--keep-features", is_flag=True, help="Keep per-frame embeddings under DIR/work/features/.")
+@click.option("--keep-features", is_flag=True,
+              help="Keep per-frame embeddings under DIR/work/features/ (later runs keep them too).")
+@click.option("--discard-features", is_flag=True,
+              help="Delete embeddings kept by an earlier --keep-features run once this run finishes.")
 @click.option("--stall-timeout", type=click.FloatRange(min=0), default=1800, show_default=True, metavar="SECONDS",
               help="Kill and retry a worker process that reports no progress for this long (a hung GPU); 0 = never.")
 @click.option("--min-score", type=click.FloatRange(min=0, max=1), default=0.5, show_default=True,
@@ -53,15 +58,16 @@ def predict(input_path: str, output_dir: str, model_type: str, model_path: str |
             model_set: str, esm_model: str | None, dnabert_model: str | None, dnabert_revision: str | None,
             device: str, precision: str, batch_tokens: int | None, offline: bool, parallel: bool,
             gpus: str | None, workers: int, shard_size: int, force: bool, no_dashboard: bool,
-            keep_features: bool, stall_timeout: float, min_score: float, min_length: int) -> None:
-    """Score every chunk of INPUT (DNA FASTA; '-' for stdin) as virus or not.
+            keep_features: bool, discard_features: bool, stall_timeout: float, allow_chunk_length: bool,
+            min_score: float, min_length: int) -> None:
+    """Score every chunk of INPUT (DNA FASTA; '-' for stdin, or a named pipe) as virus or not.
 
     Writes in OUTPUT_DIR: prediction_results.txt (per frame),
     prediction_results_highestscore.csv (per chunk), chunk_scores.tsv (per
     chunk, with its chunk score), contig_summary.tsv (per input sequence, with
     its virus_score and call), viral_contigs.fa (the sequences called virus),
     run_summary.json and virnucpro.log. Re-running the same command resumes an
-    interrupted run.
+    interrupted run (not for stdin or a pipe, which is read once).
 
     \b
     Examples:
@@ -77,5 +83,6 @@ def predict(input_path: str, output_dir: str, model_type: str, model_path: str |
         dnabert_revision=dnabert_revision, models=model_set, device=device, precision=precision,
         batch_tokens=batch_tokens, offline=offline, shard_size=shard_size, parallel=parallel or gpus is not None,
         gpus=gpus, workers=workers, force=force, no_dashboard=no_dashboard, keep_features=keep_features,
-        stall_timeout=stall_timeout, min_score=min_score, min_length=min_length,
+        stall_timeout=stall_timeout, discard_features=discard_features, allow_chunk_length=allow_chunk_length,
+        min_score=min_score, min_length=min_length,
     ))

@@ -100,7 +100,7 @@ def pickle_globals(path: str | Path) -> list[str]:
             if not names:
                 raise ModelNotAvailableError(f"{path}: not a torch checkpoint (zip without data.pkl)")
             with archive.open(names[0]) as stream:
-                return _scan_pickle(stream)
+                return _scan_pickle(stream, path)
     found: list[str] = []
     with path.open("rb") as stream:
         # Legacy torch.save: magic number, protocol, sys info, then the object.
@@ -108,11 +108,11 @@ def pickle_globals(path: str | Path) -> list[str]:
             if not stream.read(1):
                 break
             stream.seek(-1, 1)
-            found.extend(_scan_pickle(stream))
+            found.extend(_scan_pickle(stream, path))
     return found
 
 
-def _scan_pickle(stream: IO[bytes]) -> list[str]:
+def _scan_pickle(stream: IO[bytes], path: Path) -> list[str]:
     found: list[str] = []
     strings: list[Any] = []  # values pushed recently, for STACK_GLOBAL
     memo: dict[Any, Any] = {}
@@ -143,5 +143,5 @@ def _scan_pickle(stream: IO[bytes]) -> list[str]:
                 strings.append(None)
             del strings[:-2]
     except Exception as exc:  # noqa: BLE001 - a malformed pickle is refused, not crashed on
-        raise ModelNotAvailableError(f"unreadable pickle: {exc}") from exc
+        raise ModelNotAvailableError(f"{path}: not a readable checkpoint (damaged or truncated pickle: {exc})") from exc
     return found

@@ -32,6 +32,7 @@ from virnucpro.io.fasta import FastaBytesRecord, read_fasta_bytes
 from virnucpro.io.fasta_open import is_stream
 from virnucpro.pipeline import per_sequence, results
 from virnucpro.pipeline.checkpoint import atomic_write, hash_input, make_dir
+from virnucpro.pipeline.options import PredictOptions
 from virnucpro.pipeline.outputs import RunPaths
 from virnucpro.pipeline.run_config import RunSetup
 from virnucpro.pipeline.summary import RunState, StageReport
@@ -105,8 +106,17 @@ def _text_writer(fill: Callable[[io.TextIOWrapper], None]) -> Callable[[IO[bytes
     return write
 
 
-def assemble(setup: RunSetup, state: RunState) -> None:
-    """Write every result table and record the virus counts in ``state``."""
+def assemble(setup: RunSetup, state: RunState, on_table: Callable[[], None] | None = None) -> None:
+    """Write every result table and record the virus counts in ``state``.
+
+    Args:
+        on_table: called after each table is in place (the run's stop check: a stop
+            signal ends the assembly there; a re-run writes every table again).
+    """
+    def table_done() -> None:
+        if on_table is not None:
+            on_table()
+
     paths, config = setup.paths, setup.config
     began = time.monotonic()
     shards = state.shards
@@ -123,6 +133,7 @@ def assemble(setup: RunSetup, state: RunState) -> None:
         counts.frames_virus, counts.frames_scored = virus, frames
 
     atomic_write(paths.predictions, _text_writer(write_predictions))
+    table_done()
 
     make_dir(paths.assembly_dir)
     sort_runs = 0
@@ -158,6 +169,7 @@ def assemble(setup: RunSetup, state: RunState) -> None:
         atomic_write(paths.contig_summary, _text_writer(write_summary))
 
     atomic_write(paths.chunk_scores, _text_writer(write_chunk_scores))
+    table_done()
 
     def write_highest(text: io.TextIOWrapper) -> None:
         text.write(results.HIGHEST_SCORE_HEADER)
@@ -168,6 +180,7 @@ def assemble(setup: RunSetup, state: RunState) -> None:
 
     atomic_write(paths.highest_score, _text_writer(write_highest))
     shutil.rmtree(paths.assembly_dir, ignore_errors=True)
+    table_done()
 
     counts.sequences_virus = tally[per_sequence.CALL_VIRUS]
     counts.sequences_not_virus = tally[per_sequence.CALL_NOT_VIRUS]
@@ -215,10 +228,25 @@ def write_viral_fasta(setup: RunSetup, viral: list[int]) -> bool:
     return True
 
 
-def remove_intermediates(paths: RunPaths, keep_features: bool) -> None:
+def remove_intermediates(paths: RunPaths, options: PredictOptions) -> None:
     """After success, drop what is large and cheap to remake: the shard FASTA files (the
-    translate stage re-creates them in seconds) and, unless kept, the feature files. The
-    small score files stay, so re-running a finished command only re-translates."""
+    translate stage re-creates them in seconds) and the feature files, unless kept.
+
+    Features are kept with ``--keep-features`` and also when an earlier ``--keep-features``
+    run asked for them (``work/features/KEPT``): hours of GPU work are removed only on
+    request (``--discard-features`` or ``--force``). The small score files stay, so
+    re-running a finished command only re-translates.
+    """
     shutil.rmtree(paths.shards_dir, ignore_errors=True)
-    if not keep_features:
-        shutil.rmtree(paths.features_dir, ignore_errors=True)
+    features = sorted(paths.features_dir.glob("*.safetensors")) if paths.features_dir.is_dir() else []
+    kept_before = paths.kept_features_marker.exists()
+    if options.keep_features or (kept_before and not options.discard_features):
+        if features:
+            why = "--keep-features" if options.keep_features else "an earlier --keep-features run"
+            hint = "" if options.keep_features else "; --discard-features deletes them"
+            logger.info("kept %d feature file(s) in %s (asked for by %s)%s", len(features), paths.features_dir,
+                        why, hint)
+        return
+    if kept_before and features:
+        logger.info("--discard-features: removed %d kept feature file(s) from %s", len(features), paths.features_dir)
+    shutil.rmtree(paths.features_dir, ignore_errors=True)

@@ -35,7 +35,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
-from virnucpro.errors import OutputError, RunConfigMismatchError, VirnucproError
+from virnucpro.errors import OutputDirBusyError, OutputError, RunConfigMismatchError
 from virnucpro.hashing import file_sha256
 from virnucpro.pipeline.outputs import LOCK_NAME, RUN_JSON_NAME
 
@@ -297,15 +297,22 @@ def remove_result(path: str | Path) -> None:
 def hash_input(path: str | Path) -> str | None:
     """sha256 of the input file's bytes (as stored, compressed or not), streamed.
 
-    Returns None for ``-`` (stdin): stdin cannot be read twice, so a run fed
-    from stdin records no hash and cannot be resumed (see :func:`check_or_write_run_json`).
+    Returns None for a stream (``-``, a named pipe, ``<(...)``; see
+    :func:`virnucpro.io.fasta_open.is_stream`): it cannot be read twice, so a run fed
+    from one records no hash and cannot be resumed (see :func:`check_or_write_run_json`).
     """
-    if str(path) == "-":
+    from virnucpro.io.fasta_open import is_stream
+
+    if is_stream(path):
         return None
     return file_sha256(path, use_cache=False)
 
 
-def _describe_differences(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
+Describer = Callable[[Mapping[str, Any], Mapping[str, Any]], list[str]]
+
+
+def describe_param_differences(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
+    """``key: old -> new`` for every top-level key whose value differs (values as JSON)."""
     diffs = []
     for key in sorted(set(old) | set(new)):
         if key not in old:
@@ -317,12 +324,16 @@ def _describe_differences(old: Mapping[str, Any], new: Mapping[str, Any]) -> lis
     return diffs
 
 
-def wipe_run_state(out_dir: str | Path, state_names: Sequence[str]) -> list[Path]:
+def wipe_run_state(out_dir: str | Path, state_names: Sequence[str],
+                   derived_files: Sequence[str] = ()) -> list[Path]:
     """Remove the files and directories a run created (``state_names``) plus temporaries.
 
     Only the listed names directly inside ``out_dir`` (and their ``.done``
-    markers) are removed; anything else in the directory is left alone.
-    ``run.json`` goes first, so an interrupted wipe is never mistaken for a resumable run.
+    markers) are removed, and the listed ``derived_files`` (relative paths of
+    single files, e.g. an export; their directory goes only when left empty);
+    anything else in the directory is left alone. ``run.json`` goes first, so
+    an interrupted wipe is never mistaken for a resumable run. Logs nothing:
+    the caller says what was removed and why.
     """
     out_dir = Path(out_dir)
     names = sorted(state_names, key=lambda name: name != RUN_JSON)
@@ -338,9 +349,19 @@ def wipe_run_state(out_dir: str | Path, state_names: Sequence[str]) -> list[Path
             else:
                 continue
             removed.append(target)
+    parents = set()
+    for relative in derived_files:
+        target = out_dir / relative
+        if ".." in Path(relative).parts or target.is_dir():
+            continue
+        if target.is_file() or target.is_symlink():
+            target.unlink()
+            removed.append(target)
+            parents.add(target.parent)
+    for parent in parents:
+        with contextlib.suppress(OSError):  # not empty: the user's files stay
+            parent.rmdir()
     clean_temporaries(out_dir, recursive=False)
-    if removed:
-        logger.info("--force: removed previous run state in %s (%s)", out_dir, ", ".join(p.name for p in removed))
     return removed
 
 
@@ -374,6 +395,8 @@ def check_or_write_run_json(
     force: bool = False,
     *,
     state_names: Sequence[str],
+    derived_files: Sequence[str] = (),
+    describe: Describer = describe_param_differences,
 ) -> str:
     """Start a run in ``out_dir`` or resume the one that is there.
 
@@ -386,8 +409,11 @@ def check_or_write_run_json(
     Args:
         out_dir: the output directory (created if missing).
         params: JSON-serialisable parameters of this run.
-        force: wipe the previous run state (:func:`wipe_run_state`) and start over.
+        force: wipe the previous run state (:func:`wipe_run_state`) and start over; logs one
+            ``--force: removed ...`` line when something was removed.
         state_names: what ``force`` may remove (``RunPaths.state_names()``); see :func:`wipe_run_state`.
+        derived_files: single files ``force`` also removes (``RunPaths.derived_names()``).
+        describe: turns old and new params into one short ``setting: old -> new`` text per difference.
 
     Returns:
         ``"new"`` (first run here), ``"resume"`` (same parameters) or ``"forced"``.
@@ -400,8 +426,11 @@ def check_or_write_run_json(
     new_params = _normalise(dict(params))
     outcome = "new"
     if force:
-        if wipe_run_state(out_dir, state_names):
+        removed = wipe_run_state(out_dir, state_names, derived_files)
+        if removed:
             outcome = "forced"
+            logger.info("--force: removed the previous run's files in %s (%s)", out_dir,
+                        ", ".join(str(p.relative_to(out_dir)) for p in removed))
     else:
         previous = read_run_json(out_dir)
         hint = "use --force to start over or choose another -o"
@@ -415,13 +444,14 @@ def check_or_write_run_json(
             old_params = previous["params"]
             if new_params.get("input_sha256", "") is None or old_params.get("input_sha256", "") is None:
                 raise RunConfigMismatchError(
-                    f"{out_dir} holds an earlier run and the input is stdin, which cannot be checked "
+                    f"{out_dir} holds an earlier run and the input is a stream (stdin or a pipe), which cannot be checked "
                     f"against it; {hint}"
                 )
-            diffs = _describe_differences(old_params, new_params)
+            diffs = describe(old_params, new_params)
             if diffs:
                 raise RunConfigMismatchError(
-                    f"{out_dir} holds a run made with other settings ({'; '.join(diffs)}); {hint}"
+                    f"{out_dir} holds a run made with other settings ({'; '.join(diffs)}); "
+                    f"re-run with the earlier settings, {hint}"
                 )
             logger.info("resuming the run in %s", out_dir)
             return "resume"
@@ -460,7 +490,7 @@ def output_dir_lock(out_dir: str | Path) -> Iterator[Path]:
     try:
         lock.acquire()
     except filelock.Timeout:
-        raise VirnucproError(
+        raise OutputDirBusyError(
             f"another virnucpro run is using {out_dir} (lock {lock_path} is held); "
             "wait for it to finish or choose another -o"
         ) from None

@@ -16,9 +16,10 @@ from virnucpro.pipeline.dashboard import Dashboard
 from virnucpro.pipeline.model_kinds import EmbedPayload, ModelKind
 from virnucpro.pipeline.outputs import shard_name
 from virnucpro.pipeline.run_config import RunSetup
+from virnucpro.pipeline.run_stop import signal_at
 from virnucpro.pipeline.summary import RunState, StageReport
 from virnucpro.pipeline.work_files import ShardInfo
-from virnucpro.pipeline.work_queue import BatchQueueManager, Task
+from virnucpro.pipeline.work_queue import BatchQueueManager, Event, Task, TaskFinished
 
 logger = logging.getLogger(__name__)
 
@@ -45,17 +46,28 @@ def feature_stage(kind: ModelKind, shards: list[ShardInfo], setup: RunSetup, sta
     make_dir(paths.features_dir)
     total = sum(t.size for t in tasks)
     logger.info("%s: embedding %d frame(s) in %d shard(s) on %s", kind.name, total, len(tasks), ", ".join(plan.devices))
+    sizes = {t.key: t.size for t in tasks}
+    began_embedding = time.monotonic()
     with Dashboard(kind.name, total, plan.devices, no_dashboard=options.no_dashboard) as dashboard:
+
+        def on_event(event: Event) -> None:
+            # Counted as shards finish, so an interrupted run's summary tells what was done.
+            dashboard.handle(event)
+            if isinstance(event, TaskFinished) and event.task_key in sizes:
+                report.frames += sizes.pop(event.task_key)
+                report.computed_shards += 1
+                report.seconds = time.monotonic() - began
+                if not sizes:
+                    signal_at(f"last:{kind.name}")
+
         manager = BatchQueueManager(
             kind.worker_init, kind.worker_process, plan.devices,
             kind.init_args(setup.models, plan.precision, options.batch_tokens).as_mapping(),
-            in_process=plan.in_process, on_event=dashboard.handle,
+            in_process=plan.in_process, on_event=on_event,
             worker_env={"PYTORCH_CUDA_ALLOC_CONF": "expandable_segments:True"},
             stall_timeout=options.stall_timeout or None,
         )
         run_report = manager.run(tasks)
-    run_report.raise_for_failures(kind.name)
-    report.frames = total
-    report.computed_shards = len(tasks)
     report.seconds = time.monotonic() - began
-    logger.info("%s: %d frame(s) in %.1f s", kind.name, total, report.seconds)
+    run_report.raise_for_failures(kind.name)
+    logger.info("%s: %d frame(s) in %.1f s", kind.name, report.frames, time.monotonic() - began_embedding)

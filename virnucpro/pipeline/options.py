@@ -30,6 +30,8 @@ class PredictOptions:
     no_dashboard: bool = False
     keep_features: bool = False
     stall_timeout: float = 1800.0
+    discard_features: bool = False
+    allow_chunk_length: bool = False
     min_score: float = 0.5
     min_length: int = 0
 

@@ -16,12 +16,14 @@ Layout of an output directory::
       virnucpro.log                       full debug log of every run in DIR
       NOTICE.txt                          only with --models demo: the scores mean nothing
       plots.pdf                           ``virnucpro plot DIR`` (default name)
+      features/{dnabert,esm}_*            ``virnucpro features export DIR`` (default place)
       .virnucpro.lock                     held while a run uses DIR (checkpoint.output_dir_lock)
       work/
         translate.json (+ .done)          the shard index: frames per shard, counts
         contigs.tsv                       per input sequence: length, chunks, chunks with frames
         shards/shard-00001.dna.fa         kept frames' nucleotides   } same IDs,
         shards/shard-00001.protein.faa    kept frames' proteins      } same order
+        features/KEPT                     written by a --keep-features run: later runs keep these files
         features/shard-00001.dnabert.safetensors (+ .done)
         features/shard-00001.esm.safetensors     (+ .done)
         scores/shard-00001.tsv                   (+ .done)
@@ -49,6 +51,10 @@ NOTICE_NAME = "NOTICE.txt"
 PLOTS_NAME = "plots.pdf"
 LOCK_NAME = ".virnucpro.lock"
 WORK_NAME = "work"
+EXPORT_DIR_NAME = "features"
+KEPT_MARKER_NAME = "KEPT"
+#: What ``virnucpro features export DIR`` writes into DIR/features/ (per model kind).
+EXPORT_FILE_PATTERNS = ("{model}_embeddings.npy", "{model}_ids.txt", "{model}_embeddings.tsv")
 
 
 @dataclass(frozen=True)
@@ -103,6 +109,16 @@ class RunPaths:
         return self.root / WORK_NAME
 
     @property
+    def kept_features_marker(self) -> Path:
+        """Present when a ``--keep-features`` run asked for the feature files to stay."""
+        return self.features_dir / KEPT_MARKER_NAME
+
+    @property
+    def export_dir(self) -> Path:
+        """Default output directory of ``virnucpro features export DIR``."""
+        return self.root / EXPORT_DIR_NAME
+
+    @property
     def shards_dir(self) -> Path:
         return self.work / "shards"
 
@@ -152,11 +168,17 @@ class RunPaths:
 
     def state_paths(self) -> list[Path]:
         """Everything a run creates that ``--force`` may delete (never other user files)."""
-        return [self.work, self.run_json, *self.final_outputs()]
+        return [self.work, self.run_json, *self.final_outputs(), self.notice]
 
     def state_names(self) -> list[str]:
         """:meth:`state_paths` as names inside :attr:`root` (what ``checkpoint.wipe_run_state`` takes)."""
         return [p.name for p in self.state_paths()]
+
+    def derived_names(self, models: tuple[str, ...]) -> list[str]:
+        """Files other commands derive from a run's results inside :attr:`root` (relative paths):
+        ``--force`` removes these files one by one (never their directory's other files)."""
+        return [f"{EXPORT_DIR_NAME}/{pattern.format(model=model)}"
+                for model in models for pattern in EXPORT_FILE_PATTERNS]
 
 
 def shard_name(shard: int) -> str:

@@ -14,6 +14,11 @@ the identity of the models, precision and inputs that made it, all taken from
 one :class:`~virnucpro.pipeline.run_config.RunConfig`), so re-running the same
 command after a crash continues where it stopped.
 
+Before anything is touched the options and the whole input are checked
+(:mod:`.run_checks`), then devices and models; only then may ``--force``
+remove an earlier run. SIGINT/SIGTERM stop the run wherever it is, and at the
+latest at the next stage boundary (:mod:`.run_stop`).
+
 Stage bodies: :mod:`.translate_stage`, :mod:`.feature_stage` (per
 :mod:`.model_kinds` entry), :mod:`.score_stage`, :mod:`.assemble`, :mod:`.summary`.
 """
@@ -25,8 +30,8 @@ import time
 from pathlib import Path
 
 from virnucpro import __version__
-from virnucpro.errors import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_OK, InputError, OutputError
-from virnucpro.io.fasta import read_fasta_bytes
+from virnucpro.errors import EXIT_FAILURE, EXIT_OK, InputError, OutputError, exit_code_for_signal
+from virnucpro.io.fasta_open import is_stream
 from virnucpro.log import add_log_file, remove_log_file
 from virnucpro.pipeline.assemble import assemble, remove_intermediates
 from virnucpro.pipeline.checkpoint import (
@@ -36,14 +41,17 @@ from virnucpro.pipeline.checkpoint import (
     hash_input,
     make_dir,
     output_dir_lock,
+    read_done,
     wipe_run_state,
 )
 from virnucpro.pipeline.feature_stage import feature_stage
 from virnucpro.pipeline.model_kinds import MODEL_KINDS
 from virnucpro.pipeline.options import PredictOptions
 from virnucpro.pipeline.outputs import RunPaths
+from virnucpro.pipeline.run_checks import check_input, check_options
 from virnucpro.pipeline.run_config import WORK_FORMAT, RunConfig, RunSetup
 from virnucpro.pipeline.run_setup import plan_devices, resolve_models
+from virnucpro.pipeline.run_stop import check_stop, stop_on_signals
 from virnucpro.pipeline.score_stage import score_stage, shards_to_score
 from virnucpro.pipeline.summary import RunState, write_summary
 from virnucpro.pipeline.translate_stage import translate_stage
@@ -57,24 +65,38 @@ def main(options: PredictOptions) -> int:
     """Run a prediction (or resume one) and write the result tables.
 
     Returns:
-        0 on success. Errors are raised as :class:`~virnucpro.errors.VirnucproError`.
+        0 on success. Errors are raised as :class:`~virnucpro.errors.VirnucproError`;
+        SIGINT/SIGTERM as :class:`~virnucpro.pipeline.work_queue.RunInterrupted`.
     """
-    paths = RunPaths(Path(options.output_dir))
-    make_dir(paths.root)
-    log_handler = add_log_file(paths.log)
-    try:
-        with output_dir_lock(paths.root):
-            return _run(options, paths)
-    except OutputError as exc:
-        raise OutputError(f"{exc}; finished work is kept, re-run the same command once this is fixed") from exc
-    finally:
-        remove_log_file(log_handler)
+    with stop_on_signals():
+        # Options and input first: a bad one must not wait for the models, nor touch DIR.
+        check_options(options)
+        paths = RunPaths(Path(options.output_dir))
+        checked_before = _input_translated_before(paths, options.input_path)
+        stream = not checked_before and check_input(options.input_path)
+        make_dir(paths.root)
+        log_handler = add_log_file(paths.log)
+        if checked_before:
+            logger.debug("%s: translated by an earlier run in %s; not checked again", options.input_path, paths.root)
+        if stream:
+            logger.info("%s is a stream: it is read once, so this run cannot be resumed", options.input_path)
+        try:
+            with output_dir_lock(paths.root):
+                return _run(options, paths)
+        except OutputError as exc:
+            raise OutputError(f"{exc}; finished work is kept, re-run the same command once this is fixed") from exc
+        finally:
+            remove_log_file(log_handler)
 
 
-def check_input(input_path: str) -> None:
-    """Open the input and check its first bytes (raises :class:`InputError` at once when unusable)."""
-    if input_path != "-":
-        read_fasta_bytes(input_path).close()
+def _input_translated_before(paths: RunPaths, input_path: str) -> bool:
+    """True when a translate stage in ``paths.root`` already read this very input (same sha256)
+    to the end: resuming a run on a large input then skips the second full read of the check."""
+    marker = read_done(paths.translate_index)
+    if not marker or is_stream(input_path) or not Path(input_path).is_file():
+        return False
+    recorded = (marker.get("identity") or {}).get("input_sha256")
+    return recorded is not None and recorded == hash_input(input_path)
 
 
 def _run(options: PredictOptions, paths: RunPaths) -> int:
@@ -89,8 +111,13 @@ def _run(options: PredictOptions, paths: RunPaths) -> int:
         _finish(setup, state)
     except BaseException as exc:
         if not isinstance(exc, InputError):
-            status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
-            exit_code = getattr(exc, "exit_code", EXIT_INTERRUPTED if status == "interrupted" else EXIT_FAILURE)
+            interrupted = isinstance(exc, KeyboardInterrupt)
+            status = "interrupted" if interrupted else "failed"
+            exit_code = (exit_code_for_signal(getattr(exc, "signum", None)) if interrupted
+                         else getattr(exc, "exit_code", EXIT_FAILURE))
+            if interrupted:
+                logger.warning("run stopped (%s); finished work is kept in %s, re-run the same command to continue",
+                               exc or "interrupted", paths.root)
             try:
                 write_summary(setup, state, time.monotonic() - started, status=status,
                               error=str(exc) or type(exc).__name__, exit_code=exit_code)
@@ -101,34 +128,38 @@ def _run(options: PredictOptions, paths: RunPaths) -> int:
 
 
 def _accept_run(options: PredictOptions, paths: RunPaths) -> RunSetup:
-    """Check the input, plan devices, resolve models and accept the run in ``paths.root`` (``run.json``)."""
+    """Plan devices, resolve models and accept the run in ``paths.root`` (``run.json``);
+    only here, after every check passed, may ``--force`` remove an earlier run."""
     logger.info("virnucpro %s predict %s -> %s", __version__, options.input_path, paths.root)
-    removed = clean_temporaries(paths.root)
-    if removed:
-        logger.info("removed %d temporary file(s) left by an interrupted run", len(removed))
-    # Cheap checks first: a bad input or an absent GPU must not wait for a 6 GB model download.
-    check_input(options.input_path)
+    clean_temporaries(paths.root)  # logs what it removed
     plan = plan_devices(options)
     logger.info("devices: %s; precision: %s", ", ".join(plan.devices), plan.precision)
     models = resolve_models(options)
     if models.demo:
         logger.warning("*** %s ***", models.notice)
     config = RunConfig.build(options, models, plan, hash_input(options.input_path))
-    outcome = check_or_write_run_json(paths.root, config.run_params(), force=options.force,
-                                      state_names=paths.state_names())
-    if outcome == "forced":
-        logger.info("--force: removed the previous run's state in %s", paths.root)
+    check_stop("before:accept")
+    outcome = check_or_write_run_json(
+        paths.root, config.run_params(), force=options.force, state_names=paths.state_names(),
+        derived_files=paths.derived_names(tuple(kind.name for kind in MODEL_KINDS)),
+        describe=RunConfig.describe_differences,
+    )
+    if options.keep_features:
+        make_dir(paths.features_dir)
+        atomic_write_text(paths.kept_features_marker, "kept by --keep-features; later runs keep these files\n")
     return RunSetup(options, paths, config, models, plan, outcome)
 
 
 def _run_stages(setup: RunSetup, state: RunState) -> None:
-    """translate -> DNABERT-S -> ESM-2 -> score -> assemble, each skipping verified work."""
+    """translate -> DNABERT-S -> ESM-2 -> score -> assemble, each skipping verified work;
+    a stop signal caught in one stage ends the run before the next one starts."""
     try:
         translate_stage(setup, state)
     except InputError:
         if setup.outcome != "resume":  # nothing of this run is worth keeping; let a fixed input start afresh
             wipe_run_state(setup.paths.root, setup.paths.state_names())
         raise
+    check_stop("after:translate")
 
     pending = shards_to_score(setup, state.shards)
     scored_before = len(state.shards) - len(pending)
@@ -138,12 +169,15 @@ def _run_stages(setup: RunSetup, state: RunState) -> None:
     to_embed = state.shards if setup.options.keep_features else pending
     for kind in MODEL_KINDS:
         feature_stage(kind, to_embed, setup, state)
+        check_stop(f"after:{kind.name}")
     score_stage(pending, setup, state, scored_before)
+    check_stop("after:score")
     if state.shards and not pending and setup.outcome == "resume":
         logger.info("every shard's scores reused: no embedding computed; re-writing the tables at --min-score %g, "
                     "--min-length %d", setup.config.min_score, setup.config.min_length)
-    assemble(setup, state)
-    remove_intermediates(setup.paths, setup.options.keep_features)
+    assemble(setup, state, on_table=lambda: check_stop("during:assemble"))
+    check_stop("after:assemble")
+    remove_intermediates(setup.paths, setup.options)
 
 
 def _finish(setup: RunSetup, state: RunState) -> None:
@@ -155,7 +189,7 @@ def _finish(setup: RunSetup, state: RunState) -> None:
     counts = state.counts
     logger.info(
         "done: %d sequences, %d chunks, %d kept frames, %d chunk(s) called virus; results in %s",
-        counts.sequences, counts.chunks, counts.kept_frames, counts.chunks_virus, setup.paths.root,
+        counts.sequences, counts.chunks, counts.kept_frames, counts.chunks_virus or 0, setup.paths.root,
     )
     where = setup.paths.viral_fasta if state.viral_fasta else "not written (stream input)"
     logger.info("%d of %d scored sequence(s) called virus at --min-score %g; viral sequences: %s",

@@ -79,6 +79,40 @@ class RunConfig:
             "models": self.models,
         }
 
+    @staticmethod
+    def describe_differences(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
+        """One short ``setting: old -> new`` per setting that differs between two
+        :meth:`run_params` (as read from ``run.json``), for a one-line refusal.
+
+        Settings are named as the options that set them; checksums are cut to 12 hex digits
+        and shown only when the names agree (the file behind a name changed).
+        """
+        diffs: list[str] = []
+        if old.get("input_sha256") != new.get("input_sha256"):
+            diffs.append(f"input: another file or content (sha256 {_short(old.get('input_sha256'))} -> "
+                         f"{_short(new.get('input_sha256'))})")
+        for key, option in (("chunk_length", "--chunk-length"), ("shard_size", "--shard-size"),
+                            ("precision", "--precision"), ("work_format", "work format")):
+            if old.get(key) != new.get(key):
+                diffs.append(f"{option}: {_text(old.get(key))} -> {_text(new.get(key))}")
+        old_models, new_models = old.get("models") or {}, new.get("models") or {}
+        for kind in sorted(set(old_models) | set(new_models)):
+            before, after = old_models.get(kind) or {}, new_models.get(kind) or {}
+            if before == after:
+                continue
+            if before.get("name") != after.get("name"):
+                diffs.append(f"{kind} model: {_text(before.get('name'))} -> {_text(after.get('name'))}")
+            elif before.get("revision") != after.get("revision"):
+                diffs.append(f"{kind} model revision: {_text(before.get('revision'))} -> {_text(after.get('revision'))}")
+            else:
+                diffs.append(f"{kind} model file {_text(after.get('name'))} changed "
+                             f"(sha256 {_short(before.get('sha256'))} -> {_short(after.get('sha256'))})")
+        known = {"input_sha256", "chunk_length", "shard_size", "precision", "work_format", "models"}
+        for key in sorted((set(old) | set(new)) - known):
+            if old.get(key) != new.get(key):
+                diffs.append(f"{key}: {_text(old.get(key))} -> {_text(new.get(key))}")
+        return diffs
+
     def translate_identity(self) -> dict[str, Any]:
         """Identity of the shard files and the shard index."""
         return {"input_sha256": self.input_sha256, "chunk_length": self.chunk_length,
@@ -94,6 +128,14 @@ class RunConfig:
             "classifier": self.models["classifier"],
             **{kind.name: self.feature_identity(kind, source_sha256[kind.name]) for kind in MODEL_KINDS},
         }
+
+
+def _short(digest: Any) -> str:
+    return "(none: stdin or stream)" if digest is None else f"{str(digest)[:12]}..."
+
+
+def _text(value: Any) -> str:
+    return "(none)" if value is None else str(value)
 
 
 @dataclass(frozen=True)

@@ -5,17 +5,22 @@ from __future__ import annotations
 import json
 import platform
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 from virnucpro import __version__
 from virnucpro.errors import EXIT_OK
 from virnucpro.pipeline.checkpoint import atomic_write_text
+from virnucpro.pipeline.outputs import RunPaths
 from virnucpro.pipeline.run_config import RunSetup
 from virnucpro.pipeline.work_files import ShardInfo
 
 
 @dataclass
 class RunCounts:
-    """Counts reported in the summary (the translate ones are also kept in the shard index)."""
+    """Counts reported in the summary (the translate ones are also kept in the shard index).
+
+    ``frames_virus`` and ``chunks_virus`` are None (unknown) until the tables are assembled.
+    """
 
     sequences: int = 0
     skipped_empty: int = 0
@@ -23,8 +28,8 @@ class RunCounts:
     chunks: int = 0
     chunks_with_frames: int = 0
     kept_frames: int = 0
-    frames_virus: int = 0
-    chunks_virus: int = 0
+    frames_virus: int | None = None
+    chunks_virus: int | None = None
     shards: int = 0
     frames_scored: int = 0
     too_short: int = 0
@@ -82,14 +87,15 @@ def write_summary(
         "virnucpro_version": __version__,
         "input": str(options.input_path),
         "output_dir": str(paths.root.resolve()),
+        # Only files that exist now (an interrupted run has not written its tables yet).
         "outputs": {
-            "predictions": paths.predictions.name,
-            "highest_score": paths.highest_score.name,
-            "contig_summary": paths.contig_summary.name,
-            "chunk_scores": paths.chunk_scores.name,
-            "viral_fasta": paths.viral_fasta.name if state.viral_fasta else None,
-            "log": paths.log.name,
-            "features": str(paths.features_dir) if options.keep_features else None,
+            "predictions": _present(paths.predictions),
+            "highest_score": _present(paths.highest_score),
+            "contig_summary": _present(paths.contig_summary),
+            "chunk_scores": _present(paths.chunk_scores),
+            "viral_fasta": _present(paths.viral_fasta) if state.viral_fasta else None,
+            "log": _present(paths.log),
+            "features": str(paths.features_dir) if status == "ok" and _kept_features(paths) else None,
         },
         "notice": models.notice if models.demo else None,
         "counts": asdict(state.counts),
@@ -115,3 +121,12 @@ def write_summary(
         },
     }
     atomic_write_text(paths.run_summary, json.dumps(summary, indent=1) + "\n")
+
+
+def _present(path: Path) -> str | None:
+    """The file's name inside the output directory when it exists, else None."""
+    return path.name if path.is_file() else None
+
+
+def _kept_features(paths: RunPaths) -> bool:
+    return paths.features_dir.is_dir() and any(paths.features_dir.glob("*.safetensors"))

@@ -39,6 +39,8 @@ from virnucpro.sequence import ids
 
 logger = logging.getLogger(__name__)
 
+_ASSEMBLY_COUNTS = ("frames_virus", "chunks_virus")
+
 
 def translate_stage(setup: RunSetup, state: RunState) -> None:
     """Fill ``state.shards`` and the translate counts, from verified files or by translating."""
@@ -58,7 +60,8 @@ def translate_stage(setup: RunSetup, state: RunState) -> None:
                         "%d-%d bp", min_length, covered, min_length, covered - 1)
         elif index.shards and all(_shard_files_ok(paths, s, identity) for s in index.shards):
             state.shards = index.shards
-            state.counts = RunCounts(**index.counts)
+            # Virus counts come from the assembly (older indexes recorded a 0 for them).
+            state.counts = RunCounts(**{k: v for k, v in index.counts.items() if k not in _ASSEMBLY_COUNTS})
             report.reused_shards = len(index.shards)
             report.seconds = time.monotonic() - began
             logger.info("translate: reusing %d verified shard(s) (%d kept frames)",
@@ -103,7 +106,8 @@ def translate_stage(setup: RunSetup, state: RunState) -> None:
         sequences=stats.records, skipped_empty=stats.skipped_empty, bases=stats.bases, chunks=stats.chunks,
         chunks_with_frames=stats.chunks_with_kept_frame, kept_frames=stats.kept_frames, shards=len(state.shards),
     )
-    write_shard_index(paths.translate_index, state.shards, asdict(state.counts))
+    translate_counts = {k: v for k, v in asdict(state.counts).items() if k not in _ASSEMBLY_COUNTS}
+    write_shard_index(paths.translate_index, state.shards, translate_counts)
     write_done(paths.translate_index, identity, frames=stats.kept_frames)
     report.frames = stats.kept_frames
     report.computed_shards = len(state.shards)
