@@ -87,7 +87,8 @@ def resolve_models(options: PredictOptions) -> ResolvedModels:
     identities: dict[str, dict[str, Any]] = {
         "dnabert": {"name": dnabert_name, "revision": options.dnabert_revision, "sha256": dnabert_fingerprint(dnabert_dir), "dim": dnabert_dim},
         "esm": {"name": esm_name, "sha256": cached_sha256(esm_path), "dim": esm_dim},
-        "classifier": {"name": str(classifier_name), "sha256": cached_sha256(classifier_path)},
+        "classifier": {"name": str(classifier_name), "sha256": cached_sha256(classifier_path),
+                       "git_blob_sha1": registry.git_blob_sha1(classifier_path)},
     }
     for kind, path in (("esm", esm_path), ("dnabert", dnabert_dir), ("classifier", classifier_path)):
         logger.info("%s model: %s (%s)", kind, identities[kind]["name"], path)
