@@ -224,7 +224,8 @@ def resolve_dnabert_model(spec: str = DEFAULT_DNABERT_MODEL, revision: str | Non
     if is_offline(offline):
         raise _not_available(what, looked, offline_reason(offline), args, option)
     if reason := unwritable_reason(cache):
-        raise _unwritable(what, cache, reason, "HF_HOME", option)
+        variable = "HF_HUB_CACHE" if os.environ.get("HF_HUB_CACHE") else "HF_HOME"
+        raise _unwritable(what, cache, reason, variable, option)
     try:
         resolve_host(huggingface_hub.constants.ENDPOINT)
         files = huggingface_hub.HfApi().list_repo_files(spec, revision=revision)
