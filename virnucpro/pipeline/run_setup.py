@@ -126,6 +126,16 @@ def dnabert_fingerprint(model_dir: Path) -> str:
 # --------------------------------------------------------------------------- devices
 
 
+def available_cores() -> int:
+    """CPU cores this process may run on (its affinity mask, which SLURM and taskset narrow)."""
+    import os
+
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
 def plan_devices(options: PredictOptions) -> DevicePlan:
     """Turn ``--device/--parallel/--gpus/--workers/--precision`` into a worker plan.
 
@@ -150,6 +160,10 @@ def plan_devices(options: PredictOptions) -> DevicePlan:
     if options.workers:
         if options.device not in ("auto", "cpu"):
             raise DeviceSelectionError("--workers runs CPU worker processes; use --gpus for GPU workers")
+        cores = available_cores()
+        if options.workers > cores:
+            logger.warning("--workers %d is more than the %d CPU core(s) available: the workers share them "
+                           "(one thread each) and each holds its own copy of the models", options.workers, cores)
         return DevicePlan(["cpu"] * options.workers, in_process=False,
                           precision="fp32" if precision == "auto" else precision)
 
