@@ -6,9 +6,12 @@ import io
 import logging
 import os
 import re
+import subprocess
+import sys
 import time
 from pathlib import Path
 
+import psutil
 from rich.console import Console
 
 from tests.helpers.toy_workers import write_inputs
@@ -173,6 +176,11 @@ def test_real_process_sampler_reads_this_process() -> None:
     sample = sample_process(os.getpid())
     assert sample is not None and sample.rss is not None and sample.rss > 10 << 20
     assert sample_process(2**22 + 12345) is None  # beyond pid_max: no such process
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    while psutil.Process(child.pid).status() != psutil.STATUS_ZOMBIE:
+        time.sleep(0.01)
+    assert sample_process(child.pid) is None  # exited, not reaped: no made-up zeros
+    child.wait()
 
 
 def test_overall_eta_adds_the_later_stages() -> None:

@@ -76,6 +76,8 @@ def sample_process(pid: int) -> ProcessSample | None:
         if process is None or not process.is_running():
             process = _processes[pid] = psutil.Process(pid)
         with process.oneshot():
+            if process.status() == psutil.STATUS_ZOMBIE:  # exited, not yet reaped: its numbers read 0
+                return None
             return ProcessSample(process.cpu_percent(None), process.memory_info().rss)
     except psutil.Error:
         _processes.pop(pid, None)
