@@ -226,7 +226,7 @@ def _model_specs(config: Configuration) -> list[_ModelSpec]:
                    f"dnabert --dnabert-model {dnabert}{revision}", "--dnabert-model DIR"),
         _ModelSpec("classifier", f"classifier {config.model_path or f'{config.model_type}_model.pth'}",
                    lambda: registry.resolve_classifier(config.model_type, config.model_path, offline=True),
-                   registry.CLASSIFIER_URL.format(model_type=config.model_type)
+                   registry.classifier_url(config.model_type)
                    if config.model_path is None and config.model_type in registry.CLASSIFIER_MODEL_TYPES else None,
                    f"classifier --model-type {config.model_type}", "--model-path FILE"),
     ]

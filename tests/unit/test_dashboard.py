@@ -4,13 +4,24 @@ from __future__ import annotations
 
 import io
 import logging
+import os
+import re
+import subprocess
+import sys
 import time
 from pathlib import Path
 
+import psutil
 from rich.console import Console
 
 from tests.helpers.toy_workers import write_inputs
-from virnucpro.pipeline.dashboard import Dashboard, format_duration
+from virnucpro.pipeline.dashboard import (
+    Dashboard,
+    ProcessSample,
+    format_duration,
+    later_cost_factor,
+    sample_process,
+)
 from virnucpro.pipeline.gpu_monitor import GpuSample
 from virnucpro.pipeline.work_queue import (
     BatchQueueManager,
@@ -52,7 +63,8 @@ def test_status_line_counts_rate_eta_and_workers() -> None:
     board.handle(Progress(0, "shard-3", 7_000))
     board.handle(Progress(1, "shard-5", 5_000))
     assert board.status_line() == (
-        "[esm] 12,000/50,000 frames (24.0%) 120 frames/s ETA 0:05:17 workers: cuda:0 shard-3, cuda:1 shard-5"
+        "[esm] 12,000/50,000 frames (24.0%) 120 frames/s ETA 0:05:17 overall ETA 0:05:17 "
+        "workers: cuda:0 shard-3, cuda:1 shard-5"
     )
 
 
@@ -70,7 +82,7 @@ def test_failed_attempt_progress_is_taken_back_and_finish_fills_the_task() -> No
     assert "1,000/50,000" in board.status_line()
     board.handle(TaskStarted(0, "cuda:0", "b", 5, 1))
     board.handle(TaskFailed(0, "b", "ValueError", 3, False))
-    assert board.status_line().endswith("failed: 1")
+    assert "overall ETA ? failed: 1 workers:" in board.status_line()
 
 
 def test_render_shows_gpu_numbers_and_survives_a_failing_sampler() -> None:
@@ -89,7 +101,7 @@ def test_render_shows_gpu_numbers_and_survives_a_failing_sampler() -> None:
     out = io.StringIO()
     Console(file=out, width=140).print(board.render())
     text = out.getvalue()
-    assert "shard-3" in text and "500/2,000" in text and "87%" in text and "12.0/80.0 GiB" in text
+    assert re.search(r"cuda:0 +3 +500/2,000 +50 +87% +12.0/80.0 GiB", text), text
     assert "cuda:1" in text and "ETA" in text
 
 
@@ -118,3 +130,74 @@ def test_live_mode_starts_and_stops_cleanly() -> None:
         board.handle(Progress(0, "t", 10))
         logging.getLogger("virnucpro.test").info("a log line during the live view")
     assert board._live is None
+
+
+def _rendered(board: Dashboard, width: int) -> str:
+    out = io.StringIO()
+    Console(file=out, width=width, color_system=None).print(board.render())
+    return out.getvalue()
+
+
+def _busy_cpu_board(clock: FakeClock, **kwargs) -> Dashboard:
+    board = Dashboard("esm", 120_000, ["cpu", "cpu"], no_dashboard=True, clock=clock, stage_number=3,
+                      process_sampler=lambda pid: ProcessSample(180.0 + pid, 1536 << 20), **kwargs)
+    for worker in (0, 1):
+        board.handle(WorkerStarted(worker, "cpu", worker, 1.0))
+        board.handle(TaskStarted(worker, "cpu", f"shard-0000{worker + 1}:esm", 10_000, 1))
+    clock.now += 100
+    board.handle(Progress(0, "shard-00001:esm", 4_000))
+    board.handle(Progress(1, "shard-00002:esm", 2_000))
+    return board
+
+
+def test_numbers_survive_narrow_terminals() -> None:
+    board = _busy_cpu_board(FakeClock())
+    for width in (80, 60):
+        text = _rendered(board, width)
+        assert max(len(line) for line in text.splitlines()) <= width
+        flat = " ".join(text.split())  # a narrow terminal may wrap the numbers, never cut them
+        for number in ("6,000/120,000 frames", "(5.0%)", "60 frames/s", "ETA 0:31:40", "overall ETA 0:31:40"):
+            assert number in flat, (width, number, text)
+        assert "stage 3 of 4: esm" in flat
+        assert re.search(r"cpu-0 +00001 +4,000/10,000 +40 +180% +1.5 GiB", text), text
+
+
+def test_cpu_workers_show_their_own_names_cpu_use_and_rss() -> None:
+    board = _busy_cpu_board(FakeClock())
+    text = _rendered(board, 80)
+    assert "GPU" not in text and "CPU" in text and "RSS" in text
+    assert "cpu-0" in text and "cpu-1" in text
+    assert "180%" in text and "181%" in text and "1.5 GiB" in text
+    assert board.status_line().startswith("[esm 3/4] ")
+    assert "workers: cpu-0 shard-00001, cpu-1 shard-00002" in board.status_line()
+
+
+def test_real_process_sampler_reads_this_process() -> None:
+    sample = sample_process(os.getpid())
+    assert sample is not None and sample.rss is not None and sample.rss > 10 << 20
+    assert sample_process(2**22 + 12345) is None  # beyond pid_max: no such process
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    while psutil.Process(child.pid).status() != psutil.STATUS_ZOMBIE:
+        time.sleep(0.01)
+    assert sample_process(child.pid) is None  # exited, not reaped: no made-up zeros
+    child.wait()
+
+
+def test_overall_eta_adds_the_later_stages() -> None:
+    clock = FakeClock()
+    board = Dashboard("dnabert", 1_000, ["cuda:0"], no_dashboard=True, clock=clock, sampler=lambda o: None,
+                      stage_number=2, later_factor=10.0)
+    board.handle(TaskStarted(0, "cuda:0", "s:dnabert", 1_000, 1))
+    clock.now += 50
+    board.handle(Progress(0, "s:dnabert", 500))
+    # 50 s more here, then 10 x the stage's 100 s for ESM-2
+    assert "ETA 0:00:50 overall ETA ~0:17:30" in board.status_line()
+    unknown = Dashboard("dnabert", 1_000, ["cpu"], no_dashboard=True, clock=clock, later_factor=None)
+    unknown.handle(TaskStarted(0, "cpu", "s:dnabert", 1_000, 1))
+    clock.now += 50
+    unknown.handle(Progress(0, "s:dnabert", 500))
+    assert "ETA 0:00:50 overall ETA ?" in unknown.status_line()
+    published = {"dnabert": {"dim": 768}, "esm": {"dim": 2560}}
+    assert 20 < (later_cost_factor("dnabert", published) or 0) < 60
+    assert later_cost_factor("dnabert", {"dnabert": {"dim": 48}, "esm": {"dim": 32}}) is None
+    assert later_cost_factor("esm", published) == 0.0

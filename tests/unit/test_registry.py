@@ -35,7 +35,7 @@ def isolated_caches(tmp_path, monkeypatch):
     monkeypatch.setenv("VIRNUCPRO_CACHE", str(tmp_path / "vcache"))
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
-    for var in ("HF_HUB_CACHE", "VIRNUCPRO_OFFLINE", "HF_HUB_OFFLINE"):
+    for var in ("HF_HUB_CACHE", "VIRNUCPRO_OFFLINE", "HF_HUB_OFFLINE", "VIRNUCPRO_CLASSIFIER_URL"):
         monkeypatch.delenv(var, raising=False)
     return tmp_path
 
@@ -257,6 +257,9 @@ def test_classifier_download_is_validated(http_root, monkeypatch, tmp_path):
     shutil.copy(FIXTURE_MODELS / "classifier_tiny.pth", root / "500_model.pth")
     (root / "300_model.pth").write_text("version https://git-lfs.github.com/spec/v1\noid sha256:00\nsize 1\n")
     monkeypatch.setattr(registry, "CLASSIFIER_URL", base + "/{model_type}_model.pth")
+    # the tiny fixture stands in for the published file: pin its blob id, and the LFS pointer's for 300
+    monkeypatch.setitem(registry.CLASSIFIER_BLOBS, 500, registry.git_blob_sha1(root / "500_model.pth"))
+    monkeypatch.setitem(registry.CLASSIFIER_BLOBS, 300, registry.git_blob_sha1(root / "300_model.pth"))
     assert resolve_classifier(500) == registry.classifier_cache_path(500)
     with pytest.raises(ModelNotAvailableError, match="not a usable classifier"):
         resolve_classifier(300)

@@ -126,7 +126,7 @@ def test_worker_restart_limit_gives_up_on_the_device(tmp_path: Path) -> None:
     tasks = write_inputs(tmp_path, {"p1": 3, "p2": 2}, modes={"p1": "exit_always", "p2": "exit_always"})
     report = _manager(["cpu"], [], max_task_retries=5, max_worker_restarts=1).run(tasks)
     assert sorted(report.failed) == ["p1", "p2"] and not report.finished
-    assert "gave up after 1 restart" in report.worker_errors["worker 0 (cpu)"]
+    assert "gave up after 1 restart" in report.worker_errors["worker cpu-0"]
 
 
 def test_exception_in_task_is_reported_and_worker_lives_on(tmp_path: Path) -> None:
@@ -144,7 +144,7 @@ def test_init_failure_fails_tasks_without_restart_loop(tmp_path: Path) -> None:
     events: list = []
     report = _manager(["cpu"], events, {"init_raises": True}).run(tasks)
     assert "cannot load the model" in report.failed["a"]
-    assert "cannot load the model" in report.worker_errors["worker 0 (cpu)"]
+    assert "cannot load the model" in report.worker_errors["worker cpu-0"]
     assert not any(isinstance(e, WorkerRestarted) for e in events)
 
 

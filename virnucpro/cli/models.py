@@ -29,12 +29,24 @@ def models() -> None:
 @click.option("--esm-model", default=DEFAULT_ESM_MODEL, show_default=True, help="fair-esm ESM-2 model name.")
 @click.option("--dnabert-model", default=DEFAULT_DNABERT_MODEL, show_default=True, help="Hugging Face repo id of DNABERT-S.")
 @click.option("--dnabert-revision", default=None, help="Branch, tag or commit of the DNABERT-S repo (default: main).")
-def download(kind: str, model_type: str | None, esm_model: str, dnabert_model: str, dnabert_revision: str | None) -> None:
+@click.option(
+    "--classifier-url",
+    default=None,
+    metavar="URL",
+    help="Mirror of the published classifiers: a base URL (URL/500_model.pth) or a template with {model_type} "
+    "(also $VIRNUCPRO_CLASSIFIER_URL). Its files must still have the published git blob ids.",
+)
+def download(
+    kind: str, model_type: str | None, esm_model: str, dnabert_model: str, dnabert_revision: str | None,
+    classifier_url: str | None,
+) -> None:
     """Fetch KIND (esm, dnabert, classifier or all) into the local caches.
 
     Already cached models are not fetched again. ESM-2 goes to
     $TORCH_HOME/hub/checkpoints, DNABERT-S to the Hugging Face cache ($HF_HOME),
-    the classifiers to $VIRNUCPRO_CACHE/classifiers.
+    the classifiers to $VIRNUCPRO_CACHE/classifiers. The classifiers come from
+    Li-Jing-1997/VirNucPro at a pinned commit and are kept only when their git
+    blob ids match the published files; use --model-path in predict for others.
     """
     from virnucpro.models.registry import download as fetch
 
@@ -44,6 +56,7 @@ def download(kind: str, model_type: str | None, esm_model: str, dnabert_model: s
         esm_model=esm_model,
         dnabert_model=dnabert_model,
         dnabert_revision=dnabert_revision,
+        classifier_url=classifier_url,
     )
 
 

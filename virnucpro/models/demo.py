@@ -29,8 +29,10 @@ from typing import ClassVar
 
 import numpy as np
 
+from virnucpro.errors import ModelNotAvailableError
 from virnucpro.hashing import file_sha256
 from virnucpro.models.locations import cache_dir as default_cache_dir
+from virnucpro.models.locations import unwritable_reason
 
 logger = logging.getLogger(__name__)
 
@@ -98,7 +100,13 @@ def ensure_demo_models(cache_dir: Path | None = None) -> DemoModelSet:
         cache_dir = default_cache_dir()
     base = Path(cache_dir) / "demo"
     final = base / DEMO_VERSION
-    base.mkdir(parents=True, exist_ok=True)
+    if _is_complete(final):
+        return _model_set(final)  # reading needs no lock, so a read-only cache still serves a built set
+    if reason := unwritable_reason(base):
+        raise ModelNotAvailableError(
+            f"the demo model set is not built and the cache {base} cannot be written ({reason}): "
+            "set VIRNUCPRO_CACHE to a writable directory"
+        )
     with FileLock(str(base / f"{DEMO_VERSION}.lock")):
         if not _is_complete(final):
             if final.exists():

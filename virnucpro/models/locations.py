@@ -64,3 +64,23 @@ def offline_reason(offline: bool) -> str:
         if os.environ.get(var, "").strip().lower() in _TRUE:
             return f"offline mode is on ({var}={os.environ[var]})"
     return "offline mode is on"
+
+
+def unwritable_reason(directory: Path) -> str | None:
+    """Why nothing can be written under ``directory`` (created if missing), or None when it can.
+
+    Probes with a real file: as root, permission bits say nothing, and a
+    read-only mount only shows itself on a write.
+    """
+    import errno
+    import tempfile
+
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=directory, prefix=".write-probe-"):
+            pass
+    except OSError as exc:
+        if exc.errno == errno.EROFS:
+            return "read-only file system"
+        return exc.strerror or type(exc).__name__
+    return None

@@ -14,8 +14,15 @@ Where each model lives:
   https://github.com/Li-Jing-1997/VirNucPro, where ``300_model.pth`` and
   ``500_model.pth`` sit at the repository root (its README runs
   ``python prediction.py input.fasta 500 500_model.pth`` from a clone). The raw
-  URL uses the ``main`` branch (:data:`CLASSIFIER_URL`); each download is
-  checked by loading it with the safe loader before it enters the cache.
+  URL is pinned to commit :data:`CLASSIFIER_COMMIT` (:data:`CLASSIFIER_URL`), and
+  each download must have the git blob id of :data:`CLASSIFIER_BLOBS` (checked on
+  the temporary file, before it enters the cache) and load with the safe loader.
+  A mirror (``$VIRNUCPRO_CLASSIFIER_URL`` or ``models download --classifier-url``)
+  is held to the same blob ids; a different classifier is used only through
+  ``--model-path``, and every run records the classifier's blob id.
+
+A cache that cannot be written (read-only mount, no permission) still serves
+what it holds; a model it lacks fails with one line naming the directory.
 
 Cache locations and the offline switches live in :mod:`virnucpro.models.locations`,
 the transfers in :mod:`virnucpro.net`, the cache listing in
@@ -47,12 +54,14 @@ from virnucpro.models.locations import (  # re-exported: callers find the caches
     hf_cache_dir,
     is_offline,
     offline_reason,
+    unwritable_reason,
 )
 from virnucpro.net import CONNECT_TIMEOUT_S, NETWORK_ERRORS, download_file, resolve_host, short_error
 
 __all__ = [
     "CLASSIFIER_MODEL_TYPES", "DEFAULT_DNABERT_MODEL", "DEFAULT_ESM_MODEL", "ESM_NAME", "HF_REPO_ID",
-    "cache_dir", "check_dnabert_dir", "classifier_cache_path", "download", "esm_cache_paths", "esm_hub_dir",
+    "CLASSIFIER_BLOBS", "CLASSIFIER_COMMIT", "ClassifierMismatchError",
+    "cache_dir", "check_dnabert_dir", "classifier_cache_path", "classifier_url", "download", "git_blob_sha1", "esm_cache_paths", "esm_hub_dir",
     "hf_cache_dir", "is_hub_repo_id", "is_offline", "resolve_classifier", "resolve_dnabert_model", "resolve_esm_model",
 ]
 
@@ -65,7 +74,17 @@ CLASSIFIER_MODEL_TYPES = (300, 500)
 ESM_MODEL_URL = "https://dl.fbaipublicfiles.com/fair-esm/models/{name}.pt"
 ESM_REGRESSION_URL = "https://dl.fbaipublicfiles.com/fair-esm/regression/{name}-contact-regression.pt"
 CLASSIFIER_REPOSITORY = "https://github.com/Li-Jing-1997/VirNucPro"
-CLASSIFIER_URL = "https://raw.githubusercontent.com/Li-Jing-1997/VirNucPro/main/{model_type}_model.pth"
+#: The commit of the published repository whose classifiers we fetch (never a moving branch).
+CLASSIFIER_COMMIT = "0f93f2755a7ea1acd3ff1bcf182892f960ef3326"
+CLASSIFIER_URL = f"https://raw.githubusercontent.com/Li-Jing-1997/VirNucPro/{CLASSIFIER_COMMIT}/{{model_type}}_model.pth"
+#: Git blob ids (``git hash-object``) of the published classifiers at :data:`CLASSIFIER_COMMIT`.
+CLASSIFIER_BLOBS = {
+    300: "a0b5b85e7c1e44f00cde146d091beb82b2c8e855",
+    500: "fc35d5ef9f1f4564eea7036f34f4f8ec6000d33d",
+}
+#: A mirror of the published classifiers: a base URL (``<base>/500_model.pth``) or a
+#: template containing ``{model_type}``. Its files must still match :data:`CLASSIFIER_BLOBS`.
+CLASSIFIER_URL_VARIABLE = "VIRNUCPRO_CLASSIFIER_URL"
 
 DNABERT_ALLOW_PATTERNS = ["config.json", "tokenizer.json", "tokenizer_config.json", "*.safetensors", "pytorch_model.bin"]
 DNABERT_REQUIRED_FILES = ("config.json", "tokenizer.json")
@@ -85,6 +104,30 @@ HF_REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 def is_hub_repo_id(spec: str) -> bool:
     """True when ``spec`` is not an existing directory and reads as a Hugging Face repo id."""
     return not Path(spec).expanduser().is_dir() and bool(HF_REPO_ID.match(spec)) and not spec.startswith((".", "/", "~"))
+
+
+class ClassifierMismatchError(ModelNotAvailableError):
+    """A downloaded classifier is not the published file (its git blob id differs from the pin)."""
+
+
+def git_blob_sha1(path: Path) -> str:
+    """The id git gives ``path``'s content: sha1 of ``b"blob <size>\\0"`` followed by the bytes."""
+    import hashlib
+
+    digest = hashlib.sha1()
+    with path.open("rb") as handle:
+        size = os.fstat(handle.fileno()).st_size
+        digest.update(f"blob {size}\0".encode())
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _unwritable(what: str, directory: Path, reason: str, variable: str, option: str) -> ModelNotAvailableError:
+    return ModelNotAvailableError(
+        f"{what} is not cached and the cache {directory} cannot be written ({reason}): set {variable} to a "
+        f"writable directory (or fill this cache where it is writable), or pass a local copy with {option}"
+    )
 
 
 def _not_available(what: str, looked: Path, reason: str, download_args: str, option: str) -> ModelNotAvailableError:
@@ -130,6 +173,8 @@ def resolve_esm_model(spec: str = DEFAULT_ESM_MODEL, offline: bool = False) -> P
     option = f"{ESM_OPTION} FILE"
     if is_offline(offline):
         raise _not_available(what, model_path, offline_reason(offline), args, option)
+    if reason := unwritable_reason(model_path.parent):
+        raise _unwritable(what, model_path.parent, reason, "TORCH_HOME", option)
     try:
         for url, dest in ((ESM_MODEL_URL, model_path), (ESM_REGRESSION_URL, regression_path)):
             if not dest.is_file():
@@ -178,6 +223,9 @@ def resolve_dnabert_model(spec: str = DEFAULT_DNABERT_MODEL, revision: str | Non
         return found
     if is_offline(offline):
         raise _not_available(what, looked, offline_reason(offline), args, option)
+    if reason := unwritable_reason(cache):
+        variable = "HF_HUB_CACHE" if os.environ.get("HF_HUB_CACHE") else "HF_HOME"
+        raise _unwritable(what, cache, reason, variable, option)
     try:
         resolve_host(huggingface_hub.constants.ENDPOINT)
         files = huggingface_hub.HfApi().list_repo_files(spec, revision=revision)
@@ -215,16 +263,40 @@ def check_dnabert_dir(directory: Path) -> None:
 # classifier
 
 
-def resolve_classifier(model_type: int, model_path: str | Path | None = None, offline: bool = False) -> Path:
+def classifier_url(model_type: int, mirror: str | None = None) -> str:
+    """Where the published ``<model_type>_model.pth`` is fetched from.
+
+    Args:
+        model_type: 300 or 500.
+        mirror: a base URL or a template with ``{model_type}``; ``$VIRNUCPRO_CLASSIFIER_URL``
+            when None, else the pinned GitHub URL (:data:`CLASSIFIER_URL`).
+    """
+    source = mirror or os.environ.get(CLASSIFIER_URL_VARIABLE, "").strip()
+    if not source:
+        return CLASSIFIER_URL.format(model_type=model_type)
+    if "{model_type}" in source:
+        return source.format(model_type=model_type)
+    return f"{source.rstrip('/')}/{model_type}_model.pth"
+
+
+def resolve_classifier(
+    model_type: int, model_path: str | Path | None = None, offline: bool = False, url: str | None = None,
+) -> Path:
     """Path of the MLP classifier: a local file, or the published one for ``model_type`` fetched on first use.
+
+    A fetched file is kept only when its git blob id is :data:`CLASSIFIER_BLOBS` ``[model_type]``
+    and it loads with the safe loader; both are checked before it is moved into the cache.
 
     Args:
         model_type: chunk length the classifier was trained for (300 or 500).
-        model_path: a local checkpoint; used as is when given.
+        model_path: a local checkpoint; used as is when given (not checked against the pin).
         offline: never download (also ``VIRNUCPRO_OFFLINE=1`` / ``HF_HUB_OFFLINE=1``).
+        url: fetch from this mirror (see :func:`classifier_url`) instead of the pinned URL.
 
     Raises:
-        ModelNotAvailableError: missing file, unknown model type, or not cached and not downloadable.
+        ClassifierMismatchError: the downloaded file is not the published one (nothing is kept).
+        ModelNotAvailableError: missing file, unknown model type, unwritable cache, or not
+            cached and not downloadable.
     """
     if model_path is not None:
         local = Path(model_path).expanduser()
@@ -238,20 +310,52 @@ def resolve_classifier(model_type: int, model_path: str | Path | None = None, of
         )
     dest = classifier_cache_path(model_type)
     if dest.is_file():
+        _warn_if_not_published(dest, model_type)
         return dest
     what = f"classifier '{model_type}_model.pth'"
     args = f"classifier --model-type {model_type}"
     option = f"{CLASSIFIER_OPTION} FILE"
     if is_offline(offline):
         raise _not_available(what, dest, offline_reason(offline), args, option)
-    url = CLASSIFIER_URL.format(model_type=model_type)
+    if reason := unwritable_reason(dest.parent):
+        raise _unwritable(what, dest.parent, reason, "VIRNUCPRO_CACHE", option)
+    source = classifier_url(model_type, url)
+
+    def validate(path: Path) -> None:
+        found, expected = git_blob_sha1(path), CLASSIFIER_BLOBS[model_type]
+        if found != expected:
+            raise ClassifierMismatchError(
+                f"{what} downloaded from {source} is not the published file: git blob {found}, expected {expected} "
+                f"(Li-Jing-1997/VirNucPro at {CLASSIFIER_COMMIT[:12]}); it was not kept. Use the pinned source, "
+                f"or pass a classifier you trust with {option}"
+            )
+        _validate_classifier(path)
+
     try:
-        download_file(url, dest, label=dest.name, validate=_validate_classifier)
+        download_file(source, dest, label=dest.name, validate=validate)
     except NETWORK_ERRORS as exc:
-        raise _not_available(what, dest, f"the download failed ({short_error(exc)})", args, option) from exc
+        raise _not_available(what, dest, f"the download failed ({short_error(exc)}; URL {source})", args, option) from exc
+    except ClassifierMismatchError:
+        raise
     except ModelNotAvailableError as exc:
-        raise ModelNotAvailableError(f"{what}: the file downloaded from {url} is not a usable classifier ({exc})") from exc
+        raise ModelNotAvailableError(f"{what}: the file downloaded from {source} is not a usable classifier ({exc})") from exc
+    logger.info("%s: git blob %s verified (pinned at Li-Jing-1997/VirNucPro %s)", dest.name,
+                CLASSIFIER_BLOBS[model_type], CLASSIFIER_COMMIT[:12])
     return dest
+
+
+def _warn_if_not_published(path: Path, model_type: int) -> None:
+    """A cached classifier that is not the pinned file (copied in by hand, or fetched by an older version)."""
+    try:
+        found = git_blob_sha1(path)
+    except OSError:
+        return  # loading it reports the problem with the file's name
+    if found != CLASSIFIER_BLOBS[model_type]:
+        logger.warning(
+            "cached %s is not the published classifier (git blob %s, expected %s); it is used as is: delete it "
+            "to fetch the published one, or pass your own file with %s", path, found, CLASSIFIER_BLOBS[model_type],
+            CLASSIFIER_OPTION,
+        )
 
 
 def _validate_classifier(path: Path) -> None:
@@ -271,6 +375,7 @@ def download(
     esm_model: str = DEFAULT_ESM_MODEL,
     dnabert_model: str = DEFAULT_DNABERT_MODEL,
     dnabert_revision: str | None = None,
+    classifier_url: str | None = None,
 ) -> list[Path]:
     """Fetch models into their caches (a no-op for those already there).
 
@@ -280,6 +385,8 @@ def download(
         esm_model: fair-esm name for ``esm``.
         dnabert_model: Hugging Face repo id for ``dnabert``.
         dnabert_revision: branch, tag or commit for ``dnabert``.
+        classifier_url: mirror of the published classifiers (see :func:`classifier_url`);
+            its files must still match the pinned blob ids.
 
     Returns:
         The resolved paths, in the order fetched.
@@ -293,7 +400,7 @@ def download(
         fetches.append((dnabert_model, lambda: resolve_dnabert_model(dnabert_model, revision=dnabert_revision)))
     if kind in ("classifier", "all"):
         for mt in (model_type,) if model_type else CLASSIFIER_MODEL_TYPES:
-            fetches.append((f"{mt}_model.pth", functools.partial(resolve_classifier, mt)))
+            fetches.append((f"{mt}_model.pth", functools.partial(resolve_classifier, mt, url=classifier_url)))
     # Try every model before failing, so one unreachable host does not hide the others' state.
     paths: list[Path] = []
     failures: list[tuple[str, ModelNotAvailableError]] = []

@@ -12,8 +12,8 @@ import logging
 import time
 
 from virnucpro.pipeline.checkpoint import make_dir, verify_done
-from virnucpro.pipeline.dashboard import Dashboard
-from virnucpro.pipeline.model_kinds import EmbedPayload, ModelKind
+from virnucpro.pipeline.dashboard import Dashboard, later_cost_factor
+from virnucpro.pipeline.model_kinds import MODEL_KINDS, EmbedPayload, ModelKind
 from virnucpro.pipeline.outputs import shard_name
 from virnucpro.pipeline.run_config import RunSetup
 from virnucpro.pipeline.run_stop import signal_at
@@ -45,10 +45,18 @@ def feature_stage(kind: ModelKind, shards: list[ShardInfo], setup: RunSetup, sta
         return
     make_dir(paths.features_dir)
     total = sum(t.size for t in tasks)
-    logger.info("%s: embedding %d frame(s) in %d shard(s) on %s", kind.name, total, len(tasks), ", ".join(plan.devices))
+    devices = plan.devices
+    if not plan.in_process and len(devices) > len(tasks):
+        # a worker without a shard would only load the models
+        logger.info("%s: %d shard(s) to embed: starting %d of the %d planned workers", kind.name, len(tasks),
+                    len(tasks), len(devices))
+        devices = devices[:len(tasks)]
+    logger.info("%s: embedding %d frame(s) in %d shard(s) on %s", kind.name, total, len(tasks), ", ".join(devices))
     sizes = {t.key: t.size for t in tasks}
     began_embedding = time.monotonic()
-    with Dashboard(kind.name, total, plan.devices, no_dashboard=options.no_dashboard) as dashboard:
+    with Dashboard(kind.name, total, devices, no_dashboard=options.no_dashboard,
+                   stage_number=2 + MODEL_KINDS.index(kind),
+                   later_factor=later_cost_factor(kind.name, dict(setup.models.identities))) as dashboard:
 
         def on_event(event: Event) -> None:
             # Counted as shards finish, so an interrupted run's summary tells what was done.
@@ -61,7 +69,7 @@ def feature_stage(kind: ModelKind, shards: list[ShardInfo], setup: RunSetup, sta
                     signal_at(f"last:{kind.name}")
 
         manager = BatchQueueManager(
-            kind.worker_init, kind.worker_process, plan.devices,
+            kind.worker_init, kind.worker_process, devices,
             kind.init_args(setup.models, plan.precision, options.batch_tokens).as_mapping(),
             in_process=plan.in_process, on_event=on_event,
             worker_env={"PYTORCH_CUDA_ALLOC_CONF": "expandable_segments:True"},

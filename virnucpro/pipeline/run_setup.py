@@ -108,7 +108,8 @@ def resolve_models(options: PredictOptions, *, with_classifier: bool = True) -> 
         classifier = load_classifier(classifier_path)
         check_input_dim(classifier, dnabert_dim, esm_dim, dnabert_name=dnabert_name, esm_name=esm_name,
                         classifier_name=str(classifier_name))
-        identities["classifier"] = {"name": str(classifier_name), "sha256": cached_sha256(classifier_path)}
+        identities["classifier"] = {"name": str(classifier_name), "sha256": cached_sha256(classifier_path),
+                                    "git_blob_sha1": registry.git_blob_sha1(classifier_path)}
         located.append(("classifier", classifier_path))
     for kind, path in located:
         logger.info("%s model: %s (%s)", kind, identities[kind]["name"], path)
@@ -146,6 +147,16 @@ def dnabert_fingerprint(model_dir: Path) -> str:
 # --------------------------------------------------------------------------- devices
 
 
+def available_cores() -> int:
+    """CPU cores this process may run on (its affinity mask, which SLURM and taskset narrow)."""
+    import os
+
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
 def plan_devices(options: PredictOptions) -> DevicePlan:
     """Turn ``--device/--parallel/--gpus/--workers/--precision`` into a worker plan.
 
@@ -170,6 +181,10 @@ def plan_devices(options: PredictOptions) -> DevicePlan:
     if options.workers:
         if options.device not in ("auto", "cpu"):
             raise DeviceSelectionError("--workers runs CPU worker processes; use --gpus for GPU workers")
+        cores = available_cores()
+        if options.workers > cores:
+            logger.warning("--workers %d is more than the %d CPU core(s) available: the workers share them "
+                           "(one thread each) and each holds its own copy of the models", options.workers, cores)
         return DevicePlan(["cpu"] * options.workers, in_process=False,
                           precision="fp32" if precision == "auto" else precision)
 

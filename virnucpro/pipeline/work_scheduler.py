@@ -88,8 +88,13 @@ class Slot:
 
     @property
     def label(self) -> str:
-        """``"worker N (device)"``, as logs and ``RunReport.worker_errors`` name it."""
-        return f"worker {self.worker_id} ({self.device})"
+        """``"worker cpu-0"`` / ``"worker cuda:1"``, as logs and ``RunReport.worker_errors`` name it."""
+        return f"worker {worker_name(self.worker_id, self.device)}"
+
+
+def worker_name(worker_id: int, device: str) -> str:
+    """A worker's own name: ``cpu-<worker id>`` for CPU workers (they share one device), else the device."""
+    return f"cpu-{worker_id}" if device == "cpu" else device
 
 
 class Scheduler:
