@@ -40,8 +40,9 @@ _PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 @click.option("--force", is_flag=True, help="Discard a previous run in the output directory and start over.")
 @click.option("--no-dashboard", is_flag=True, help="Plain progress lines instead of the live view.")
 @click.option("--keep-features", is_flag=True, help="Keep per-frame embeddings under DIR/work/features/.")
-@click.option("--stall-timeout", type=click.FloatRange(min=0), default=1800, show_default=True, metavar="SECONDS",
-              help="Kill and retry a worker process that reports no progress for this long (a hung GPU); 0 = never.")
+@click.option("--stall-timeout", type=click.FloatRange(min=0), default=600, show_default=True, metavar="SECONDS",
+              help="Kill and retry a worker process that reports no progress for this long (a hung GPU; progress "
+                   "comes after every batch); 0 = never. Raise it for ESM-2 3B on a slow CPU.")
 def predict(input_path: str, output_dir: str, model_type: str, model_path: str | None, chunk_length: int | None,
             model_set: str, esm_model: str | None, dnabert_model: str | None, dnabert_revision: str | None,
             device: str, precision: str, batch_tokens: int | None, offline: bool, parallel: bool,

@@ -29,7 +29,7 @@ class PredictOptions:
     force: bool = False
     no_dashboard: bool = False
     keep_features: bool = False
-    stall_timeout: float = 1800.0
+    stall_timeout: float = 600.0
 
     @property
     def effective_chunk_length(self) -> int:
