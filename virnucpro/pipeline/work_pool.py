@@ -213,7 +213,7 @@ class WorkerPool:
         init_timeout = self._settings.init_timeout
         if init_timeout:
             for slot in slots:
-                if slot.process is None or slot.ready or slot.retired or slot.init_hung:
+                if slot.process is None or slot.ready or slot.retired or slot.init_hung or slot.device_fault:
                     continue
                 if now - slot.launched_at > init_timeout:
                     logger.error("%s has not finished loading its model after %.0f s; killing it", slot.label,
