@@ -14,6 +14,8 @@ path; the worker writes their squares with ``atomic_write`` + ``.done``. The
 
 ``init_args['init_limit_dir']`` makes the init fail once that directory already
 holds ``init_limit`` records (a restart that cannot load the model).
+``init_args['barrier_dir']`` makes each init wait (up to 60 s) until ``barrier_count``
+workers have reached it, so every worker is ready before tasks run out.
 """
 
 from __future__ import annotations
@@ -39,6 +41,12 @@ def square_init(device: str, init_args: dict[str, Any]) -> dict[str, Any]:
         Path(init_dir, str(os.getpid())).write_text(device)
     if init_args.get("init_raises"):
         raise RuntimeError("cannot load the model")
+    barrier = init_args.get("barrier_dir")
+    if barrier:
+        Path(barrier, str(os.getpid())).write_text(device)
+        deadline = time.monotonic() + 60
+        while len(list(Path(barrier).iterdir())) < int(init_args["barrier_count"]) and time.monotonic() < deadline:
+            time.sleep(0.05)
     limit_dir = init_args.get("init_limit_dir")
     if limit_dir:
         if len(list(Path(limit_dir).iterdir())) >= int(init_args["init_limit"]):

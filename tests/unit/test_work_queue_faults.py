@@ -73,10 +73,14 @@ def test_ordinary_and_oom_errors_are_not_sticky(exc: Exception) -> None:
 def test_one_broken_worker_of_three_does_not_fail_any_task(tmp_path: Path, monkeypatch) -> None:
     """The issue's reproduction: 1 broken worker of 3, 12 tasks; before, 10 of 12 failed for good."""
     monkeypatch.setenv(FAULT_DEVICE_ERROR_ENV, "1")
-    tasks = write_inputs(tmp_path, {f"t{i:02d}": 6 + i % 4 for i in range(12)})
+    tasks = write_inputs(tmp_path, {f"t{i:02d}": 6 + i % 4 for i in range(12)},
+                         modes={f"t{i:02d}": "slow" for i in range(12)}, delay=0.03)
+    (tmp_path / "barrier").mkdir()
     events: list = []
     # No retries at all: any attempt charged for the broken device would fail a task for good.
-    report = _manager(["cpu"] * 3, events, max_task_retries=0, progress_interval=0.05).run(tasks)
+    # The barrier makes all three workers ready together, so the broken one surely takes several tasks.
+    report = _manager(["cpu"] * 3, events, {"barrier_dir": str(tmp_path / "barrier"), "barrier_count": 3},
+                      max_task_retries=0, progress_interval=0.05).run(tasks)
     assert report.ok, report.failed
     assert sorted(report.finished) == sorted(t.key for t in tasks)
     for task in tasks:
@@ -100,7 +104,9 @@ def test_device_whose_restart_fails_is_retired_and_the_rest_finish(tmp_path: Pat
                          delay=0.05)
     (tmp_path / "inits").mkdir()
     events: list = []
-    init_args = {"init_limit_dir": str(tmp_path / "inits"), "init_limit": 2}  # the two first loads only
+    (tmp_path / "barrier").mkdir()
+    init_args = {"init_limit_dir": str(tmp_path / "inits"), "init_limit": 2,  # the two first loads only
+                 "barrier_dir": str(tmp_path / "barrier"), "barrier_count": 2}
     report = _manager(["cpu", "cpu"], events, init_args, progress_interval=0.05).run(tasks)
     assert report.ok, report.failed
     for task in tasks:
