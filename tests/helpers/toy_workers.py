@@ -9,7 +9,13 @@ path; the worker writes their squares with ``atomic_write`` + ``.done``. The
 - ``raise``: raise ``ValueError`` every time;
 - ``write_error``: raise ``OutputError`` (as a full disk would) every time;
 - ``slow``: sleep ``delay`` seconds per number (used to interrupt a run);
-- ``hang_once``: the first time, report one frame and then hang forever (a stuck GPU call).
+- ``hang_once``: the first time, report one frame and then hang forever (a stuck GPU call);
+- ``device_error``: raise a sticky CUDA error (``device-side assert triggered``) every time.
+
+``init_args['init_limit_dir']`` makes the init fail once that directory already
+holds ``init_limit`` records (a restart that cannot load the model).
+``init_args['barrier_dir']`` makes each init wait (up to 60 s) until ``barrier_count``
+workers have reached it, so every worker is ready before tasks run out.
 """
 
 from __future__ import annotations
@@ -35,7 +41,18 @@ def square_init(device: str, init_args: dict[str, Any]) -> dict[str, Any]:
         Path(init_dir, str(os.getpid())).write_text(device)
     if init_args.get("init_raises"):
         raise RuntimeError("cannot load the model")
-    return {"device": device, "pid": os.getpid()}
+    barrier = init_args.get("barrier_dir")
+    if barrier:
+        Path(barrier, str(os.getpid())).write_text(device)
+        deadline = time.monotonic() + 60
+        while len(list(Path(barrier).iterdir())) < int(init_args["barrier_count"]) and time.monotonic() < deadline:
+            time.sleep(0.05)
+    limit_dir = init_args.get("init_limit_dir")
+    if limit_dir:
+        if len(list(Path(limit_dir).iterdir())) >= int(init_args["init_limit"]):
+            raise RuntimeError("cannot load the model after the device error")
+        Path(limit_dir, str(os.getpid())).write_text(device)
+    return {"device": device, "pid": os.getpid(), "visible": os.environ.get("CUDA_VISIBLE_DEVICES")}
 
 
 def square_process(state: dict[str, Any], task: Task, progress: Callable[[int], None]) -> dict[str, Any]:
@@ -56,6 +73,8 @@ def square_process(state: dict[str, Any], task: Task, progress: Callable[[int], 
                 time.sleep(3600)
     elif mode == "exit_always":
         os._exit(137)
+    elif mode == "device_error":
+        raise RuntimeError("CUDA error: device-side assert triggered")
     elif mode == "raise":
         raise ValueError(f"bad number in {task.key}")
     elif mode == "write_error":
@@ -70,7 +89,7 @@ def square_process(state: dict[str, Any], task: Task, progress: Callable[[int], 
     output = Path(payload["output"])
     atomic_write_text(output, "".join(f"{s}\n" for s in squares))
     write_done(output, IDENTITY, frames=len(squares))
-    return {"frames": len(squares), "pid": state["pid"], "device": state["device"]}
+    return {"frames": len(squares), "pid": state["pid"], "device": state["device"], "visible": state["visible"]}
 
 
 def write_inputs(directory: Path, sizes: dict[str, int], modes: dict[str, str] | None = None,

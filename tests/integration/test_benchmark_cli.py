@@ -29,8 +29,10 @@ def test_small_benchmark_writes_tables_and_valid_json(tmp_path):
     engines = {(e["model"], e["implementation"], e["precision"]) for e in data["engines"]}
     assert engines == {(m, i, p) for m in ("esm2", "dnabert_s") for i, p in
                        (("ours", "fp32"), ("ours", "bf16"), ("published", "fp32"))}
+    assert data["repeats"] == 3 and data["tokenize"]["dnabert_s"]["in_timed_passes"] is False
     for e in data["engines"]:
         assert all(key in e for key in ENGINE_KEYS)
+        assert len(e["repeat_seconds"]) == 3 and e["seconds"] == min(e["repeat_seconds"])
         assert e["frames"] == 6 and e["tflops"] > 0 and e["mfu"] > 0 and e["peak_memory_bytes"] > 0
     assert data["speedup"]["pipeline"]["factor"] > 0
     assert data["baseline_agreement"]["esm2"]["cosine_min"] > 1 - 1e-5

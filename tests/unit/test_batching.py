@@ -58,3 +58,41 @@ def test_embed_sorted_returns_input_order_and_survives_one_oom(lengths, budget, 
     assert final <= budget
     if lengths:
         out[0, 0] = -1.0  # a normal tensor callers may modify, not an inference-mode one
+
+
+# --------------------------------------------------------------------------- free-memory estimate
+
+GIB = 1 << 30
+
+
+def test_usable_free_memory_counts_the_allocators_own_cache() -> None:
+    from virnucpro.models.batching import usable_free_bytes
+
+    assert usable_free_bytes(20 * GIB, 0, 0) == 20 * GIB
+    assert usable_free_bytes(10 * GIB, 16 * GIB, 6 * GIB) == 20 * GIB  # 10 free + 10 cached
+    assert usable_free_bytes(10 * GIB, 6 * GIB, 7 * GIB) == 10 * GIB  # never counted negative
+
+
+def _inject_cuda_memory(monkeypatch, free: int, reserved: int, allocated: int) -> None:
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (free, 80 * GIB))
+    monkeypatch.setattr(torch.cuda, "memory_reserved", lambda device=None: reserved)
+    monkeypatch.setattr(torch.cuda, "memory_allocated", lambda device=None: allocated)
+
+
+def test_budget_does_not_shrink_after_the_first_shard(monkeypatch) -> None:
+    """Injected counters of a 24 GB GPU: 6 GB of weights, then a shard leaves 10 GB cached by PyTorch."""
+    from virnucpro.models import dnabert_s, esm2
+
+    cuda = torch.device("cuda:0")
+    config = dnabert_s.DnabertConfig(768, 12, 12, 3072, 1e-12, 4096)
+    weights = 6 * GIB
+    _inject_cuda_memory(monkeypatch, free=16 * GIB, reserved=weights, allocated=weights)
+    esm_before = esm2.default_batch_tokens(cuda, 2560, 40, torch.bfloat16)
+    dna_before = dnabert_s.default_batch_tokens(cuda, config, torch.bfloat16)
+    assert 1024 < esm_before < 65536  # not clamped, so the comparison below means something
+    _inject_cuda_memory(monkeypatch, free=6 * GIB, reserved=weights + 10 * GIB, allocated=weights)
+    assert esm2.default_batch_tokens(cuda, 2560, 40, torch.bfloat16) == esm_before
+    assert dnabert_s.default_batch_tokens(cuda, config, torch.bfloat16) == dna_before
+    # Another process taking 10 GB does shrink it.
+    _inject_cuda_memory(monkeypatch, free=6 * GIB, reserved=weights, allocated=weights)
+    assert esm2.default_batch_tokens(cuda, 2560, 40, torch.bfloat16) < esm_before

@@ -50,6 +50,37 @@ def test_timed_embed_and_peak_memory():
     assert timed.peak_memory_bytes > 0 and timed.peak_memory_kind.startswith("peak_rss")
 
 
+def test_timed_embed_warms_up_on_the_whole_set_and_keeps_the_best_of_three():
+    calls: list[list[str]] = []
+
+    def embed(seqs):
+        calls.append(list(seqs))
+        return torch.ones(len(seqs), 3)
+
+    timed = engines.timed_embed(embed, ["a", "b", "c"], None, CPU)
+    assert calls == [["a", "b", "c"]] * 4  # one untimed warm-up pass on the full set, then 3 timed ones
+    assert len(timed.repeat_seconds) == 3 and timed.seconds == min(timed.repeat_seconds)
+    assert timed.warmup_seconds >= 0
+
+
+def test_pretokenized_dna_serves_precomputed_ids_and_falls_back():
+    tokenizer = synthetic.train_dna_tokenizer(vocab_size=64, corpus_bp=5000)
+    seqs = ["ACGTACGTTT", "GGGCCCAAAT"]
+    wrapped = engines.PretokenizedDna(tokenizer, seqs, tokenizer.encode(seqs))
+    assert wrapped.encode(seqs[::-1]) == tokenizer.encode(seqs[::-1])
+    assert wrapped.encode(["TTTTACGA"]) == tokenizer.encode(["TTTTACGA"])
+    assert wrapped.pad_id == tokenizer.pad_id and wrapped.vocab_size == tokenizer.vocab_size
+
+
+def test_full_size_times_at_least_20k_dnabert_frames():
+    full = run.BenchmarkOptions(chunk_lengths=(300, 500))
+    assert run.dnabert_frames_per_length(full, "full", 1000) * 2 >= 20_000
+    assert run.dnabert_frames_per_length(run.BenchmarkOptions(chunk_lengths=(500,)), "full", 1000) >= 20_000
+    assert run.dnabert_frames_per_length(full, "small", 24) == 24
+    assert run.dnabert_frames_per_length(run.BenchmarkOptions(frames=3), "full", 3) == 3
+    assert run.dnabert_frames_per_length(run.BenchmarkOptions(dnabert_frames=2), "full", 5) == 5
+
+
 def test_matmul_peak_is_positive():
     peak = engines.measure_matmul_peak(CPU, torch.float32, size=64, min_seconds=0.01)
     assert peak.dtype == "fp32" and peak.iterations >= 3 and peak.tflops > 0

@@ -53,10 +53,14 @@ class FrameSet:
     def __len__(self) -> int:
         return len(self.ids)
 
-    def subset(self, count: int) -> FrameSet:
-        """The first ``count`` frames of every chunk length (a warm-up set with every shape)."""
-        keep = [i for length in sorted(set(self.chunk_lengths))
+    def subset_indices(self, count: int) -> list[int]:
+        """Positions of the first ``count`` frames of every chunk length, in :meth:`subset` order."""
+        return [i for length in sorted(set(self.chunk_lengths))
                 for i in [j for j, c in enumerate(self.chunk_lengths) if c == length][:count]]
+
+    def subset(self, count: int) -> FrameSet:
+        """The first ``count`` frames of every chunk length (the same shapes, fewer frames)."""
+        keep = self.subset_indices(count)
         return FrameSet([self.ids[i] for i in keep], [self.nucleotide[i] for i in keep],
                         [self.protein[i] for i in keep], [self.chunk_lengths[i] for i in keep])
 

@@ -46,8 +46,9 @@ _PRECISIONS = ("auto", "fp32", "bf16", "fp16")
               help="Keep per-frame embeddings under DIR/work/features/ (later runs keep them too).")
 @click.option("--discard-features", is_flag=True,
               help="Delete embeddings kept by an earlier --keep-features run once this run finishes.")
-@click.option("--stall-timeout", type=click.FloatRange(min=0), default=1800, show_default=True, metavar="SECONDS",
-              help="Kill and retry a worker process that reports no progress for this long (a hung GPU); 0 = never.")
+@click.option("--stall-timeout", type=click.FloatRange(min=0), default=600, show_default=True, metavar="SECONDS",
+              help="Kill and retry a worker process that reports no progress for this long (a hung GPU; progress "
+                   "comes after every batch); 0 = never. Raise it for ESM-2 3B on a slow CPU.")
 @click.option("--min-score", type=click.FloatRange(min=0, max=1), default=0.5, show_default=True,
               help="Call a sequence 'virus' when its virus_score (mean chunk score) is at least this. "
                    "Changing it on a finished run only rewrites the tables.")

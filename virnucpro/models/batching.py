@@ -174,3 +174,21 @@ def estimate_batch_tokens(
     per_token = dim * (16 + 13 * dtype_bytes) + heads * reference_len * 4
     tokens = int(free_bytes * fraction) // max(1, per_token)
     return int(min(cap, max(floor, tokens)))
+
+
+def usable_free_bytes(free: int, reserved: int, allocated: int) -> int:
+    """Device memory this process can still use: driver-free plus its own cached, unused blocks.
+
+    ``torch.cuda.mem_get_info`` reports memory free *on the device*, which
+    excludes what PyTorch's caching allocator already reserved but does not
+    use; after the first shard that cache is large, and a budget from
+    ``free`` alone would shrink shard after shard. ``reserved - allocated`` is
+    that cache (never counted negative).
+    """
+    return max(0, int(free)) + max(0, int(reserved) - int(allocated))
+
+
+def cuda_free_bytes(device: torch.device) -> int:
+    """:func:`usable_free_bytes` for a CUDA device, from ``mem_get_info`` and the allocator's counters."""
+    free, _total = torch.cuda.mem_get_info(device)
+    return usable_free_bytes(free, torch.cuda.memory_reserved(device), torch.cuda.memory_allocated(device))

@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from virnucpro.errors import ModelNotAvailableError
-from virnucpro.models.batching import embed_sorted, estimate_batch_tokens
+from virnucpro.models.batching import cuda_free_bytes, embed_sorted, estimate_batch_tokens
 from virnucpro.models.dnabert_tokenizer import DnabertTokenizer
 from virnucpro.models.safe_load import load_weights_only
 
@@ -312,7 +312,7 @@ def default_batch_tokens(device: torch.device, config: DnabertConfig, dtype: tor
     """Token budget used when ``embed`` is not given one: sized from free memory on CUDA."""
     if device.type != "cuda":
         return DEFAULT_BATCH_TOKENS_CPU
-    free, _total = torch.cuda.mem_get_info(device)
+    free = cuda_free_bytes(device)
     dtype_bytes = torch.empty((), dtype=dtype).element_size()
     # DNABERT-S frames are short (about 110 tokens for 500 bp), so the [B, H, T, T] bias is
     # sized for 256-token sequences rather than ESM-2's 512.

@@ -40,7 +40,7 @@ import torch
 import torch.nn.functional as F
 
 from virnucpro.errors import InputError, ModelNotAvailableError
-from virnucpro.models.batching import embed_sorted, estimate_batch_tokens
+from virnucpro.models.batching import cuda_free_bytes, embed_sorted, estimate_batch_tokens
 from virnucpro.models.esm2_checkpoint import Esm2Checkpoint, load_esm2_checkpoint
 
 logger = logging.getLogger(__name__)
@@ -163,7 +163,7 @@ def default_batch_tokens(device: torch.device, dim: int, heads: int, dtype: torc
     """Default budget: sized from free CUDA memory, :data:`CPU_BATCH_TOKENS` elsewhere."""
     if device.type != "cuda":
         return CPU_BATCH_TOKENS
-    free, _total = torch.cuda.mem_get_info(device)
+    free = cuda_free_bytes(device)
     dtype_bytes = torch.empty((), dtype=dtype).element_size()
     return estimate_batch_tokens(free, dim, heads, dtype_bytes)
 

@@ -29,7 +29,7 @@ class PredictOptions:
     force: bool = False
     no_dashboard: bool = False
     keep_features: bool = False
-    stall_timeout: float = 1800.0
+    stall_timeout: float = 600.0
     discard_features: bool = False
     allow_chunk_length: bool = False
     min_score: float = 0.5

@@ -83,12 +83,14 @@ class TaskDone:
 @dataclass(frozen=True)
 class TaskRaised:
     """``process_fn`` raised; ``write_error`` is the message of an
-    :class:`~virnucpro.errors.OutputError` (never retried), else None."""
+    :class:`~virnucpro.errors.OutputError` (never retried), else None;
+    ``device_fault``: a sticky device error, after which the worker exits."""
 
     task_key: str
     error: str
     trace: str
     write_error: str | None
+    device_fault: bool = False
 
 
 @dataclass(frozen=True)

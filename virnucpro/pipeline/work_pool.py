@@ -6,7 +6,15 @@ Only the parent hands out work, one task at a time, so it always knows which
 task a worker holds: when a worker dies (its sentinel fires) that task is
 re-queued by the scheduler's retry rules and the slot is restarted, up to
 ``max_worker_restarts`` times. A busy worker silent for ``stall_timeout``
-seconds is killed and handled the same way.
+seconds is killed and handled the same way. A worker that exits after a sticky
+device error (its task already re-queued, uncharged) is restarted the same way;
+if the restart's ``init_fn`` fails the device is retired. A worker still in
+``init_fn`` after ``init_timeout`` seconds (a model load that hangs) is killed
+and its device retired: a load that hung once hangs again, at the same cost.
+
+Each ``cuda:N`` worker gets ``CUDA_VISIBLE_DEVICES`` set to that one GPU
+(:func:`~virnucpro.pipeline.work_worker.worker_visible_devices`), so a stray
+``cuda:0`` in the worker cannot land on another GPU; logs and events keep ``N``.
 """
 
 from __future__ import annotations
@@ -24,7 +32,7 @@ from virnucpro.pipeline.work_messages import RunTask, StopWorker
 from virnucpro.pipeline.work_scheduler import Scheduler, Slot
 from virnucpro.pipeline.work_signals import StopSignals
 from virnucpro.pipeline.work_types import QUEUE_LOGGER, RunInterrupted, WorkerDied, WorkerRestarted
-from virnucpro.pipeline.work_worker import worker_main
+from virnucpro.pipeline.work_worker import EXIT_DEVICE_FAULT, worker_main, worker_visible_devices
 
 logger = logging.getLogger(QUEUE_LOGGER)
 
@@ -99,16 +107,22 @@ class WorkerPool:
         settings = self._settings
         parent_conn, child_conn = self._ctx.Pipe(duplex=True)
         threads = settings.cpu_threads if slot.device == "cpu" else None
+        env = dict(settings.worker_env)
+        visible = worker_visible_devices(
+            slot.device, env.get("CUDA_VISIBLE_DEVICES", os.environ.get("CUDA_VISIBLE_DEVICES")))
+        if visible is not None:
+            env["CUDA_VISIBLE_DEVICES"] = visible
         process = self._ctx.Process(
             target=worker_main,
             name=f"virnucpro-worker-{slot.worker_id}",
             args=(slot.worker_id, slot.device, settings.init_spec, settings.process_spec, settings.init_args,
-                  child_conn, os.getpid(), threads, settings.worker_env, settings.progress_interval),
+                  child_conn, os.getpid(), threads, env, settings.progress_interval),
             daemon=True,
         )
         process.start()
         child_conn.close()  # so that the parent sees EOF when the worker dies
         slot.process, slot.conn, slot.ready, slot.task = process, parent_conn, False, None
+        slot.launched_at = time.monotonic()
         slot.launches += 1
         logger.debug("started %s as pid %s", slot.label, process.pid)
 
@@ -119,7 +133,9 @@ class WorkerPool:
                 return
             if slot.process is None or slot.conn is None or not slot.ready or slot.task is not None:
                 continue
-            task = scheduler.pop()
+            task = scheduler.pop_for(slot)
+            if task is None:
+                continue
             try:
                 slot.conn.send(RunTask(task))
             except (OSError, ValueError):
@@ -165,12 +181,21 @@ class WorkerPool:
         task, slot.task = slot.task, None
         if slot.retired:  # init_fn raised; already reported
             return
-        if slot.stalled:
+        if slot.init_hung:
+            reason = (f"worker on {slot.device} did not finish loading its model in "
+                      f"{self._settings.init_timeout:g} s and was killed; device given up")
+            slot.init_hung = False
+        elif slot.stalled:
             reason = f"worker on {slot.device} made no progress for {self._settings.stall_timeout:g} s and was killed"
             slot.stalled = False
+        elif slot.device_fault is not None:
+            reason = f"worker on {slot.device} exited after a device error ({slot.device_fault})"
+            if exitcode != EXIT_DEVICE_FAULT:
+                reason += f", {describe_exit(exitcode)}"
+            slot.device_fault = None
         else:
             reason = f"worker on {slot.device} died: {describe_exit(exitcode)}"
-        will_restart = slot.restarts < self._settings.max_worker_restarts
+        will_restart = slot.restarts < self._settings.max_worker_restarts and "device given up" not in reason
         if not will_restart:
             slot.retired = True
             self._scheduler.report.worker_errors[slot.label] = f"{reason}; gave up after {slot.restarts} restart(s)"
@@ -182,11 +207,22 @@ class WorkerPool:
 
     def _kill_stalled(self, slots: Sequence[Slot]) -> None:
         """SIGKILL a busy worker that sent nothing for ``stall_timeout`` seconds (a hung GPU or
-        driver call): its sentinel then fires and the usual retry and restart rules apply."""
+        driver call): its sentinel then fires and the usual retry and restart rules apply.
+        Also SIGKILL a worker still loading after ``init_timeout`` seconds (its device is retired)."""
+        now = time.monotonic()
+        init_timeout = self._settings.init_timeout
+        if init_timeout:
+            for slot in slots:
+                if slot.process is None or slot.ready or slot.retired or slot.init_hung or slot.device_fault:
+                    continue
+                if now - slot.launched_at > init_timeout:
+                    logger.error("%s has not finished loading its model after %.0f s; killing it", slot.label,
+                                 now - slot.launched_at)
+                    slot.init_hung = True
+                    slot.process.kill()
         stall_timeout = self._settings.stall_timeout
         if not stall_timeout:
             return
-        now = time.monotonic()
         for slot in slots:
             if slot.process is None or slot.task is None or slot.stalled:
                 continue

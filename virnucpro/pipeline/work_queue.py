@@ -20,11 +20,11 @@ device). Per-worker pipes, rather than one shared queue, mean a worker killed
 mid-write can never corrupt or deadlock the other workers' channel.
 
 Devices and threads: workers are started with the ``spawn`` method and the
-parent never touches CUDA. A ``"cuda:N"`` worker keeps the parent's
-``CUDA_VISIBLE_DEVICES`` (so ``N`` is the ordinal the user sees in logs and in
-``nvidia-smi`` order given ``CUDA_DEVICE_ORDER``) and calls
-``torch.cuda.set_device(N)`` before ``init_fn``, so stray default-device
-allocations do not land on GPU 0. ``"cpu"`` workers share the machine's
+parent never touches CUDA. A ``"cuda:N"`` worker sees exactly one GPU: its
+``CUDA_VISIBLE_DEVICES`` is the N-th entry of the parent's (or ``N`` when the
+parent sets none), so ``init_fn`` is called with ``"cuda:0"`` and a stray
+``cuda:0`` or default-device allocation cannot put a second context on another
+GPU. Logs, events and the dashboard keep the user's ``N``. ``"cpu"`` workers share the machine's
 cores: each gets ``OMP_NUM_THREADS`` and ``torch.set_num_threads`` set to
 ``cores // number_of_cpu_workers``.
 
@@ -38,6 +38,14 @@ Workers ignore SIGINT (the parent decides) and die with the parent
 ``in_process=True`` runs the same functions in the calling process with the
 same events and retry rules (no crash recovery, obviously); use it for one
 device without parallelism or for debugging.
+
+Device faults: a task that raises a sticky (non-OOM) device error, after which
+the CUDA context is unusable (illegal memory access, device-side assert,
+launch failure, ECC), is reported, its worker exits and the slot is restarted
+(the device is retired if the restart's ``init_fn`` fails); the attempt is not
+charged to the task, which goes preferably to another device. A worker whose
+``init_fn`` has not returned after ``init_timeout`` seconds is killed and its
+device retired. Fault hooks for tests: see :mod:`~virnucpro.pipeline.work_worker`.
 
 Write failures: a task that raises :class:`~virnucpro.errors.OutputError`
 (disk full, permission denied, read-only filesystem) is not retried and no
@@ -81,7 +89,11 @@ from virnucpro.pipeline.work_types import (
 )
 from virnucpro.pipeline.work_worker import WorkerFn, callable_spec, default_cpu_threads, resolve_callable
 
+DEFAULT_INIT_TIMEOUT = 900.0
+"""Model-load timeout: torch import, CUDA context and ESM-2 3B's 11 GB from a slow disk fit well inside."""
+
 __all__ = [
+    "DEFAULT_INIT_TIMEOUT",
     "BatchQueueManager",
     "Event",
     "Progress",
@@ -121,6 +133,8 @@ class BatchQueueManager:
         progress_interval: a worker sends progress at most this often (seconds).
         stall_timeout: seconds a busy worker may go without sending anything (progress is sent
             after every batch) before it is killed and its task retried; None or 0 = never.
+        init_timeout: seconds a worker may spend in ``init_fn`` (importing torch, creating the CUDA
+            context, loading the model) before it is killed and its device given up; None or 0 = never.
     """
 
     def __init__(
@@ -140,6 +154,7 @@ class BatchQueueManager:
         poll_interval: float = 0.2,
         progress_interval: float = 0.5,
         stall_timeout: float | None = None,
+        init_timeout: float | None = DEFAULT_INIT_TIMEOUT,
     ) -> None:
         if not devices:
             raise ValueError("at least one device is needed")
@@ -160,6 +175,7 @@ class BatchQueueManager:
         self.poll_interval = poll_interval
         self.progress_interval = progress_interval
         self.stall_timeout = stall_timeout
+        self.init_timeout = init_timeout
 
     def _settings(self) -> QueueSettings:
         return QueueSettings(
@@ -167,7 +183,7 @@ class BatchQueueManager:
             max_task_retries=self.max_task_retries, max_worker_restarts=self.max_worker_restarts,
             worker_env=self.worker_env, cpu_threads=self.cpu_threads, stop_timeout=self.stop_timeout,
             poll_interval=self.poll_interval, progress_interval=self.progress_interval,
-            stall_timeout=self.stall_timeout,
+            stall_timeout=self.stall_timeout, init_timeout=self.init_timeout,
         )
 
     def run(self, tasks: Iterable[Task]) -> RunReport:

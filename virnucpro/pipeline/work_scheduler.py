@@ -6,7 +6,11 @@ and one :class:`Slot` per device. It turns each worker message
 (:mod:`virnucpro.pipeline.work_messages`) into report entries and public
 events, and applies the retry rules: a failed attempt is re-queued while
 ``max_task_retries`` allows, and an :class:`~virnucpro.errors.OutputError`
-is never retried and empties the queue (``report.not_run``).
+is never retried and empties the queue (``report.not_run``). An attempt ended
+by a sticky device error is not charged to the task (the device broke, not the
+task): it is re-queued for another device (:meth:`Scheduler.pop_for`) while the
+worker exits and its slot is restarted. That is bounded by
+``max_worker_restarts`` per slot, so a task that breaks every device still ends.
 
 :func:`run_in_process` drives it with one slot in the calling process;
 :class:`virnucpro.pipeline.work_pool.WorkerPool` drives it with spawned workers.
@@ -47,7 +51,7 @@ from virnucpro.pipeline.work_types import (
     WorkerDied,
     WorkerStarted,
 )
-from virnucpro.pipeline.work_worker import resolve_callable, run_task
+from virnucpro.pipeline.work_worker import DeviceFault, resolve_callable, run_task
 
 logger = logging.getLogger(QUEUE_LOGGER)
 
@@ -67,6 +71,7 @@ class QueueSettings:
     poll_interval: float = 0.2
     progress_interval: float = 0.5
     stall_timeout: float | None = None
+    init_timeout: float | None = None
 
 
 @dataclass
@@ -85,6 +90,9 @@ class Slot:
     retired: bool = False
     last_heard: float = 0.0  # when the busy worker last sent anything (progress, logs)
     stalled: bool = False  # killed by the parent for making no progress
+    launched_at: float = 0.0  # when the current process was started (for the model-load timeout)
+    init_hung: bool = False  # killed by the parent for not finishing init_fn in time
+    device_fault: str | None = None  # the sticky device error the worker is exiting after
 
     @property
     def label(self) -> str:
@@ -115,6 +123,7 @@ class Scheduler:
         self._heap: list[tuple[int, int, Task]] = []
         self._seq = 0
         self._attempts: dict[str, int] = {}
+        self._avoid: dict[str, set[int]] = {}  # task key -> worker ids whose device faulted on it
 
     # ------------------------------------------------------------------ the queue
 
@@ -138,6 +147,23 @@ class Scheduler:
     def pop(self) -> Task:
         """Take the largest pending task."""
         return heapq.heappop(self._heap)[2]
+
+    def pop_for(self, slot: Slot) -> Task | None:
+        """The largest pending task for ``slot``, preferring another device for a task whose
+        device faulted on this slot; None when only such tasks are left and another live
+        worker (one that has not faulted on them) can take them."""
+        if not self._avoid:
+            return self.pop() if self._heap else None
+        for entry in sorted(self._heap):
+            task = entry[2]
+            avoid = self._avoid.get(task.key, set())
+            elsewhere = any(other is not slot and other.process is not None and not other.retired
+                            and other.worker_id not in avoid for other in self.slots)
+            if slot.worker_id not in avoid or not elsewhere:
+                self._heap.remove(entry)
+                heapq.heapify(self._heap)
+                return task
+        return None
 
     @property
     def pending(self) -> int:
@@ -176,6 +202,21 @@ class Scheduler:
             self.push(task)
         else:
             self.report.failed[task.key] = error
+
+    def device_fault(self, slot: Slot, task: Task, error: str) -> None:
+        """``task`` hit a sticky device error on ``slot``: re-queue it uncharged, for another device.
+
+        The worker exits by itself; the slot takes no new task meanwhile and is
+        restarted by the usual rules when its process is gone.
+        """
+        self._attempts[task.key] -= 1
+        self._avoid.setdefault(task.key, set()).add(slot.worker_id)
+        slot.ready = False
+        slot.device_fault = error.splitlines()[0] if error else "device error"
+        logger.error("%s hit a device error on %s; the worker exits and is restarted, %s is re-queued "
+                     "(attempt not counted): %s", slot.label, task.key, task.key, slot.device_fault)
+        self.emit(TaskFailed(slot.worker_id, task.key, error, self._attempts[task.key] + 1, True))
+        self.push(task)
 
     def _stop_after_write_error(self, slot: Slot, task: Task, error: str, write_error: str) -> None:
         """No retry, no new tasks: the next write would fail the same way (disk full, read-only...)."""
@@ -221,10 +262,13 @@ class Scheduler:
                 self.report.finished[key] = result
                 logger.debug("task %s finished on %s in %.1f s", key, slot.device, seconds)
                 self.emit(TaskFinished(slot.worker_id, key, result, seconds))
-            case TaskRaised(task_key=key, error=error, trace=trace, write_error=write_error):
+            case TaskRaised(task_key=key, error=error, trace=trace, write_error=write_error,
+                            device_fault=device_fault):
                 task, slot.task = slot.task, None
                 logger.debug("task %s raised on %s:\n%s", key, slot.device, trace)
-                if task is not None:
+                if task is not None and device_fault:
+                    self.device_fault(slot, task, error)
+                elif task is not None:
                     self.task_failed(slot, task, error, write_error)
             case WorkerInitFailed(error=error, trace=trace):
                 logger.error("%s could not start: %s", slot.label, error)
@@ -263,4 +307,12 @@ def run_in_process(scheduler: Scheduler) -> None:
         while scheduler.pending:
             task = scheduler.pop()
             scheduler.assign(slot, task)
-            run_task(process_fn, state, task, send, settings.progress_interval, lambda: False)
+            try:
+                run_task(process_fn, state, task, send, settings.progress_interval, lambda: False)
+            except DeviceFault as fault:
+                # No process to restart here: the device is given up and the rest fails, naming why.
+                slot.retired = True
+                scheduler.report.worker_errors[slot.label] = f"device error: {fault}"
+                scheduler.emit(WorkerDied(slot.worker_id, slot.device, None, None, f"device error: {fault}", False))
+                scheduler.fail_remaining()
+                return

@@ -5,7 +5,23 @@ parent decides), asks Linux to kill it when the parent dies, sets its
 environment and CPU threads, forwards its ``virnucpro`` log records to the
 parent, runs ``init_fn`` once and then one task per :class:`RunTask` message
 until it gets :class:`StopWorker` or the pipe closes. :func:`run_task` is
-shared with ``in_process`` mode. Internal to the work queue except
+shared with ``in_process`` mode.
+
+Device faults: a task that raises a *sticky* device error (one that leaves the
+CUDA context unusable: illegal memory access, device-side assert, launch
+failure, ECC error; see :func:`is_sticky_device_error`; out-of-memory is never
+sticky) is reported with ``device_fault=True`` and the worker process then
+exits with :data:`EXIT_DEVICE_FAULT`: every later call in that context would
+fail in milliseconds and burn the retries of healthy tasks.
+
+Fault hooks for tests and the acceptance script (read from the environment
+each worker inherits; ``IDS`` is a comma-separated list of worker ids):
+
+- ``VIRNUCPRO_FAULT_DEVICE_ERROR=IDS``: those workers raise a simulated sticky
+  CUDA error (``RuntimeError: CUDA error: an illegal memory access was
+  encountered``) on every task after their process's first;
+- ``VIRNUCPRO_FAULT_INIT_SLEEP=ID:SECONDS[,ID:SECONDS]``: those workers sleep
+  before ``init_fn`` (a model load that hangs). Internal to the work queue except
 :func:`resolve_callable` and :func:`default_cpu_threads`, which
 :mod:`virnucpro.pipeline.work_queue` re-exports.
 """
@@ -41,6 +57,30 @@ from virnucpro.pipeline.work_types import Task
 WorkerFn = Callable[..., Any] | str
 Send = Callable[[FromWorker], None]
 
+EXIT_DEVICE_FAULT = 75
+"""Exit status of a worker that left after a sticky device error."""
+
+FAULT_DEVICE_ERROR_ENV = "VIRNUCPRO_FAULT_DEVICE_ERROR"
+FAULT_INIT_SLEEP_ENV = "VIRNUCPRO_FAULT_INIT_SLEEP"
+SIMULATED_DEVICE_ERROR = (
+    "CUDA error: an illegal memory access was encountered "
+    f"(simulated by {FAULT_DEVICE_ERROR_ENV})"
+)
+
+# Lower-case fragments of the CUDA / driver messages after which a context is unusable for good.
+STICKY_ERROR_PATTERNS = (
+    "illegal memory access",
+    "an illegal instruction",
+    "misaligned address",
+    "device-side assert",
+    "unspecified launch failure",
+    "launch failure",
+    "ecc error",
+    "uncorrectable ecc",
+    "cuda error: unknown error",
+    "gpu has fallen off the bus",
+)
+
 
 # --------------------------------------------------------------------------- worker functions
 
@@ -70,6 +110,73 @@ def callable_spec(fn: WorkerFn) -> str:
     if not module or not qualname or "<" in qualname:
         raise ValueError(f"worker function {fn!r} must be a module-level function (spawned workers import it)")
     return f"{module}:{qualname}"
+
+
+# --------------------------------------------------------------------------- device faults
+
+
+def is_sticky_device_error(exc: BaseException) -> bool:
+    """True for an error that leaves the process's CUDA context unusable (never for out-of-memory).
+
+    Matches the CUDA runtime's messages (``CUDA error: an illegal memory
+    access was encountered``, ``device-side assert triggered``, ``unspecified
+    launch failure``, ``uncorrectable ECC error encountered``...) in the
+    exception and its causes; ``torch.AcceleratorError`` (newer torch) counts
+    the same way.
+    """
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        names = {cls.__name__ for cls in type(current).__mro__}
+        text = str(current).lower()
+        if "OutOfMemoryError" in names or "out of memory" in text:
+            return False
+        if any(pattern in text for pattern in STICKY_ERROR_PATTERNS):
+            return True
+        if "AcceleratorError" in names:
+            return True
+        current = current.__cause__ or current.__context__
+    return False
+
+
+class DeviceFault(BaseException):
+    """Raised by :func:`run_task` after it reported a sticky device error: the worker must exit."""
+
+
+def _fault_ids(value: str | None) -> set[int]:
+    ids: set[int] = set()
+    for part in (value or "").split(","):
+        part = part.strip().split(":", 1)[0]
+        if part.isdigit():
+            ids.add(int(part))
+    return ids
+
+
+def injected_init_sleep(worker_id: int) -> float:
+    """Seconds ``VIRNUCPRO_FAULT_INIT_SLEEP`` asks worker ``worker_id`` to sleep before ``init_fn``."""
+    for part in os.environ.get(FAULT_INIT_SLEEP_ENV, "").split(","):
+        wid, sep, seconds = part.strip().partition(":")
+        if sep and wid.isdigit() and int(wid) == worker_id:
+            return float(seconds)
+    return 0.0
+
+
+def with_injected_device_fault(process_fn: Callable[..., Any], worker_id: int) -> Callable[..., Any]:
+    """``process_fn``, or a wrapper raising :data:`SIMULATED_DEVICE_ERROR` from the second task on,
+    when ``VIRNUCPRO_FAULT_DEVICE_ERROR`` names ``worker_id``."""
+    if worker_id not in _fault_ids(os.environ.get(FAULT_DEVICE_ERROR_ENV)):
+        return process_fn
+    calls = 0
+
+    def faulty(state: Any, task: Task, progress: Callable[[int], None]) -> Any:
+        nonlocal calls
+        calls += 1
+        if calls > 1:
+            raise RuntimeError(SIMULATED_DEVICE_ERROR)
+        return process_fn(state, task, progress)
+
+    return faulty
 
 
 # --------------------------------------------------------------------------- one task
@@ -115,6 +222,7 @@ def run_task(process_fn: Callable[..., Any], state: Any, task: Task, send: Send,
 
     Raises:
         StopRequested: the parent asked the worker to stop (from the progress callback).
+        DeviceFault: the task hit a sticky device error (already reported with ``device_fault=True``).
     """
     started = time.monotonic()
     send(TaskBegun(task.key))
@@ -127,7 +235,10 @@ def run_task(process_fn: Callable[..., Any], state: Any, task: Task, send: Send,
         raise
     except Exception as exc:  # noqa: BLE001 - any failure of user code is reported, the worker lives on
         write_error = str(exc) if isinstance(exc, OutputError) else None
-        send(TaskRaised(task.key, f"{type(exc).__name__}: {exc}", traceback.format_exc(), write_error))
+        sticky = write_error is None and is_sticky_device_error(exc)
+        send(TaskRaised(task.key, f"{type(exc).__name__}: {exc}", traceback.format_exc(), write_error, sticky))
+        if sticky:
+            raise DeviceFault(str(exc)) from exc
         return
     try:
         send(TaskDone(task.key, result, time.monotonic() - started))
@@ -179,6 +290,28 @@ def cuda_ordinal(device: str) -> int | None:
     return None
 
 
+def worker_visible_devices(device: str, parent_visible: str | None) -> str | None:
+    """The ``CUDA_VISIBLE_DEVICES`` of the worker of ``device``: its one GPU; None for non-CUDA devices.
+
+    ``cuda:N`` is the user's ordinal, i.e. the N-th entry of the parent's
+    ``CUDA_VISIBLE_DEVICES`` when that is set (an index, UUID or MIG name is
+    passed on as written), else N itself. Inside the worker that GPU is ``cuda:0``.
+    """
+    ordinal = cuda_ordinal(device)
+    if ordinal is None:
+        return None
+    if parent_visible is not None and parent_visible.strip():
+        entries = [e.strip() for e in parent_visible.split(",") if e.strip()]
+        if ordinal < len(entries):
+            return entries[ordinal]
+    return str(ordinal)
+
+
+def local_device(device: str) -> str:
+    """The device name ``init_fn`` gets inside a worker: ``"cuda:0"`` for any CUDA device (only one is visible)."""
+    return "cuda:0" if cuda_ordinal(device) is not None else device
+
+
 def default_cpu_threads(n_cpu_workers: int) -> int:
     """Cores available to this process divided between ``n_cpu_workers`` (at least 1)."""
     try:
@@ -196,14 +329,15 @@ def _set_thread_env(cpu_threads: int | None) -> None:
 
 def _load(device: str, init_spec: str, process_spec: str, init_args: dict[str, Any],
           cpu_threads: int | None) -> tuple[Callable[..., Any], Any]:
-    """Import the worker functions, select the CUDA device, run ``init_fn``; returns ``(process_fn, state)``."""
+    """Import the worker functions, select the (only visible) CUDA device, run ``init_fn``;
+    returns ``(process_fn, state)``."""
     init_fn = resolve_callable(init_spec)
     process_fn = resolve_callable(process_spec)
-    ordinal = cuda_ordinal(device)
-    if ordinal is not None:
+    if cuda_ordinal(device) is not None:
         import torch
 
-        torch.cuda.set_device(ordinal)
+        if torch.cuda.is_available():
+            torch.cuda.set_device(0)
     state = init_fn(device, init_args)
     if cpu_threads and "torch" in sys.modules:
         sys.modules["torch"].set_num_threads(cpu_threads)
@@ -216,10 +350,15 @@ def _load(device: str, init_spec: str, process_spec: str, init_args: dict[str, A
 def worker_main(worker_id: int, device: str, init_spec: str, process_spec: str, init_args: dict[str, Any],
                 conn: Connection, parent_pid: int, cpu_threads: int | None, env: dict[str, str],
                 progress_interval: float) -> None:
-    """Entry point of a spawned worker process (``worker_id`` names the process in the parent's logs)."""
+    """Entry point of a spawned worker process (``worker_id`` names the process in the parent's logs).
+
+    ``device`` is the user's name (``"cuda:3"``); ``env`` already holds this
+    worker's one-GPU ``CUDA_VISIBLE_DEVICES``, so ``init_fn`` is given
+    :func:`local_device` (``"cuda:0"``).
+    """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     die_with_parent(parent_pid)
-    os.environ.update(env)
+    os.environ.update(env)  # before anything initialises CUDA
     _set_thread_env(cpu_threads)
 
     send_lock = threading.Lock()
@@ -235,7 +374,11 @@ def worker_main(worker_id: int, device: str, init_spec: str, process_spec: str, 
 
     started = time.monotonic()
     try:
-        process_fn, state = _load(device, init_spec, process_spec, init_args, cpu_threads)
+        pause = injected_init_sleep(worker_id)
+        if pause:
+            time.sleep(pause)
+        process_fn, state = _load(local_device(device), init_spec, process_spec, init_args, cpu_threads)
+        process_fn = with_injected_device_fault(process_fn, worker_id)
     except BaseException as exc:  # noqa: BLE001 - reported to the parent, then this worker exits
         send(WorkerInitFailed(f"{type(exc).__name__}: {exc}", traceback.format_exc()))
         conn.close()
@@ -254,5 +397,8 @@ def worker_main(worker_id: int, device: str, init_spec: str, process_spec: str, 
             return
         try:
             run_task(process_fn, state, message.task, send, progress_interval, stop_requested)
+        except DeviceFault:
+            conn.close()
+            sys.exit(EXIT_DEVICE_FAULT)
         except (StopRequested, BrokenPipeError, EOFError):
             return
