@@ -57,5 +57,6 @@ def feature_stage(kind: ModelKind, shards: list[ShardInfo], setup: RunSetup, sta
     run_report.raise_for_failures(kind.name)
     report.frames = total
     report.computed_shards = len(tasks)
+    report.duplicate_frames = sum(int(r.get("duplicates", 0)) for r in run_report.finished.values())
     report.seconds = time.monotonic() - began
     logger.info("%s: %d frame(s) in %.1f s", kind.name, total, report.seconds)
