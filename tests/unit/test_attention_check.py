@@ -52,6 +52,11 @@ def test_a_kernel_outside_tolerance_fails_the_check() -> None:
         attention_check.TOLERANCE[torch.bfloat16] = original
     assert rows[0]["verdict"] == "fail" and "max abs error" in str(rows[0]["detail"])
     assert passing_backends(rows) == ()
+    # Unavailable on some shapes (flash takes no mask) is not a failure; failing anywhere is.
+    mixed = [{"backend": "flash", "verdict": "pass"}, {"backend": "flash", "verdict": "unavailable"},
+             {"backend": "cudnn", "verdict": "pass"}, {"backend": "cudnn", "verdict": "fail"},
+             {"backend": "efficient", "verdict": "unavailable"}]
+    assert passing_backends(mixed) == ("flash",)  # type: ignore[arg-type]
 
 
 def test_pinning_keeps_only_backends_that_pass(monkeypatch: pytest.MonkeyPatch) -> None:
