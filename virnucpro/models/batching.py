@@ -5,15 +5,18 @@ Sequences are sorted longest first; a batch takes as many as fit
 memory, the budget is halved and the same sequences are planned again; the
 smaller budget is returned so the engine keeps it for the rest of the run.
 
-Each engine writes a batch's results into a device tensor and copies them to
-the host once at the end, so nothing in the loop waits for the GPU: while the
-GPU computes one batch, Python is already tokenising and copying the next.
+Each batch's results are written into a device tensor at the batch's rows in
+*sorted* order (a slice, so no index tensor crosses to the device), and the rows
+are put back in input order once, on the host, after the single copy at the
+end: nothing in the loop waits for the GPU, so while it computes one batch,
+Python is already tokenising and copying the next.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -123,7 +126,8 @@ def embed_sorted(
         A float32 CPU tensor ``[len(lengths), dim]`` (made outside inference
         mode, so callers may modify it) and the budget in force at the end.
     """
-    # Results gather on the device and come back in one copy: the loop never waits for the GPU.
+    # Results gather on the device in sorted order (slice writes: no host-to-device index copy,
+    # so no per-batch sync) and are un-permuted once on the host after one device-to-host copy.
     lengths = np.asarray(lengths, dtype=np.int64)
     out = torch.empty((len(lengths), dim), dtype=torch.float32, device=device)
     if not len(lengths):
@@ -132,15 +136,50 @@ def embed_sorted(
     longest_first = np.asarray(padded_length(lengths[order]), dtype=np.int64).tolist()
 
     def process(start: int, count: int) -> None:
-        rows = order[start : start + count]
-        out[torch.from_numpy(rows).to(device)] = forward(rows, longest_first[start])
+        out[start : start + count] = forward(order[start : start + count], longest_first[start])
         if on_batch is not None:
             on_batch(count)
 
     with torch.inference_mode():
         final_budget = run_in_budget(longest_first, budget, process, label=label)
-        host = out.cpu()
-    return host.clone(), final_budget
+        sorted_host = out.cpu()
+    host = torch.empty_like(sorted_host, device="cpu")
+    host[torch.from_numpy(order)] = sorted_host
+    return host, final_budget
+
+
+@dataclass(frozen=True)
+class Deduplicated:
+    """Distinct sequences of a batch of inputs, and where each input's result comes from.
+
+    ``unique[inverse[i]] == seqs[i]``; ``unique`` keeps first-seen order.
+    """
+
+    unique: list[str]
+    inverse: np.ndarray
+
+    @property
+    def duplicates(self) -> int:
+        """Inputs that reuse another input's result."""
+        return len(self.inverse) - len(self.unique)
+
+
+def deduplicate(seqs: Sequence[str]) -> Deduplicated:
+    """Group identical sequences so each is embedded once (duplicate reads are common)."""
+    first: dict[str, int] = {}
+    inverse = np.fromiter((first.setdefault(s, len(first)) for s in seqs), dtype=np.int64, count=len(seqs))
+    return Deduplicated(list(first), inverse)
+
+
+def embed_unique(
+    embed: Callable[[list[str]], torch.Tensor], seqs: Sequence[str]
+) -> tuple[torch.Tensor, Deduplicated]:
+    """``embed`` each distinct sequence once and give every input its row (CPU tensor in input order)."""
+    groups = deduplicate(seqs)
+    unique_rows = embed(groups.unique)
+    if not groups.duplicates:
+        return unique_rows, groups
+    return unique_rows[torch.from_numpy(groups.inverse)], groups
 
 
 def estimate_batch_tokens(

@@ -11,8 +11,10 @@ sequences are sorted by length and packed into padded batches that fill a token
 budget, then results are put back in input order.
 
 Precision: with ``dtype`` bf16/fp16 the Linear weights and all matrix products
-(attention included) run in that dtype, while the residual stream, LayerNorm, the
-GELU gate and the mean pooling stay FP32. The mask is built in FP32 and cast to the
+(attention included) run in that dtype, while the residual stream, LayerNorm and
+the mean pooling stay FP32; the gated GELU runs in BF16 under BF16 (FP32 otherwise).
+Attention runs only on the backends pinned by :mod:`virnucpro.models.attention_check`;
+with ``compile`` on (default: on CUDA) each layer is fused by ``torch.compile``. The mask is built in FP32 and cast to the
 attention dtype only because SDPA requires q and mask to share a dtype; the kernels
 still do the softmax in FP32.
 """
@@ -21,7 +23,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,8 +33,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from virnucpro.errors import ModelNotAvailableError
+from virnucpro.models.alibi import alibi_slopes, attention_bias
+from virnucpro.models.attention_check import attention_context
 from virnucpro.models.batching import cuda_free_bytes, embed_sorted, estimate_batch_tokens
 from virnucpro.models.dnabert_tokenizer import DnabertTokenizer
+from virnucpro.models.fusion import COMPILE_MODES, FusedFunction, resolve_compile
 from virnucpro.models.safe_load import load_weights_only
 
 logger = logging.getLogger(__name__)
@@ -51,7 +55,6 @@ DEFAULT_BATCH_TOKENS_CUDA = 65_536
 # Padded lengths are rounded up to a multiple of 8 (aligned mask rows for the CUDA
 # kernels, tensor-core friendly shapes); the extra keys are masked like any padding.
 PAD_MULTIPLE = 8
-PAD_BIAS = -10000.0  # SPEC 4: (1 - mask) * -10000 on padded keys
 
 _SUPPORTED_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 _IGNORED_PREFIXES = ("pooler.", "cls.")  # pooler and masked-LM head: unused for embeddings
@@ -111,41 +114,6 @@ class DnabertConfig:
         return config
 
 
-def alibi_slopes(num_heads: int) -> list[float]:
-    """ALiBi slope of each head (SPEC 4).
-
-    For a power of two n: ``start = 2 ** -(2 ** -(log2(n) - 3))``, slopes
-    ``start ** 1 .. start ** n``. Otherwise the slopes for p = 2**floor(log2 n),
-    then every other slope of the 2p list, the first n - p of them.
-    """
-
-    def power_of_two(n: int) -> list[float]:
-        start = 2.0 ** (-(2.0 ** -(math.log2(n) - 3)))
-        return [start ** (i + 1) for i in range(n)]
-
-    if num_heads < 1:
-        raise ValueError(f"num_heads must be positive, got {num_heads}")
-    p = 2 ** math.floor(math.log2(num_heads))
-    if p == num_heads:
-        return power_of_two(num_heads)
-    return power_of_two(p) + power_of_two(2 * p)[0::2][: num_heads - p]
-
-
-def attention_bias(slopes: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """FP32 additive attention mask ``alibi + pad_bias``, shape [B, H, T, T].
-
-    Args:
-        slopes: [H] FP32 ALiBi slopes.
-        mask: [B, T] bool, True on real tokens.
-    """
-    length = mask.shape[1]
-    pos = torch.arange(length, device=mask.device)
-    distance = (pos[None, :] - pos[:, None]).abs().to(torch.float32)  # [T, T]
-    alibi = slopes[:, None, None] * -distance  # [H, T, T]
-    pad = (1.0 - mask.to(torch.float32)) * PAD_BIAS  # [B, T], on keys
-    return alibi[None, :, :, :] + pad[:, None, None, :]
-
-
 class _EncoderLayer(nn.Module):
     """One post-LN block: ALiBi self-attention, then the gated-GELU MLP."""
 
@@ -170,17 +138,33 @@ class _EncoderLayer(nn.Module):
         context = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
         context = context.transpose(1, 2).reshape(batch, length, d)
         x = self.attn_norm(self.attn_out(context).float() + x)
-        gate, up = self.mlp_in(x.to(mm_dtype)).float().split(self.ffn, dim=-1)
-        hidden = (F.gelu(gate) * up).to(mm_dtype)  # exact erf GELU, computed in FP32
+        gated = self.mlp_in(x.to(mm_dtype))
+        # Exact (erf) GELU gate in the matmul dtype under BF16 (the matmuls around it accumulate in
+        # FP32; BF16 has FP32's range); FP32 under FP32, and under FP16, whose range the product may leave.
+        gate, up = (gated if mm_dtype == torch.bfloat16 else gated.float()).split(self.ffn, dim=-1)
+        hidden = (F.gelu(gate) * up).to(mm_dtype)
         return self.mlp_norm(self.mlp_out(hidden).float() + x)
 
 
-class DnabertEncoder(nn.Module):
-    """Embeddings + encoder layers; returns the FP32 last hidden states [B, T, d]."""
+def _run_layer(layer: _EncoderLayer, x: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """One layer as a plain function, so one compiled graph serves every layer (weights are inputs)."""
+    return _EncoderLayer.forward(layer, x, bias)
 
-    def __init__(self, config: DnabertConfig):
+
+class DnabertEncoder(nn.Module):
+    """Embeddings + encoder layers; returns the FP32 last hidden states [B, T, d].
+
+    ``compile`` (``auto`` | ``on`` | ``off``, see :mod:`virnucpro.models.fusion`) is
+    resolved on the first forward, on the device the encoder then runs on.
+    """
+
+    def __init__(self, config: DnabertConfig, compile: str = "auto"):
         super().__init__()
+        if compile not in COMPILE_MODES:
+            raise ValueError(f"compile mode must be one of {', '.join(COMPILE_MODES)}, got {compile!r}")
         self.config = config
+        self.compile_mode = compile
+        self._layer_fn: FusedFunction | None = None
         d = config.hidden_size
         self.word_embeddings = nn.Embedding(config.vocab_size, d)
         self.token_type_embeddings = nn.Embedding(config.type_vocab_size, d)
@@ -207,9 +191,18 @@ class DnabertEncoder(nn.Module):
         x = self.embedding_norm(x)
         slopes: torch.Tensor = self.alibi_slopes  # type: ignore[assignment]
         bias = attention_bias(slopes, mask).to(self.matmul_dtype)
-        for layer in self.layers:
-            x = layer(x, bias)
+        if self._layer_fn is None:
+            enabled = resolve_compile(self.compile_mode, input_ids.device)
+            self._layer_fn = FusedFunction(_run_layer, enabled, "DNABERT-S")
+        with attention_context(input_ids.device, self.matmul_dtype):
+            for layer in self.layers:
+                x = self._layer_fn(layer, x, bias)
         return x
+
+    @property
+    def compiled(self) -> bool:
+        """True while the layers run through ``torch.compile`` (False before the first forward)."""
+        return self._layer_fn is not None and self._layer_fn.compiled
 
 
 def masked_mean(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -394,7 +387,9 @@ class DnabertSEmbedder:
         return masked_mean(hidden, mask)
 
 
-def load_dnabert_s(model_dir: Path, device: torch.device, dtype: torch.dtype) -> DnabertSEmbedder:
+def load_dnabert_s(
+    model_dir: Path, device: torch.device, dtype: torch.dtype, compile: str = "auto"
+) -> DnabertSEmbedder:
     """Load a DNABERT-S directory (no remote code) into a ready embedder.
 
     Args:
@@ -402,6 +397,8 @@ def load_dnabert_s(model_dir: Path, device: torch.device, dtype: torch.dtype) ->
             and ``model.safetensors`` or ``pytorch_model.bin``.
         device: where to run.
         dtype: float32, bfloat16 or float16: Linear weights and matrix products.
+        compile: ``auto`` | ``on`` | ``off``: fuse each layer with ``torch.compile``
+            (``auto`` = on CUDA only; falls back to eager where compiling fails).
 
     Raises:
         ModelNotAvailableError: a file is missing or invalid, or a weight is missing or misshapen.
@@ -420,7 +417,7 @@ def load_dnabert_s(model_dir: Path, device: torch.device, dtype: torch.dtype) ->
             f"config vocab_size is {config.vocab_size}"
         )
     state, source = read_state_dict(model_dir)
-    encoder = DnabertEncoder(config)
+    encoder = DnabertEncoder(config, compile)
     load_encoder_weights(encoder, state, source)
     encoder.set_matmul_dtype(dtype).to(device).eval().requires_grad_(False)
     logger.info(

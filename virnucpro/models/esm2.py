@@ -18,7 +18,10 @@ Precision: with ``dtype`` bf16/fp16 the Linear weights live on the device in tha
 dtype and every matrix product (projections, attention, FFN) runs in it, while
 the residual stream, LayerNorm (FP32 parameters), rotary embedding, the
 embedding table and mean pooling stay FP32. The attention softmax runs inside
-SDPA, whose fused kernels accumulate it in FP32. No LM head, contact head or
+SDPA, whose fused kernels accumulate it in FP32; only the attention backends pinned
+by :mod:`virnucpro.models.attention_check` may run. With ``compile`` on (default:
+on CUDA), each layer goes through ``torch.compile`` so the rotary embedding and
+the residual casts/adds fuse into a few kernels. No LM head, contact head or
 attention maps are computed.
 
 Batching: sequences are sorted by length, longest first (an out-of-memory
@@ -34,14 +37,17 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from virnucpro.errors import InputError, ModelNotAvailableError
+from virnucpro.models.attention_check import attention_context
 from virnucpro.models.batching import cuda_free_bytes, embed_sorted, estimate_batch_tokens
 from virnucpro.models.esm2_checkpoint import Esm2Checkpoint, load_esm2_checkpoint
+from virnucpro.models.fusion import FusedFunction, resolve_compile
 
 logger = logging.getLogger(__name__)
 
@@ -171,8 +177,7 @@ def default_batch_tokens(device: torch.device, dim: int, heads: int, dtype: torc
 # --------------------------------------------------------------------------- model
 
 
-@dataclass
-class _Layer:
+class _Layer(NamedTuple):
     ln1_w: torch.Tensor
     ln1_b: torch.Tensor
     qkv_w: torch.Tensor
@@ -192,6 +197,39 @@ def _rotate_half(x: torch.Tensor) -> torch.Tensor:
     return torch.cat((-x2, x1), dim=-1)
 
 
+def _esm_layer(
+    x: torch.Tensor,
+    layer: _Layer,
+    keep: torch.Tensor | None,
+    cos: torch.Tensor,
+    sin: torch.Tensor,
+    heads: int,
+    dtype: torch.dtype,
+) -> torch.Tensor:
+    """One pre-LN layer on the FP32 residual stream ``x`` [B, T, dim]; what ``--compile`` fuses.
+
+    Eager, this is many passes over memory outside the matmuls (FP32 rotary: upcast,
+    multiply, negate, concatenate, multiply, add, downcast; FP32 residual casts and
+    adds; LayerNorm); compiled, Inductor fuses each run of them into one kernel.
+    """
+    b, t, dim = x.shape
+    head_dim = dim // heads
+    h = F.layer_norm(x, (dim,), layer.ln1_w, layer.ln1_b, _LN_EPS)
+    qkv = F.linear(h.to(dtype), layer.qkv_w, layer.qkv_b).view(b, t, 3, heads, head_dim)
+    # Rotary on q and k together, in FP32, on the already scaled q (fair-esm's order);
+    # cos/sin are [t, 1, 1, head_dim] so they broadcast over (q|k, head).
+    qk = qkv[:, :, :2].float()
+    qk = (qk * cos + _rotate_half(qk) * sin).to(dtype)
+    q, k = qk.transpose(1, 3).unbind(2)  # [b, heads, t, head_dim] each
+    v = qkv[:, :, 2].transpose(1, 2)
+    o = F.scaled_dot_product_attention(q, k, v, attn_mask=keep, scale=1.0)
+    o = o.transpose(1, 2).reshape(b, t, dim)
+    x = x + F.linear(o, layer.out_w, layer.out_b).float()
+    h = F.layer_norm(x, (dim,), layer.ln2_w, layer.ln2_b, _LN_EPS)
+    a = F.gelu(F.linear(h.to(dtype), layer.fc1_w, layer.fc1_b))
+    return x + F.linear(a, layer.fc2_w, layer.fc2_b).float()
+
+
 class Esm2Embedder:
     """Mean-pooled ESM-2 embeddings from our own forward pass.
 
@@ -200,7 +238,9 @@ class Esm2Embedder:
     current default budget; lowered after a CUDA out-of-memory error).
     """
 
-    def __init__(self, ckpt: Esm2Checkpoint, device: torch.device, dtype: torch.dtype) -> None:
+    def __init__(
+        self, ckpt: Esm2Checkpoint, device: torch.device, dtype: torch.dtype, compile: str = "auto"
+    ) -> None:
         if dtype not in (torch.float32, torch.bfloat16, torch.float16):
             raise ValueError(f"unsupported ESM-2 dtype {dtype}")
         self.dim = ckpt.embed_dim
@@ -227,10 +267,17 @@ class Esm2Embedder:
         self._layers = [self._load_layer(state, i) for i in range(self.num_layers)]
         self.batch_tokens = default_batch_tokens(self.device, self.dim, self.heads, dtype)
         self._oom_budget: int | None = None  # set by the first CUDA out-of-memory error
+        self._layer_fn = FusedFunction(_esm_layer, resolve_compile(compile, self.device), "ESM-2")
         logger.info(
-            "ESM-2 %s: %d layers, dim %d, %d heads on %s in %s, batch budget %d tokens",
+            "ESM-2 %s: %d layers, dim %d, %d heads on %s in %s, batch budget %d tokens, %s",
             ckpt.path.name, self.num_layers, self.dim, self.heads, self.device, dtype, self.batch_tokens,
+            "compiled layers" if self.compiled else "eager layers",
         )
+
+    @property
+    def compiled(self) -> bool:
+        """True while the layers run through ``torch.compile`` (False after a fallback to eager)."""
+        return self._layer_fn.compiled
 
     # ---- loading
 
@@ -290,25 +337,6 @@ class Esm2Embedder:
         cos, sin = self._rot_cache
         return cos[:length, None, None, :], sin[:length, None, None, :]
 
-    def _attention(
-        self, layer: _Layer, h: torch.Tensor, keep: torch.Tensor | None, cos: torch.Tensor, sin: torch.Tensor
-    ) -> torch.Tensor:
-        b, t, _ = h.shape
-        qkv = F.linear(h.to(self.dtype), layer.qkv_w, layer.qkv_b).view(b, t, 3, self.heads, self.head_dim)
-        # Rotary on q and k together, in FP32, on the already scaled q (fair-esm's order);
-        # cos/sin are [t, 1, 1, head_dim] so they broadcast over (q|k, head).
-        qk = qkv[:, :, :2].float()
-        qk = (qk * cos + _rotate_half(qk) * sin).to(self.dtype)
-        q, k = qk.transpose(1, 3).unbind(2)  # [b, heads, t, head_dim] each
-        v = qkv[:, :, 2].transpose(1, 2)
-        o = F.scaled_dot_product_attention(q, k, v, attn_mask=keep, scale=1.0)
-        o = o.transpose(1, 2).reshape(b, t, self.dim)
-        return F.linear(o, layer.out_w, layer.out_b).float()
-
-    def _ffn(self, layer: _Layer, h: torch.Tensor) -> torch.Tensor:
-        a = F.gelu(F.linear(h.to(self.dtype), layer.fc1_w, layer.fc1_b))
-        return F.linear(a, layer.fc2_w, layer.fc2_b).float()
-
     def forward_tokens(self, tokens: torch.Tensor, has_padding: bool = True) -> torch.Tensor:
         """Last-layer representations ``[B, T, dim]`` (FP32, after the final LayerNorm).
 
@@ -327,11 +355,9 @@ class Esm2Embedder:
         x = x * (1 - pad.unsqueeze(-1).type_as(x))
         keep = (~pad)[:, None, None, :] if has_padding else None
         cos, sin = self._rotary_tables(tokens.shape[1])
-        for layer in self._layers:
-            h = F.layer_norm(x, (self.dim,), layer.ln1_w, layer.ln1_b, _LN_EPS)
-            x = x + self._attention(layer, h, keep, cos, sin)
-            h = F.layer_norm(x, (self.dim,), layer.ln2_w, layer.ln2_b, _LN_EPS)
-            x = x + self._ffn(layer, h)
+        with attention_context(self.device, self.dtype):
+            for layer in self._layers:
+                x = self._layer_fn(x, layer, keep, cos, sin, self.heads, self.dtype)
         return F.layer_norm(x, (self.dim,), self._final_w, self._final_b, _LN_EPS)
 
     # ---- embedding
@@ -399,16 +425,18 @@ class Esm2Embedder:
         return host
 
 
-def load_esm2(path: Path, device: torch.device, dtype: torch.dtype) -> Esm2Embedder:
+def load_esm2(path: Path, device: torch.device, dtype: torch.dtype, compile: str = "auto") -> Esm2Embedder:
     """Load an ESM-2 checkpoint safely and place our forward's weights on ``device``.
 
     Args:
         path: fair-esm ESM-2 ``.pt`` file (hyper-parameters are read from its cfg).
         device: where to run (weights are moved there once).
         dtype: float32, bfloat16 or float16 for weights and matrix products.
+        compile: ``auto`` | ``on`` | ``off``: fuse each layer with ``torch.compile``
+            (see :mod:`virnucpro.models.fusion`; ``auto`` = on CUDA only).
 
     Raises:
         UnsafeCheckpointError, ModelNotAvailableError: see :func:`load_esm2_checkpoint`.
     """
     ckpt = load_esm2_checkpoint(Path(path))
-    return Esm2Embedder(ckpt, torch.device(device), dtype)
+    return Esm2Embedder(ckpt, torch.device(device), dtype, compile)

@@ -76,6 +76,7 @@ def feature_stage(kind: ModelKind, shards: list[ShardInfo], setup: RunSetup, sta
             stall_timeout=options.stall_timeout or None,
         )
         run_report = manager.run(tasks)
+    report.duplicate_frames = sum(int(r.get("duplicates", 0)) for r in run_report.finished.values())
     report.seconds = time.monotonic() - began
     run_report.raise_for_failures(kind.name)
     logger.info("%s: %d frame(s) in %.1f s", kind.name, report.frames, time.monotonic() - began_embedding)

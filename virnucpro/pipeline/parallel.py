@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from virnucpro.models.batching import embed_unique
 from virnucpro.pipeline.features import read_shard_sequences, write_feature_result
 from virnucpro.pipeline.model_kinds import EmbedInitArgs, EmbedPayload
 from virnucpro.pipeline.work_queue import Task
@@ -40,10 +41,23 @@ def init_dnabert_worker(device: str, init_args: Mapping[str, Any]) -> EmbedderSt
     return EmbedderState(load_dnabert_s(Path(args.model_path), torch_device, dtype), args.batch_tokens)
 
 
-def embed_dnabert_shard(state: EmbedderState, task: Task, progress: Callable[[int], None]) -> dict[str, Any]:
-    """Embed one shard's nucleotide frames (``task.payload``: an :class:`EmbedPayload`)."""
+def embed_shard(state: EmbedderState, task: Task, progress: Callable[[int], None]) -> dict[str, Any]:
+    """Embed one shard's frames (``task.payload``: an :class:`EmbedPayload`), each distinct sequence once.
+
+    Identical frames (duplicate reads) share one embedding; the result's
+    ``duplicates`` counts the frames that reused another frame's row.
+    """
     payload: EmbedPayload = task.payload  # type: ignore[assignment]  # Task.payload is annotated as a dict
     ids, seqs = read_shard_sequences(Path(payload.source))
-    embeddings = state.embedder.embed(seqs, batch_tokens=state.batch_tokens, on_batch=progress)
+    embeddings, groups = embed_unique(
+        lambda unique: state.embedder.embed(unique, batch_tokens=state.batch_tokens, on_batch=progress), seqs
+    )
+    if groups.duplicates:
+        progress(groups.duplicates)
     write_feature_result(Path(payload.target), ids, embeddings.numpy(), payload.identity, state.embedder.dim)
-    return {"frames": len(ids), "output": payload.target}
+    return {"frames": len(ids), "duplicates": groups.duplicates, "output": payload.target}
+
+
+def embed_dnabert_shard(state: EmbedderState, task: Task, progress: Callable[[int], None]) -> dict[str, Any]:
+    """Embed one shard's nucleotide frames (see :func:`embed_shard`)."""
+    return embed_shard(state, task, progress)

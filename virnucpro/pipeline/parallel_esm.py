@@ -2,7 +2,7 @@
 
 ``init_esm_worker`` loads ESM-2 once per worker process on the worker's device
 (BF16 on Ampere or newer under ``--precision auto``); ``embed_esm_shard``
-embeds one shard's protein file and writes its feature file (atomically) and
+embeds one shard's protein file (each distinct sequence once) and writes its feature file (atomically) and
 ``.done`` marker. The model kind that names these functions is ``model_kinds.ESM2``.
 """
 
@@ -12,9 +12,8 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from virnucpro.pipeline.features import read_shard_sequences, write_feature_result
-from virnucpro.pipeline.model_kinds import EmbedInitArgs, EmbedPayload
-from virnucpro.pipeline.parallel import EmbedderState
+from virnucpro.pipeline.model_kinds import EmbedInitArgs
+from virnucpro.pipeline.parallel import EmbedderState, embed_shard
 from virnucpro.pipeline.work_queue import Task
 
 
@@ -32,9 +31,5 @@ def init_esm_worker(device: str, init_args: Mapping[str, Any]) -> EmbedderState:
 
 
 def embed_esm_shard(state: EmbedderState, task: Task, progress: Callable[[int], None]) -> dict[str, Any]:
-    """Embed one shard's protein frames (``task.payload``: an :class:`EmbedPayload`)."""
-    payload: EmbedPayload = task.payload  # type: ignore[assignment]  # Task.payload is annotated as a dict
-    ids, seqs = read_shard_sequences(Path(payload.source))
-    embeddings = state.embedder.embed(seqs, batch_tokens=state.batch_tokens, on_batch=progress)
-    write_feature_result(Path(payload.target), ids, embeddings.numpy(), payload.identity, state.embedder.dim)
-    return {"frames": len(ids), "output": payload.target}
+    """Embed one shard's protein frames (see :func:`~virnucpro.pipeline.parallel.embed_shard`)."""
+    return embed_shard(state, task, progress)

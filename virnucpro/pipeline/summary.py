@@ -41,12 +41,14 @@ class RunCounts:
 
 @dataclass
 class StageReport:
-    """Wall time and work of one stage (``reused``: shards whose verified results were kept)."""
+    """Wall time and work of one stage (``reused``: shards whose verified results were kept;
+    ``duplicate_frames``: computed frames that reused an identical frame's embedding)."""
 
     seconds: float = 0.0
     frames: int = 0
     computed_shards: int = 0
     reused_shards: int = 0
+    duplicate_frames: int = 0
 
     @property
     def frames_per_second(self) -> float | None:
