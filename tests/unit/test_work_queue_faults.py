@@ -111,7 +111,7 @@ def test_device_whose_restart_fails_is_retired_and_the_rest_finish(tmp_path: Pat
     assert report.ok, report.failed
     for task in tasks:
         _assert_squares(task)
-    assert "cannot load the model" in report.worker_errors["worker 0 (cpu)"]
+    assert "cannot load the model" in report.worker_errors["worker cpu-0"]
     assert any(isinstance(e, WorkerDied) and e.worker_id == 0 and not e.will_restart for e in events)
 
 
@@ -121,7 +121,7 @@ def test_sticky_error_in_process_mode_fails_the_rest_naming_the_device(tmp_path:
     report = _manager(["cpu"], events, in_process=True).run(tasks)
     assert sorted(report.failed) == ["broken", "later"]
     assert all("device error" in error for error in report.failed.values())
-    assert "device-side assert" in report.worker_errors["worker 0 (cpu)"]
+    assert "device-side assert" in report.worker_errors["worker cpu-0"]
 
 
 def test_model_load_that_hangs_is_killed_and_its_device_given_up(tmp_path: Path, monkeypatch) -> None:
@@ -134,7 +134,7 @@ def test_model_load_that_hangs_is_killed_and_its_device_given_up(tmp_path: Path,
     report = _manager(["cpu", "cpu"], events, init_timeout=4.0).run(tasks)
     assert time.monotonic() - began < 60
     assert report.ok and sorted(report.finished) == ["t0", "t1", "t2"]
-    assert "did not finish loading its model in 4 s" in report.worker_errors["worker 0 (cpu)"]
+    assert "did not finish loading its model in 4 s" in report.worker_errors["worker cpu-0"]
     assert [e.worker_id for e in events if isinstance(e, WorkerStarted)] == [1]
 
 

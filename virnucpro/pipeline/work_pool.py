@@ -182,19 +182,19 @@ class WorkerPool:
         if slot.retired:  # init_fn raised; already reported
             return
         if slot.init_hung:
-            reason = (f"worker on {slot.device} did not finish loading its model in "
+            reason = (f"{slot.label} did not finish loading its model in "
                       f"{self._settings.init_timeout:g} s and was killed; device given up")
             slot.init_hung = False
         elif slot.stalled:
-            reason = f"worker on {slot.device} made no progress for {self._settings.stall_timeout:g} s and was killed"
+            reason = f"{slot.label} made no progress for {self._settings.stall_timeout:g} s and was killed"
             slot.stalled = False
         elif slot.device_fault is not None:
-            reason = f"worker on {slot.device} exited after a device error ({slot.device_fault})"
+            reason = f"{slot.label} exited after a device error ({slot.device_fault})"
             if exitcode != EXIT_DEVICE_FAULT:
                 reason += f", {describe_exit(exitcode)}"
             slot.device_fault = None
         else:
-            reason = f"worker on {slot.device} died: {describe_exit(exitcode)}"
+            reason = f"{slot.label} died: {describe_exit(exitcode)}"
         will_restart = slot.restarts < self._settings.max_worker_restarts and "device given up" not in reason
         if not will_restart:
             slot.retired = True

@@ -243,7 +243,7 @@ class Scheduler:
             case ForwardedLog(logger_name=name, levelno=levelno, text=text):
                 record = logging.makeLogRecord(
                     {"name": name, "levelno": levelno, "levelname": logging.getLevelName(levelno),
-                     "msg": f"[{slot.device}] {text}", "processName": f"worker-{slot.worker_id}"}
+                     "msg": f"[{worker_name(slot.worker_id, slot.device)}] {text}", "processName": f"worker-{slot.worker_id}"}
                 )
                 logging.getLogger(name).handle(record)
             case WorkerReady(pid=pid, init_seconds=seconds):
