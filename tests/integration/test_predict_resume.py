@@ -210,3 +210,16 @@ def test_workers_that_keep_dying_end_with_exit_5_and_keep_finished_shards(tmp_pa
     for marker, mtime in kept.items():
         if marker.exists():
             assert marker.stat().st_mtime_ns == mtime
+
+
+def test_rerunning_a_finished_run_keeps_the_verified_shard_index(tmp_path):
+    # A finished run removes its shard files; the re-run re-makes them but must not rewrite
+    # the verified translate index (the kill-at-random test breaks out when a trial finishes).
+    out = tmp_path / "out"
+    args = fixture_args(out, "--shard-size", "40")
+    assert run_cli(*args).returncode == 0
+    marker = out / "work" / "translate.json.done"
+    mtime = marker.stat().st_mtime_ns
+    result = run_cli(*args)
+    assert result.returncode == 0, result.stderr.decode()
+    assert marker.stat().st_mtime_ns == mtime

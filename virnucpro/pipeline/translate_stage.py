@@ -32,6 +32,7 @@ from virnucpro.pipeline.translate import TranslateStats, iter_chunk_frames
 from virnucpro.pipeline.work_files import (
     ShardInfo,
     read_shard_index,
+    shard_index_text,
     write_contig_row,
     write_shard_index,
 )
@@ -107,8 +108,15 @@ def translate_stage(setup: RunSetup, state: RunState) -> None:
         chunks_with_frames=stats.chunks_with_kept_frame, kept_frames=stats.kept_frames, shards=len(state.shards),
     )
     translate_counts = {k: v for k, v in asdict(state.counts).items() if k not in _ASSEMBLY_COUNTS}
-    write_shard_index(paths.translate_index, state.shards, translate_counts)
-    write_done(paths.translate_index, identity, frames=stats.kept_frames)
+    # An index that already verifies with these very bytes stays (its shard files were only
+    # re-made, e.g. after a finished run removed them): nothing verified is ever rewritten.
+    text = shard_index_text(state.shards, translate_counts)
+    marker = read_done(paths.translate_index)
+    unchanged = (marker is not None and marker.get("sha256") == hashlib.sha256(text.encode()).hexdigest()
+                 and verify_done(paths.translate_index, identity))
+    if not unchanged:
+        write_shard_index(paths.translate_index, state.shards, translate_counts)
+        write_done(paths.translate_index, identity, frames=stats.kept_frames)
     report.frames = stats.kept_frames
     report.computed_shards = len(state.shards)
     report.seconds = time.monotonic() - began

@@ -72,10 +72,15 @@ class ShardIndex:
     counts: dict[str, int]
 
 
+def shard_index_text(shards: Iterable[ShardInfo], counts: Mapping[str, int]) -> str:
+    """The text of ``translate.json`` for these shards and counts."""
+    index = {"shards": [asdict(s) for s in shards], "counts": dict(counts)}
+    return json.dumps(index, indent=1) + "\n"
+
+
 def write_shard_index(path: Path, shards: Iterable[ShardInfo], counts: Mapping[str, int]) -> None:
     """Write ``translate.json`` atomically (the caller adds its ``.done`` marker)."""
-    index = {"shards": [asdict(s) for s in shards], "counts": dict(counts)}
-    atomic_write_text(path, json.dumps(index, indent=1) + "\n")
+    atomic_write_text(path, shard_index_text(shards, counts))
 
 
 def read_shard_index(path: Path) -> ShardIndex:
