@@ -108,3 +108,23 @@ def write_inputs(directory: Path, sizes: dict[str, int], modes: dict[str, str] |
             payload["delay"] = delay
         tasks.append(Task(key, size, payload))
     return tasks
+
+
+INIT = "tests.helpers.toy_workers:square_init"
+PROCESS = "tests.helpers.toy_workers:square_process"
+
+
+def toy_manager(devices: list[str], events: list, init_args: dict | None = None, **kwargs: Any) -> Any:
+    """A BatchQueueManager over the square workers, recording its events in ``events``."""
+    from virnucpro.pipeline.work_queue import BatchQueueManager
+
+    return BatchQueueManager(INIT, PROCESS, devices, init_args or {}, on_event=events.append, **kwargs)
+
+
+def assert_squares(task: Task) -> None:
+    """The task's output holds the squares 0..size-1 and its marker verifies."""
+    from virnucpro.pipeline.checkpoint import verify_done
+
+    out = Path(task.payload["output"])
+    assert out.read_text().split() == [str(i * i) for i in range(task.size)]
+    assert verify_done(out, IDENTITY)

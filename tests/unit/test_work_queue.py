@@ -13,7 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers.toy_workers import IDENTITY, write_inputs
+from tests.helpers.toy_workers import IDENTITY, INIT, PROCESS, write_inputs
+from tests.helpers.toy_workers import assert_squares as _assert_squares
+from tests.helpers.toy_workers import toy_manager as _manager
 from virnucpro.errors import EXIT_INTERRUPTED, ShardsFailedError
 from virnucpro.pipeline import work_messages
 from virnucpro.pipeline.checkpoint import clean_temporaries, is_temporary, verify_done
@@ -31,18 +33,6 @@ from virnucpro.pipeline.work_queue import (
 from virnucpro.pipeline.work_signals import StopSignals, clear_stop_signal, stop_signal_seen
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-INIT = "tests.helpers.toy_workers:square_init"
-PROCESS = "tests.helpers.toy_workers:square_process"
-
-
-def _manager(devices, events, init_args=None, **kwargs) -> BatchQueueManager:
-    return BatchQueueManager(INIT, PROCESS, devices, init_args or {}, on_event=events.append, **kwargs)
-
-
-def _assert_squares(task: Task) -> None:
-    out = Path(task.payload["output"])
-    assert out.read_text().split() == [str(i * i) for i in range(task.size)]
-    assert verify_done(out, IDENTITY)
 
 
 def _alive(pid: int) -> bool:

@@ -13,11 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers.toy_workers import IDENTITY, write_inputs
-from virnucpro.pipeline.checkpoint import verify_done
+from tests.helpers.toy_workers import assert_squares as _assert_squares
+from tests.helpers.toy_workers import toy_manager as _manager
+from tests.helpers.toy_workers import write_inputs
 from virnucpro.pipeline.work_queue import (
-    BatchQueueManager,
-    Task,
     TaskFailed,
     TaskStarted,
     WorkerDied,
@@ -29,19 +28,6 @@ from virnucpro.pipeline.work_worker import (
     is_sticky_device_error,
     worker_visible_devices,
 )
-
-INIT = "tests.helpers.toy_workers:square_init"
-PROCESS = "tests.helpers.toy_workers:square_process"
-
-
-def _manager(devices, events, init_args=None, **kwargs) -> BatchQueueManager:
-    return BatchQueueManager(INIT, PROCESS, devices, init_args or {}, on_event=events.append, **kwargs)
-
-
-def _assert_squares(task: Task) -> None:
-    out = Path(task.payload["output"])
-    assert out.read_text().split() == [str(i * i) for i in range(task.size)]
-    assert verify_done(out, IDENTITY)
 
 
 @pytest.mark.parametrize("message", [
