@@ -27,6 +27,8 @@ import numpy as np
 
 from virnucpro.io.fasta import read_fasta
 from virnucpro.pipeline.checkpoint import atomic_write, write_done
+from virnucpro.pipeline.model_kinds import MODEL_KINDS
+from virnucpro.pipeline.outputs import RunPaths
 
 logger = logging.getLogger(__name__)
 
@@ -91,6 +93,21 @@ def write_feature_result(path: Path, ids: Sequence[str], embeddings: np.ndarray,
     write_features(path, ids, embeddings, {"identity": dict(identity), "dim": int(dim)})
     write_done(path, identity, frames=len(ids))
     logger.debug("wrote %s (%d frames)", path, len(ids))
+
+
+def shard_feature_matrix(paths: RunPaths, shard: int) -> tuple[list[str], np.ndarray]:
+    """One shard's frame IDs (shard order) and their joined features ``[frames, sum of dims]``,
+    the model kinds' blocks side by side in :data:`~virnucpro.pipeline.model_kinds.MODEL_KINDS` order.
+
+    The one reader of a shard's features for the classifier (``predict``'s score stage and
+    ``train``), so both see the same rows.
+
+    Raises:
+        ValueError: a feature file does not match the shard's frames.
+    """
+    frame_ids, _ = read_shard_sequences(paths.shard_dna(shard))
+    parts = [read_features(kind.features(paths, shard)) for kind in MODEL_KINDS]
+    return frame_ids, join_by_id(frame_ids, *parts)
 
 
 def join_by_id(frame_ids: Sequence[str], *parts: Features) -> np.ndarray:

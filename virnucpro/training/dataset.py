@@ -31,7 +31,7 @@ from virnucpro.pipeline.checkpoint import (
     output_dir_lock,
 )
 from virnucpro.pipeline.feature_stage import feature_stage
-from virnucpro.pipeline.features import join_by_id, read_features, read_shard_sequences
+from virnucpro.pipeline.features import read_shard_sequences, shard_feature_matrix
 from virnucpro.pipeline.model_kinds import MODEL_KINDS
 from virnucpro.pipeline.options import PredictOptions
 from virnucpro.pipeline.outputs import RunPaths
@@ -199,14 +199,13 @@ def _one_input(item: LabelledInput, source: FeatureSource, models: ResolvedModel
         blocks: list[np.ndarray] = []
         total = 0
         for shard in state.shards:
-            shard_ids, proteins = read_shard_sequences(paths.shard_protein(shard.index))
-            parts = [read_features(kind.features(paths, shard.index)) for kind in MODEL_KINDS]
             try:
-                matrix = join_by_id(shard_ids, *parts)
+                shard_ids, matrix = shard_feature_matrix(paths, shard.index)
             except ValueError as exc:
                 raise InputError(f"{work}: {exc}; delete that directory to recompute it") from None
             total += len(shard_ids)
             if cds is not None:
+                _, proteins = read_shard_sequences(paths.shard_protein(shard.index))
                 keep = np.array([cds.keeps(fid, p) for fid, p in zip(shard_ids, proteins)], dtype=bool)
                 matrix = matrix[keep]
                 shard_ids = [fid for fid, k in zip(shard_ids, keep) if k]
