@@ -21,7 +21,9 @@ DNABERT-S, ``esm`` = ESM-2):
     Convenient for R or pandas on small runs; large (about 11 bytes per value).
 
 Row order is the order of ``prediction_results.txt``: shard 1, 2, ... and,
-within a shard, the input order of the frames. Both models list the same IDs
+within a shard, the input order of the frames. Every frame has its row, also
+one whose embedding the run reused from an identical frame (kept feature files
+hold each distinct sequence once; export writes it for every frame). Both models list the same IDs
 in the same order, so row ``i`` of both arrays is the same frame.
 
 Export streams: one shard's embeddings are in memory at a time; each output
@@ -42,7 +44,7 @@ import numpy as np
 
 from virnucpro.errors import InputError, OutputError
 from virnucpro.pipeline.checkpoint import atomic_write, read_done
-from virnucpro.pipeline.features import read_feature_header, read_features
+from virnucpro.pipeline.features import read_feature_header, read_shard_features
 from virnucpro.pipeline.model_kinds import MODEL_KINDS, model_kind
 from virnucpro.pipeline.outputs import RunPaths, shard_name
 from virnucpro.pipeline.work_files import read_shard_index
@@ -56,12 +58,15 @@ DEFAULT_SUBDIR = "features"
 
 @dataclass(frozen=True)
 class FeatureShard:
-    """One kept feature file: its shard number, path, rows and embedding size."""
+    """One kept feature file: its shard number, path, frames (rows once reused rows are
+    resolved) and embedding size, and the run and model it belongs to."""
 
     index: int
     path: Path
     rows: int
     dim: int
+    paths: RunPaths
+    model: str
 
 
 def _shard_index(paths: RunPaths) -> list[tuple[int, int]]:
@@ -75,7 +80,7 @@ def _shard_index(paths: RunPaths) -> list[tuple[int, int]]:
         raise InputError(f"cannot read {paths.translate_index}: {exc}") from None
 
 
-def _header(path: Path) -> tuple[list[str], tuple[int, ...]]:
+def _header(path: Path) -> tuple[list[str], tuple[int, ...], int]:
     try:
         return read_feature_header(path)
     except Exception as exc:  # noqa: BLE001 - any unreadable file is one line
@@ -106,20 +111,24 @@ def find_feature_shards(run_dir: str | Path, model: str) -> list[FeatureShard]:
         if not path.is_file() or marker is None or marker.get("size") != path.stat().st_size:
             raise InputError(f"{path} is missing or incomplete (did the run finish?); "
                              "resume the run with --keep-features to complete it")
-        ids, shape = _header(path)
-        if len(shape) != 2 or shape[0] != len(ids) or shape[0] != frames:
-            raise InputError(f"{path}: {shape[0] if shape else 0} rows, {len(ids)} IDs, "
+        ids, shape, reused = _header(path)
+        if len(shape) != 2 or shape[0] != len(ids) or shape[0] + reused != frames:
+            raise InputError(f"{path}: {shape[0] if shape else 0} rows, {len(ids)} IDs, {reused} reused, "
                              f"{frames} frames in the shard index")
         if dim is not None and shape[1] != dim:
             raise InputError(f"{path}: embedding size {shape[1]}, other shards have {dim}")
         dim = shape[1]
-        found.append(FeatureShard(index, path, shape[0], shape[1]))
+        found.append(FeatureShard(index, path, frames, shape[1], paths, model))
     return found
 
 
 def _shard_arrays(shards: Sequence[FeatureShard]) -> Iterator[tuple[list[str], np.ndarray]]:
     for shard in shards:
-        features = read_features(shard.path)
+        try:
+            features = read_shard_features(shard.paths, model_kind(shard.model), shard.index)
+        except (OSError, ValueError) as exc:
+            raise InputError(f"cannot read the {shard.model} features of {shard_name(shard.index)}: {exc}; "
+                             "resume the run with --keep-features to complete it") from None
         yield features.ids, np.ascontiguousarray(features.embeddings, dtype="<f4")
         logger.debug("exported %s (%d rows)", shard_name(shard.index), shard.rows)
 

@@ -32,11 +32,12 @@ def feature_stage(kind: ModelKind, shards: list[ShardInfo], setup: RunSetup, sta
     tasks = []
     for shard in shards:
         target = kind.features(paths, shard.index)
-        identity = setup.config.feature_identity(kind, kind.source_sha256(paths, shard.index))
+        identity = setup.config.feature_identity(kind, kind.inputs_sha256(paths, shard.index))
         if verify_done(target, identity):
             report.reused_shards += 1
             continue
-        payload = EmbedPayload(str(kind.source(paths, shard.index)), str(target), identity)
+        payload = EmbedPayload(str(kind.source(paths, shard.index)), str(target), identity,
+                               str(kind.reuse(paths, shard.index)))
         # Task.payload is annotated as a dict in work_queue; any picklable object travels.
         tasks.append(Task(f"{shard_name(shard.index)}:{kind.name}", shard.frames, payload))  # type: ignore[arg-type]
     if report.reused_shards:

@@ -53,12 +53,15 @@ class EmbedInitArgs:
 class EmbedPayload:
     """One embedding task: read ``source`` (shard FASTA), write ``target`` (feature file) + ``.done``.
 
-    ``identity`` is what the resume check expects in the marker (see ``RunConfig.feature_identity``).
+    ``reuse``: the shard's reuse plan for this kind (frames not to embed, see
+    :mod:`~virnucpro.pipeline.reuse`). ``identity`` is what the resume check
+    expects in the marker (see ``RunConfig.feature_identity``).
     """
 
     source: str
     target: str
     identity: dict[str, Any]
+    reuse: str | None = None
 
 
 @dataclass(frozen=True)
@@ -69,6 +72,8 @@ class ModelKind:
         name: ``dnabert`` or ``esm``: key in the run's model identities, part of
             feature file names, stage and task names.
         label: the model's name for people.
+        sequence: which sequence of a kept frame it embeds (``nucleotide`` or ``protein``,
+            as ``translate.KeptFrame`` names them); frames are deduplicated on it.
         source: the shard file the model reads, ``source(paths, shard)``.
         features: the feature file it writes, ``features(paths, shard)``.
         model_file: the resolved model file or directory it loads.
@@ -78,6 +83,7 @@ class ModelKind:
 
     name: str
     label: str
+    sequence: str
     source: Callable[[RunPaths, int], Path]
     features: Callable[[RunPaths, int], Path]
     model_file: Callable[[ResolvedModels], Path]
@@ -88,9 +94,15 @@ class ModelKind:
         """This model's feature dimension, from the run's model identities."""
         return int(identities[self.name]["dim"])
 
-    def source_sha256(self, paths: RunPaths, shard: int) -> str | None:
-        """sha256 of the shard file this kind reads, as its ``.done`` marker records it (None if unmarked)."""
-        return (read_done(self.source(paths, shard)) or {}).get("sha256")
+    def reuse(self, paths: RunPaths, shard: int) -> Path:
+        """The reuse plan of this kind for ``shard``."""
+        return paths.shard_reuse(self.name, shard)
+
+    def inputs_sha256(self, paths: RunPaths, shard: int) -> dict[str, str | None]:
+        """sha256 of the shard file this kind reads and of its reuse plan, as their ``.done``
+        markers record them (None where unmarked): what a feature file is made from."""
+        return {"source_sha256": (read_done(self.source(paths, shard)) or {}).get("sha256"),
+                "reuse_sha256": (read_done(self.reuse(paths, shard)) or {}).get("sha256")}
 
     def init_args(self, models: ResolvedModels, precision: str, batch_tokens: int | None) -> EmbedInitArgs:
         """What every worker of this kind is started with."""
@@ -100,6 +112,7 @@ class ModelKind:
 DNABERT_S = ModelKind(
     name="dnabert",
     label="DNABERT-S",
+    sequence="nucleotide",
     source=RunPaths.shard_dna,
     features=RunPaths.dnabert_features,
     model_file=attrgetter("dnabert_dir"),
@@ -110,6 +123,7 @@ DNABERT_S = ModelKind(
 ESM2 = ModelKind(
     name="esm",
     label="ESM-2",
+    sequence="protein",
     source=RunPaths.shard_protein,
     features=RunPaths.esm_features,
     model_file=attrgetter("esm_path"),

@@ -23,6 +23,7 @@ Layout of an output directory::
         contigs.tsv                       per input sequence: length, chunks, chunks with frames
         shards/shard-00001.dna.fa         kept frames' nucleotides   } same IDs,
         shards/shard-00001.protein.faa    kept frames' proteins      } same order
+        shards/shard-00001.{dnabert,esm}.reuse.tsv  frames reusing an identical earlier frame's embedding
         features/KEPT                     written by a --keep-features run: later runs keep these files
         features/shard-00001.dnabert.safetensors (+ .done)
         features/shard-00001.esm.safetensors     (+ .done)
@@ -147,6 +148,10 @@ class RunPaths:
 
     def shard_protein(self, shard: int) -> Path:
         return self.shards_dir / f"{shard_name(shard)}.protein.faa"
+
+    def shard_reuse(self, kind: str, shard: int) -> Path:
+        """The reuse plan of model kind ``kind`` for ``shard`` (see :mod:`virnucpro.pipeline.reuse`)."""
+        return self.shards_dir / f"{shard_name(shard)}.{kind}.reuse.tsv"
 
     def dnabert_features(self, shard: int) -> Path:
         return self.features_dir / f"{shard_name(shard)}.dnabert.safetensors"

@@ -17,6 +17,7 @@ from typing import Any
 from virnucpro.models.batching import embed_unique
 from virnucpro.pipeline.features import read_shard_sequences, write_feature_result
 from virnucpro.pipeline.model_kinds import EmbedInitArgs, EmbedPayload
+from virnucpro.pipeline.work_files import read_reuse
 from virnucpro.pipeline.work_queue import Task
 
 
@@ -44,18 +45,26 @@ def init_dnabert_worker(device: str, init_args: Mapping[str, Any]) -> EmbedderSt
 def embed_shard(state: EmbedderState, task: Task, progress: Callable[[int], None]) -> dict[str, Any]:
     """Embed one shard's frames (``task.payload``: an :class:`EmbedPayload`), each distinct sequence once.
 
-    Identical frames (duplicate reads) share one embedding; the result's
-    ``duplicates`` counts the frames that reused another frame's row.
+    Frames the reuse plan lists (their sequence occurred earlier in the run) are not
+    embedded; the feature file records where their rows are. Identical frames left in
+    the shard share one embedding. The result's ``duplicates`` counts the frames of
+    this shard that reused another frame's row.
     """
     payload: EmbedPayload = task.payload  # type: ignore[assignment]  # Task.payload is annotated as a dict
     ids, seqs = read_shard_sequences(Path(payload.source))
+    borrowed = read_reuse(Path(payload.reuse)) if payload.reuse else []
+    skip = {b.row for b in borrowed}
+    owned = [row for row in range(len(ids)) if row not in skip]
     embeddings, groups = embed_unique(
-        lambda unique: state.embedder.embed(unique, batch_tokens=state.batch_tokens, on_batch=progress), seqs
+        lambda unique: state.embedder.embed(unique, batch_tokens=state.batch_tokens, on_batch=progress),
+        [seqs[row] for row in owned],
     )
-    if groups.duplicates:
-        progress(groups.duplicates)
-    write_feature_result(Path(payload.target), ids, embeddings.numpy(), payload.identity, state.embedder.dim)
-    return {"frames": len(ids), "duplicates": groups.duplicates, "output": payload.target}
+    duplicates = groups.duplicates + len(borrowed)
+    if duplicates:
+        progress(duplicates)
+    write_feature_result(Path(payload.target), [ids[row] for row in owned], embeddings.numpy(), payload.identity,
+                         state.embedder.dim, reused=[(ids[b.row], b) for b in borrowed])
+    return {"frames": len(ids), "duplicates": duplicates, "output": payload.target}
 
 
 def embed_dnabert_shard(state: EmbedderState, task: Task, progress: Callable[[int], None]) -> dict[str, Any]:

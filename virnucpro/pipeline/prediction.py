@@ -45,6 +45,7 @@ from virnucpro.pipeline.checkpoint import (
     wipe_run_state,
 )
 from virnucpro.pipeline.feature_stage import feature_stage
+from virnucpro.pipeline.features import reuse_sources
 from virnucpro.pipeline.model_kinds import MODEL_KINDS
 from virnucpro.pipeline.options import PredictOptions
 from virnucpro.pipeline.outputs import RunPaths
@@ -55,6 +56,7 @@ from virnucpro.pipeline.run_stop import check_stop, stop_on_signals
 from virnucpro.pipeline.score_stage import score_stage, shards_to_score
 from virnucpro.pipeline.summary import RunState, write_summary
 from virnucpro.pipeline.translate_stage import translate_stage
+from virnucpro.pipeline.work_files import ShardInfo
 
 __all__ = ["WORK_FORMAT", "PredictOptions", "check_input", "main"]
 
@@ -165,8 +167,7 @@ def _run_stages(setup: RunSetup, state: RunState) -> None:
     scored_before = len(state.shards) - len(pending)
     if scored_before:
         logger.info("%d of %d shard(s) already scored and verified; reusing them", scored_before, len(state.shards))
-    # With --keep-features every shard needs its features, also shards scored by an earlier run.
-    to_embed = state.shards if setup.options.keep_features else pending
+    to_embed = _shards_to_embed(setup, state.shards, pending)
     for kind in MODEL_KINDS:
         feature_stage(kind, to_embed, setup, state)
         check_stop(f"after:{kind.name}")
@@ -178,6 +179,16 @@ def _run_stages(setup: RunSetup, state: RunState) -> None:
     assemble(setup, state, on_table=lambda: check_stop("during:assemble"))
     check_stop("after:assemble")
     remove_intermediates(setup.paths, setup.options)
+
+
+def _shards_to_embed(setup: RunSetup, shards: list[ShardInfo], pending: list[ShardInfo]) -> list[ShardInfo]:
+    """The shards whose features this run needs: those to score and the shards they reuse rows from
+    (with --keep-features every shard, also shards scored by an earlier run)."""
+    if setup.options.keep_features:
+        return shards
+    needed = {s.index for s in pending}
+    needed |= {source for s in pending for kind in MODEL_KINDS for source in reuse_sources(setup.paths, kind, s.index)}
+    return [s for s in shards if s.index in needed]
 
 
 def _finish(setup: RunSetup, state: RunState) -> None:

@@ -8,7 +8,7 @@ from here:
 
 * translate: input, chunk length, shard size, work format;
 * features, per model kind: that model's identity, the precision, and the
-  sha256 of the shard file it read;
+  sha256 of the shard file it read and of its reuse plan;
 * scores: the classifier's identity and both feature identities.
 
 ``min_score`` and ``min_length`` are deliberately in no identity and not in
@@ -118,15 +118,17 @@ class RunConfig:
         return {"input_sha256": self.input_sha256, "chunk_length": self.chunk_length,
                 "shard_size": self.shard_size, "work_format": self.work_format}
 
-    def feature_identity(self, kind: ModelKind, source_sha256: str | None) -> dict[str, Any]:
-        """Identity of one feature file of ``kind``, made from a shard file with that sha256."""
-        return {"model": self.models[kind.name], "precision": self.precision, "source_sha256": source_sha256}
+    def feature_identity(self, kind: ModelKind, inputs_sha256: Mapping[str, str | None]) -> dict[str, Any]:
+        """Identity of one feature file of ``kind``, made from the shard files with these
+        sha256 (``ModelKind.inputs_sha256``: the shard file it embeds and its reuse plan)."""
+        return {"model": self.models[kind.name], "precision": self.precision, **inputs_sha256}
 
-    def score_identity(self, source_sha256: Mapping[str, str | None]) -> dict[str, Any]:
-        """Identity of one shard's score file; ``source_sha256`` holds each kind's shard-file sha256 by name."""
+    def score_identity(self, inputs_sha256: Mapping[str, Mapping[str, str | None]]) -> dict[str, Any]:
+        """Identity of one shard's score file; ``inputs_sha256`` holds each kind's
+        ``ModelKind.inputs_sha256`` by kind name."""
         return {
             "classifier": self.models["classifier"],
-            **{kind.name: self.feature_identity(kind, source_sha256[kind.name]) for kind in MODEL_KINDS},
+            **{kind.name: self.feature_identity(kind, inputs_sha256[kind.name]) for kind in MODEL_KINDS},
         }
 
 

@@ -38,8 +38,8 @@ class ScoreJob:
 
 def score_identity(setup: RunSetup, shard: ShardInfo) -> dict[str, object]:
     """The identity one shard's score file is written and checked under."""
-    sources = {kind.name: kind.source_sha256(setup.paths, shard.index) for kind in MODEL_KINDS}
-    return setup.config.score_identity(sources)
+    inputs = {kind.name: kind.inputs_sha256(setup.paths, shard.index) for kind in MODEL_KINDS}
+    return setup.config.score_identity(inputs)
 
 
 def score_job(setup: RunSetup, shard: ShardInfo) -> ScoreJob:
@@ -84,7 +84,7 @@ def score_shard(job: ScoreJob) -> int:
     paths = RunPaths(Path(job.root))
     try:
         frame_ids, features = shard_feature_matrix(paths, job.shard)
-    except ValueError as exc:
+    except (OSError, ValueError) as exc:
         raise VirnucproError(f"{shard_name(job.shard)}: {exc}; re-run to recompute it") from None
     with torch.inference_mode():
         logits = _classifier(job.classifier_path, job.identity.get("classifier"))(torch.from_numpy(features).double()).numpy()

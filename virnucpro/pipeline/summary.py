@@ -20,6 +20,9 @@ class RunCounts:
     """Counts reported in the summary (the translate ones are also kept in the shard index).
 
     ``frames_virus`` and ``chunks_virus`` are None (unknown) until the tables are assembled.
+    ``<kind>_reused_frames``: kept frames whose embedding by that model is not computed but
+    reused from an identical frame of the run (``pipeline/reuse.py``; named by
+    ``translate_stage._reused_count``).
     """
 
     sequences: int = 0
@@ -37,6 +40,8 @@ class RunCounts:
     sequences_virus: int = 0
     sequences_not_virus: int = 0
     sequences_no_call: int = 0
+    dnabert_reused_frames: int = 0
+    esm_reused_frames: int = 0
 
 
 @dataclass

@@ -1,7 +1,8 @@
 """Stage 1 of ``predict``: cut the input into shards of kept frames (or reuse verified ones).
 
 Writes ``work/shards/shard-NNNNN.{dna.fa,protein.faa}`` (+ ``.done``; same IDs,
-same order), ``work/contigs.tsv`` and the shard index ``work/translate.json``
+same order), each shard's reuse plans ``shard-NNNNN.<kind>.reuse.tsv`` (identical
+frames are embedded once per length group, see :mod:`.reuse`), ``work/contigs.tsv`` and the shard index ``work/translate.json``
 (+ ``.done``), all under ``RunConfig.translate_identity``.
 
 ``--min-length``: only records at least that long go into shards, grouped by
@@ -19,19 +20,23 @@ import io
 import logging
 import time
 from dataclasses import asdict
+from pathlib import Path
 from typing import IO, Any
 
 from virnucpro.errors import InputError
 from virnucpro.io.fasta import FastaWriter
 from virnucpro.pipeline.checkpoint import atomic_write, make_dir, read_done, verify_done, write_done
+from virnucpro.pipeline.model_kinds import MODEL_KINDS, ModelKind
 from virnucpro.pipeline.outputs import RunPaths
 from virnucpro.pipeline.results import ContigRow
+from virnucpro.pipeline.reuse import plan_reuse, sequence_digest
 from virnucpro.pipeline.run_config import RunSetup
 from virnucpro.pipeline.summary import RunCounts, RunState, StageReport
 from virnucpro.pipeline.translate import TranslateStats, iter_chunk_frames
 from virnucpro.pipeline.work_files import (
     ShardInfo,
     read_shard_index,
+    reuse_text,
     shard_index_text,
     write_contig_row,
     write_shard_index,
@@ -75,6 +80,8 @@ def translate_stage(setup: RunSetup, state: RunState) -> None:
     stats = TranslateStats()
     chunk_length, shard_size = setup.config.chunk_length, setup.config.shard_size
 
+    writers = [_GroupWriter(paths, identity, shard_size, *g) for g in groups]
+
     def translate_into_shards(contigs_table: IO[bytes]) -> None:
         # Contig rows are written as soon as a record's chunks have all passed, so memory
         # stays flat however many records the input holds.
@@ -86,7 +93,6 @@ def translate_stage(setup: RunSetup, state: RunState) -> None:
                 row = ContigRow(contig.id, contig.length, contig.chunks, with_frames.pop(contig.id, 0))
                 write_contig_row(contigs_table, row)
 
-        writers = [_GroupWriter(paths, identity, shard_size, *g) for g in groups]
         for chunk in iter_chunk_frames(setup.options.input_path, chunk_length, stats):
             write_finished_contigs(chunk.record_id)
             if not chunk.frames:
@@ -97,7 +103,7 @@ def translate_stage(setup: RunSetup, state: RunState) -> None:
             if writer is not None:
                 writer.add(chunk.chunk_id, chunk.frames)
         for writer in writers:
-            writer.flush()
+            writer.finish()
         state.shards.extend(sorted((s for w in writers for s in w.shards), key=lambda s: s.index))
         _check_groups(writers)
         write_finished_contigs()
@@ -106,6 +112,7 @@ def translate_stage(setup: RunSetup, state: RunState) -> None:
     state.counts = RunCounts(
         sequences=stats.records, skipped_empty=stats.skipped_empty, bases=stats.bases, chunks=stats.chunks,
         chunks_with_frames=stats.chunks_with_kept_frame, kept_frames=stats.kept_frames, shards=len(state.shards),
+        **{_reused_count(kind): sum(w.reused[kind.name] for w in writers) for kind in MODEL_KINDS},
     )
     translate_counts = {k: v for k, v in asdict(state.counts).items() if k not in _ASSEMBLY_COUNTS}
     # An index that already verifies with these very bytes stays (its shard files were only
@@ -132,8 +139,14 @@ def _length_groups(shards: list[ShardInfo]) -> list[tuple[int, int | None, int]]
     return sorted(((lo, below, first) for (lo, below), first in groups.items()), key=lambda g: g[2])
 
 
+def _reused_count(kind: ModelKind) -> str:
+    """The ``RunCounts`` field counting the frames whose ``kind`` embedding is reused."""
+    return f"{kind.name}_reused_frames"
+
+
 class _GroupWriter:
-    """Cuts one length group's frames into shards numbered from ``first``."""
+    """Cuts one length group's frames into shards numbered from ``first``, and plans which
+    frames reuse an identical earlier frame's embedding (:mod:`.reuse`, per model kind)."""
 
     def __init__(self, paths: RunPaths, identity: dict[str, Any], shard_size: int,
                  min_length: int, below: int | None, first: int) -> None:
@@ -141,6 +154,8 @@ class _GroupWriter:
         self.min_length, self.below, self.next_index = min_length, below, first
         self.frames: list[tuple[str, str, str]] = []
         self.shards: list[ShardInfo] = []
+        self.digests = {kind.name: bytearray() for kind in MODEL_KINDS}
+        self.reused = {kind.name: 0 for kind in MODEL_KINDS}
 
     def holds_length(self, length: int) -> bool:
         return self.min_length <= length and (self.below is None or length < self.below)
@@ -148,6 +163,8 @@ class _GroupWriter:
     def add(self, chunk_id: str, frames: list[Any]) -> None:
         for frame in frames:
             self.frames.append((ids.frame_id(chunk_id, frame.suffix), frame.nucleotide, frame.protein))
+            for kind in MODEL_KINDS:
+                self.digests[kind.name] += sequence_digest(getattr(frame, kind.sequence))
             if len(self.frames) == self.shard_size:
                 self.flush()
 
@@ -157,6 +174,17 @@ class _GroupWriter:
             self.shards.append(ShardInfo(shard.index, shard.frames, self.min_length, self.below))
             self.next_index += 1
             self.frames = []
+
+    def finish(self) -> None:
+        """Write the last shard, then every shard's reuse plans."""
+        self.flush()
+        for kind in MODEL_KINDS:
+            plan = plan_reuse(bytes(self.digests[kind.name]), [(s.index, s.frames) for s in self.shards])
+            for index, borrowed in plan.items():
+                _write_kept(kind.reuse(self.paths, index), reuse_text(borrowed).encode(), self.identity,
+                            len(borrowed))
+                self.reused[kind.name] += len(borrowed)
+            self.digests[kind.name] = bytearray()
 
 
 def _check_groups(writers: list[_GroupWriter]) -> None:
@@ -177,17 +205,21 @@ def _write_shard(paths: RunPaths, index: int, frames: list[tuple[str, str, str]]
         writer = FastaWriter(buffer)
         for frame in frames:
             writer.write(frame[0], frame[column])
-        data = buffer.getvalue()
-        marker = read_done(path)
-        if marker and marker.get("sha256") == hashlib.sha256(data).hexdigest() and verify_done(path, identity):
-            continue
-        atomic_write(path, data)
-        write_done(path, identity, frames=len(frames))
+        _write_kept(path, buffer.getvalue(), identity, len(frames))
     return ShardInfo(index, len(frames))
+
+
+def _write_kept(path: Path, data: bytes, identity: dict[str, Any], frames: int) -> None:
+    """Write a shard file and its marker, keeping an identical verified file (from a killed run)."""
+    marker = read_done(path)
+    if marker and marker.get("sha256") == hashlib.sha256(data).hexdigest() and verify_done(path, identity):
+        return
+    atomic_write(path, data)
+    write_done(path, identity, frames=frames)
 
 
 def _shard_files_ok(paths: RunPaths, shard: ShardInfo, identity: dict[str, Any]) -> bool:
     return all(
         verify_done(p, identity) and (read_done(p) or {}).get("frames") == shard.frames
         for p in (paths.shard_dna(shard.index), paths.shard_protein(shard.index))
-    )
+    ) and all(verify_done(kind.reuse(paths, shard.index), identity) for kind in MODEL_KINDS)

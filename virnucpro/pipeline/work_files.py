@@ -6,6 +6,11 @@
 * ``work/translate.json``: the shard index, ``{"shards": [{"index", "frames", "min_length", "below"}...],
   "counts": {...}}``. Written by the translate stage; read on resume and by
   ``features export``.
+* ``work/shards/shard-NNNNN.<kind>.reuse.tsv``: the frames of a shard that reuse an
+  identical earlier frame's embedding (see :mod:`virnucpro.pipeline.reuse`):
+  ``row  source_shard  source_row`` per borrowed frame, by row (no header; empty
+  when none). Written by the translate stage; read by the workers, which record
+  what they reused in the feature file.
 * ``work/assembly/run-NNNNN.chunks.tsv``: one run of chunk calls sorted by
   chunk ID: ``chunk_id  max_others  max_virus`` (``repr`` of the floats, so
   they read back exactly). Temporary, during assembly only.
@@ -23,6 +28,7 @@ from typing import IO, Any
 
 from virnucpro.pipeline.checkpoint import atomic_write_text
 from virnucpro.pipeline.results import ChunkCall, ContigRow
+from virnucpro.pipeline.reuse import Borrowed
 
 # --------------------------------------------------------------------------- contigs.tsv
 
@@ -98,6 +104,28 @@ def read_shard_index(path: Path) -> ShardIndex:
     ]
     counts = {str(k): int(v) for k, v in data["counts"].items()}
     return ShardIndex(shards, counts)
+
+
+# --------------------------------------------------------------------------- reuse plans
+
+
+def reuse_text(borrowed: Iterable[Borrowed]) -> str:
+    """The text of one shard's reuse file."""
+    return "".join(f"{b.row}\t{b.source_shard}\t{b.source_row}\n" for b in borrowed)
+
+
+def read_reuse(path: Path) -> list[Borrowed]:
+    """The borrowed frames listed in a reuse file, in row order.
+
+    Raises:
+        OSError, ValueError: it is missing, unreadable or malformed.
+    """
+    borrowed = []
+    with open(path, encoding="utf-8") as handle:
+        for line in handle:
+            row, shard, source_row = line.rstrip("\n").split("\t")
+            borrowed.append(Borrowed(int(row), int(shard), int(source_row)))
+    return borrowed
 
 
 # --------------------------------------------------------------------------- sorted chunk calls
