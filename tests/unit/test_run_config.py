@@ -21,7 +21,8 @@ MODELS = ResolvedModels(Path("e.pt"), Path("dnabert"), Path("c.pth"), IDENTITIES
 
 def _config(**options) -> RunConfig:
     plan = DevicePlan(["cpu"], in_process=True, precision="fp32")
-    return RunConfig.build(PredictOptions("in.fa", "out", **options), MODELS, plan, "f" * 64)
+    predict_options = PredictOptions("in.fa", "out", **options)
+    return RunConfig.build(predict_options, MODELS, plan, "f" * 64, predict_options.shard_size or 10_000)
 
 
 def test_run_params_hold_everything_that_changes_numbers():
@@ -37,12 +38,14 @@ def test_stage_identities_are_built_from_the_config():
     config = _config()
     assert config.translate_identity() == {"input_sha256": "f" * 64, "chunk_length": 500, "shard_size": 10_000,
                                            "work_format": WORK_FORMAT}
-    assert config.feature_identity(ESM2, "a") == {"model": IDENTITIES["esm"], "precision": "fp32",
-                                                  "source_sha256": "a"}
-    assert config.score_identity({"dnabert": "n", "esm": "p"}) == {
+    esm_inputs = {"source_sha256": "a", "reuse_sha256": "r"}
+    assert config.feature_identity(ESM2, esm_inputs) == {"model": IDENTITIES["esm"], "precision": "fp32",
+                                                         "source_sha256": "a", "reuse_sha256": "r"}
+    dna_inputs = {"source_sha256": "n", "reuse_sha256": "m"}
+    assert config.score_identity({"dnabert": dna_inputs, "esm": esm_inputs}) == {
         "classifier": IDENTITIES["classifier"],
-        "dnabert": config.feature_identity(DNABERT_S, "n"),
-        "esm": config.feature_identity(ESM2, "p"),
+        "dnabert": config.feature_identity(DNABERT_S, dna_inputs),
+        "esm": config.feature_identity(ESM2, esm_inputs),
     }
 
 

@@ -7,6 +7,22 @@ import click
 _PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
 
+class ShardSize(click.ParamType):
+    """A positive frame count, or ``auto`` (None)."""
+
+    name = "N|auto"
+
+    def convert(self, value: object, param: click.Parameter | None, ctx: click.Context | None) -> int | None:
+        if value is None or isinstance(value, int) and value > 0:
+            return value  # type: ignore[return-value]
+        text = str(value).strip().lower()
+        if text == "auto":
+            return None
+        if text.isdigit() and int(text) > 0:
+            return int(text)
+        self.fail(f"{value!r} is not a positive number of frames or 'auto'", param, ctx)
+
+
 @click.command()
 @click.argument("input_path", metavar="INPUT", type=str)
 @click.option("-o", "--output-dir", required=True, type=click.Path(file_okay=False),
@@ -38,8 +54,9 @@ _PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 @click.option("--gpus", default=None, metavar="0,1,...", help="GPU ordinals to use (implies --parallel).")
 @click.option("--workers", type=click.IntRange(min=0), default=0, show_default=True,
               help="CPU worker processes (threads are split between them); 0 = run in this process.")
-@click.option("--shard-size", type=click.IntRange(min=1), default=10_000, show_default=True,
-              help="Frames per work shard (the unit of resume and of work per worker).")
+@click.option("--shard-size", type=ShardSize(), default="auto", show_default=True, metavar="N|auto",
+              help="Kept frames per work shard (the unit of resume and of work per worker). auto: about 4 shards "
+                   "per worker, 1000-10000 frames; a resumed run keeps the size it started with.")
 @click.option("--force", is_flag=True, help="Discard a previous run in the output directory and start over.")
 @click.option("--no-dashboard", is_flag=True, help="Plain progress lines instead of the live view.")
 @click.option("--keep-features", is_flag=True,
@@ -58,7 +75,7 @@ _PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 def predict(input_path: str, output_dir: str, model_type: str, model_path: str | None, chunk_length: int | None,
             model_set: str, esm_model: str | None, dnabert_model: str | None, dnabert_revision: str | None,
             device: str, precision: str, batch_tokens: int | None, offline: bool, parallel: bool,
-            gpus: str | None, workers: int, shard_size: int, force: bool, no_dashboard: bool,
+            gpus: str | None, workers: int, shard_size: int | None, force: bool, no_dashboard: bool,
             keep_features: bool, discard_features: bool, stall_timeout: float, allow_chunk_length: bool,
             min_score: float, min_length: int) -> None:
     """Score every chunk of INPUT (DNA FASTA; '-' for stdin, or a named pipe) as virus or not.

@@ -41,7 +41,7 @@ import logging
 import os
 import shutil
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -75,8 +75,9 @@ from virnucpro.pipeline.checkpoint import (  # noqa: E402
 )
 from virnucpro.pipeline.outputs import RUN_SUMMARY_NAME, RunPaths  # noqa: E402
 
-#: Keys of ``run.json`` ``params`` that may differ between parts (everything else must match).
-PER_PART_PARAMS = frozenset({"input_sha256"})
+#: Keys of ``run.json`` ``params`` that may differ between parts (everything else must match):
+#: ``--shard-size auto`` sizes each part's shards to its own work.
+PER_PART_PARAMS = frozenset({"input_sha256", "shard_size"})
 
 
 @dataclass(frozen=True)
@@ -408,7 +409,7 @@ def _merge(run_dirs: Sequence[str | Path], out: Path, paths: RunPaths, manifest_
         "merge_seconds": 0.0,
         "precision": first.get("precision"),
         "chunk_length": first.get("chunk_length"),
-        "shard_size": first.get("shard_size"),
+        "shard_size": _shared(p.summary.get("shard_size") for p in parts),
         "models": first.get("models"),
         "parts": [
             {
@@ -417,6 +418,7 @@ def _merge(run_dirs: Sequence[str | Path], out: Path, paths: RunPaths, manifest_
                 "input_sha256": p.input_sha256,
                 "wall_seconds": p.summary.get("wall_seconds"),
                 "devices": p.summary.get("devices"),
+                "shard_size": p.summary.get("shard_size"),
                 "counts": p.summary.get("counts"),
             }
             for p in parts
@@ -439,3 +441,9 @@ def _merge(run_dirs: Sequence[str | Path], out: Path, paths: RunPaths, manifest_
 
 
 __all__ = ["CONCATENATED_TABLES", "MergeError", "PartRun", "check_parts", "merge_runs"]
+
+
+def _shared(values: Iterable[Any]) -> Any:
+    """The one value all parts share, or ``"per part"`` when they differ (see ``parts``)."""
+    distinct = {json.dumps(v, sort_keys=True) for v in values}
+    return json.loads(distinct.pop()) if len(distinct) == 1 else ("per part" if distinct else None)

@@ -22,7 +22,7 @@ class PredictOptions:
     precision: str = "auto"
     batch_tokens: int | None = None
     offline: bool = False
-    shard_size: int = 10_000
+    shard_size: int | None = None  # None: auto (run_setup.resolve_shard_size)
     parallel: bool = False
     gpus: str | None = None
     workers: int = 0

@@ -30,7 +30,14 @@ import time
 from pathlib import Path
 
 from virnucpro import __version__
-from virnucpro.errors import EXIT_FAILURE, EXIT_OK, InputError, OutputError, exit_code_for_signal
+from virnucpro.errors import (
+    EXIT_FAILURE,
+    EXIT_OK,
+    InputError,
+    OutputError,
+    VirnucproError,
+    exit_code_for_signal,
+)
 from virnucpro.io.fasta_open import is_stream
 from virnucpro.log import add_log_file, remove_log_file
 from virnucpro.pipeline.assemble import assemble, remove_intermediates
@@ -42,6 +49,7 @@ from virnucpro.pipeline.checkpoint import (
     make_dir,
     output_dir_lock,
     read_done,
+    read_run_json,
     wipe_run_state,
 )
 from virnucpro.pipeline.feature_stage import feature_stage
@@ -51,7 +59,7 @@ from virnucpro.pipeline.options import PredictOptions
 from virnucpro.pipeline.outputs import RunPaths
 from virnucpro.pipeline.run_checks import check_input, check_options
 from virnucpro.pipeline.run_config import WORK_FORMAT, RunConfig, RunSetup
-from virnucpro.pipeline.run_setup import plan_devices, resolve_models
+from virnucpro.pipeline.run_setup import plan_devices, resolve_models, resolve_shard_size
 from virnucpro.pipeline.run_stop import check_stop, stop_on_signals
 from virnucpro.pipeline.score_stage import score_stage, shards_to_score
 from virnucpro.pipeline.summary import RunState, write_summary
@@ -75,7 +83,8 @@ def main(options: PredictOptions) -> int:
         check_options(options)
         paths = RunPaths(Path(options.output_dir))
         checked_before = _input_translated_before(paths, options.input_path)
-        stream = not checked_before and check_input(options.input_path)
+        checked = None if checked_before else check_input(options.input_path, options.effective_chunk_length)
+        stream = checked is not None and checked.stream
         make_dir(paths.root)
         log_handler = add_log_file(paths.log)
         if checked_before:
@@ -84,7 +93,7 @@ def main(options: PredictOptions) -> int:
             logger.info("%s is a stream: it is read once, so this run cannot be resumed", options.input_path)
         try:
             with output_dir_lock(paths.root):
-                return _run(options, paths)
+                return _run(options, paths, None if checked is None else checked.chunks)
         except OutputError as exc:
             raise OutputError(f"{exc}; finished work is kept, re-run the same command once this is fixed") from exc
         finally:
@@ -101,11 +110,11 @@ def _input_translated_before(paths: RunPaths, input_path: str) -> bool:
     return recorded is not None and recorded == hash_input(input_path)
 
 
-def _run(options: PredictOptions, paths: RunPaths) -> int:
+def _run(options: PredictOptions, paths: RunPaths, chunks: int | None) -> int:
     """Set the run up, then run every stage; a run that fails after it was accepted
-    still leaves a ``run_summary.json``."""
+    still leaves a ``run_summary.json`` (``chunks``: counted by the input check, None if not)."""
     started = time.monotonic()
-    setup = _accept_run(options, paths)
+    setup = _accept_run(options, paths, chunks)
     state = RunState()
     try:
         _run_stages(setup, state)
@@ -129,7 +138,7 @@ def _run(options: PredictOptions, paths: RunPaths) -> int:
     return EXIT_OK
 
 
-def _accept_run(options: PredictOptions, paths: RunPaths) -> RunSetup:
+def _accept_run(options: PredictOptions, paths: RunPaths, chunks: int | None) -> RunSetup:
     """Plan devices, resolve models and accept the run in ``paths.root`` (``run.json``);
     only here, after every check passed, may ``--force`` remove an earlier run."""
     logger.info("virnucpro %s predict %s -> %s", __version__, options.input_path, paths.root)
@@ -139,7 +148,8 @@ def _accept_run(options: PredictOptions, paths: RunPaths) -> RunSetup:
     models = resolve_models(options)
     if models.demo:
         logger.warning("*** %s ***", models.notice)
-    config = RunConfig.build(options, models, plan, hash_input(options.input_path))
+    shard_size = resolve_shard_size(options, _recorded_shard_size(paths), chunks, plan)
+    config = RunConfig.build(options, models, plan, hash_input(options.input_path), shard_size)
     check_stop("before:accept")
     outcome = check_or_write_run_json(
         paths.root, config.run_params(), force=options.force, state_names=paths.state_names(),
@@ -150,6 +160,15 @@ def _accept_run(options: PredictOptions, paths: RunPaths) -> RunSetup:
         make_dir(paths.features_dir)
         atomic_write_text(paths.kept_features_marker, "kept by --keep-features; later runs keep these files\n")
     return RunSetup(options, paths, config, models, plan, outcome)
+
+
+def _recorded_shard_size(paths: RunPaths) -> int | None:
+    """The shard size an earlier run in ``paths.root`` recorded in ``run.json`` (None if none)."""
+    try:
+        value = ((read_run_json(paths.root) or {}).get("params") or {}).get("shard_size")
+    except VirnucproError:  # an unreadable run.json is refused with its own message later
+        return None
+    return value if isinstance(value, int) and value > 0 else None
 
 
 def _run_stages(setup: RunSetup, state: RunState) -> None:

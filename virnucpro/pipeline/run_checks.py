@@ -10,11 +10,13 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 from virnucpro.errors import InputError, UsageError
 from virnucpro.io.fasta import read_fasta_bytes
 from virnucpro.io.fasta_open import check_stream_open, is_stream
 from virnucpro.pipeline.options import PredictOptions
+from virnucpro.sequence.chunking import chunk_count
 
 logger = logging.getLogger(__name__)
 
@@ -47,32 +49,44 @@ def check_options(options: PredictOptions) -> None:
         )
 
 
-def check_input(input_path: str) -> bool:
+@dataclass(frozen=True)
+class CheckedInput:
+    """What the input check learnt: a stream (read once, not resumable, not counted) or a file
+    with ``chunks`` chunks at the run's chunk length (what shard sizing starts from)."""
+
+    stream: bool
+    chunks: int | None = None
+
+
+def check_input(input_path: str, chunk_length: int | None = None) -> CheckedInput:
     """Read the whole input once and raise the reader's one-line error for the first problem.
 
     A stream (stdin, a named pipe, process substitution) can be read only once: only
     that it is open is checked here, the rest as the translate stage reads it.
 
-    Returns:
-        True when the input is a stream (not resumable).
+    Args:
+        chunk_length: count the chunks at this length (the result's ``chunks``).
 
     Raises:
         InputError: unusable input (format, protein, FASTQ, empty, a bad character...).
     """
     if is_stream(input_path):
         check_stream_open(input_path)
-        return True
-    records = with_sequence = 0
+        return CheckedInput(stream=True)
+    records = with_sequence = chunks = 0
     with _quiet_reader_warnings(), read_fasta_bytes(input_path) as reader:
         for record in reader:
             records += 1
-            with_sequence += bool(record.sequence)
+            if record.sequence:
+                with_sequence += 1
+                if chunk_length:
+                    chunks += chunk_count(len(record.sequence), chunk_length)
         name = reader.name
     if records == 0:
         raise InputError(f"{name}: no FASTA records")
     if with_sequence == 0:
         raise InputError(f"{name}: no sequence data (all {records} records are empty)")
-    return False
+    return CheckedInput(stream=False, chunks=chunks if chunk_length else None)
 
 
 @contextlib.contextmanager

@@ -63,9 +63,10 @@ class RunConfig:
 
     @classmethod
     def build(cls, options: PredictOptions, models: ResolvedModels, plan: DevicePlan,
-              input_sha256: str | None) -> RunConfig:
-        """The config of a run of ``options`` with these models on this device plan."""
-        return cls(input_sha256, options.effective_chunk_length, options.shard_size, plan.precision,
+              input_sha256: str | None, shard_size: int) -> RunConfig:
+        """The config of a run of ``options`` with these models on this device plan
+        (``shard_size``: ``run_setup.resolve_shard_size``)."""
+        return cls(input_sha256, options.effective_chunk_length, shard_size, plan.precision,
                    models.identities, min_score=options.min_score, min_length=options.min_length)
 
     def run_params(self) -> dict[str, Any]:

@@ -196,3 +196,40 @@ def plan_devices(options: PredictOptions) -> DevicePlan:
     except ValueError as exc:
         raise DeviceSelectionError(str(exc)) from None
     return DevicePlan([str(device)], in_process=True, precision=precision_name(dtype))
+
+
+# --------------------------------------------------------------------------- shard size
+
+#: ``--shard-size auto`` bounds: the largest shard (also the size when the work is unknown, e.g.
+#: a stream) and the smallest (below it, per-shard costs such as reading, writing and
+#: checksumming outweigh what the balance gains).
+AUTO_SHARD_MAX = 10_000
+AUTO_SHARD_MIN = 1_000
+#: Shards per worker ``auto`` aims at: the last shards then leave a worker idle for at most
+#: about a quarter of its share of the work.
+SHARDS_PER_WORKER = 4
+
+
+def auto_shard_size(estimated_frames: int | None, workers: int) -> int:
+    """Frames per shard for about :data:`SHARDS_PER_WORKER` shards per worker, rounded up to
+    a multiple of 100, within [:data:`AUTO_SHARD_MIN`, :data:`AUTO_SHARD_MAX`]."""
+    if estimated_frames is None:
+        return AUTO_SHARD_MAX
+    per_shard = -(-max(0, estimated_frames) // (max(1, workers) * SHARDS_PER_WORKER))
+    return min(AUTO_SHARD_MAX, max(AUTO_SHARD_MIN, -(-per_shard // 100) * 100))
+
+
+def resolve_shard_size(options: PredictOptions, recorded: int | None, chunks: int | None,
+                       plan: DevicePlan) -> int:
+    """The run's shard size: ``--shard-size`` when given; for ``auto``, the size an earlier run
+    in the directory recorded (so resuming on other devices reuses every shard), else sized to
+    the work (about one kept frame per chunk) and the number of workers."""
+    if options.shard_size is not None:
+        return options.shard_size
+    if recorded is not None and not options.force:
+        logger.debug("shard size: %d frames, as the earlier run in this directory chose", recorded)
+        return recorded
+    size = auto_shard_size(chunks, len(plan.devices))
+    logger.info("shard size: %d frames (auto: %s chunk(s), %d worker(s))", size,
+                "unknown" if chunks is None else chunks, len(plan.devices))
+    return size

@@ -37,7 +37,13 @@ from virnucpro.pipeline.options import PredictOptions
 from virnucpro.pipeline.outputs import RunPaths
 from virnucpro.pipeline.prediction import check_input
 from virnucpro.pipeline.run_config import RunConfig, RunSetup
-from virnucpro.pipeline.run_setup import DevicePlan, ResolvedModels, plan_devices, resolve_models
+from virnucpro.pipeline.run_setup import (
+    AUTO_SHARD_MAX,
+    DevicePlan,
+    ResolvedModels,
+    plan_devices,
+    resolve_models,
+)
 from virnucpro.pipeline.summary import RunState
 from virnucpro.pipeline.translate_stage import translate_stage
 
@@ -181,7 +187,8 @@ def _one_input(item: LabelledInput, source: FeatureSource, models: ResolvedModel
         fasta_path = str(converted / f"{_stem(item.path)}-{str(hash_input(item.path))[:12]}.fa")
         cds = genbank_to_fasta(Path(item.path), Path(fasta_path), chunk_length)
     input_sha = hash_input(fasta_path)
-    config = RunConfig(input_sha, chunk_length, base.shard_size, plan.precision, models.identities)
+    config = RunConfig(input_sha, chunk_length, base.shard_size or AUTO_SHARD_MAX, plan.precision,
+                       models.identities)
     work = source.work_dir / f"{_stem(item.path)}-{_run_params_key(config.run_params())}"
     paths = RunPaths(work)
     make_dir(work)
