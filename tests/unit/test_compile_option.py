@@ -48,3 +48,20 @@ def test_train_and_evaluate_pass_the_mode_on():
               "shard_size": 10, "parallel": False, "gpus": None, "workers": 0, "no_dashboard": True,
               "compile_mode": "off"}
     assert predict_options(values).compile == "off"
+
+
+@pytest.mark.parametrize("mode", COMPILE_MODES)
+def test_workers_load_their_engine_with_the_mode(tmp_path_factory, mode):
+    """The init functions hand the mode to the loaders (nothing is compiled before a forward pass)."""
+    import torch
+
+    from virnucpro.models.demo import ensure_demo_models
+    from virnucpro.models.fusion import compile_unavailable_reason
+    from virnucpro.pipeline.parallel import init_dnabert_worker
+    from virnucpro.pipeline.parallel_esm import init_esm_worker
+
+    demo = ensure_demo_models(tmp_path_factory.mktemp("cache"))
+    dnabert = init_dnabert_worker("cpu", EmbedInitArgs(str(demo.dnabert_dir), "fp32", None, mode).as_mapping())
+    assert dnabert.embedder.encoder.compile_mode == mode
+    esm = init_esm_worker("cpu", EmbedInitArgs(str(demo.esm_path), "fp32", None, mode).as_mapping())
+    assert esm.embedder.compiled == (mode == "on" and compile_unavailable_reason(torch.device("cpu")) is None)
