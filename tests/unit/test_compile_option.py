@@ -65,3 +65,10 @@ def test_workers_load_their_engine_with_the_mode(tmp_path_factory, mode):
     assert dnabert.embedder.encoder.compile_mode == mode
     esm = init_esm_worker("cpu", EmbedInitArgs(str(demo.esm_path), "fp32", None, mode).as_mapping())
     assert esm.embedder.compiled == (mode == "on" and compile_unavailable_reason(torch.device("cpu")) is None)
+
+
+def test_cluster_parts_get_the_mode():
+    from virnucpro.cluster.predict_args import predict_argv
+
+    assert predict_argv({"compile_mode": "off"}) == ["--compile", "off"]
+    assert predict_argv({"compile_mode": "auto"}) == []
