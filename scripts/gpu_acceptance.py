@@ -184,7 +184,8 @@ def check_benchmark(ctx: Context) -> dict[str, Any]:
                                    cpu_bp=1_000_000, precisions=("fp32", "bf16"), command=sys.argv)
     ctx.benchmark = run_benchmark(options)
     engines = [{k: e[k] for k in ("model", "implementation", "precision", "frames", "frames_per_s", "tflops",
-                                  "mfu", "seconds", "repeat_seconds")} for e in ctx.benchmark["engines"]]
+                                  "mfu", "seconds", "repeat_seconds", "tokenize_seconds") if k in e}
+               for e in ctx.benchmark["engines"]]
     return verdict(bool(engines), size=ctx.benchmark["size"], engines=engines,
                    speedup=ctx.benchmark["speedup"]["pipeline"], tokenize=ctx.benchmark["tokenize"])
 

@@ -30,6 +30,15 @@ def test_small_benchmark_writes_tables_and_valid_json(tmp_path):
     assert engines == {(m, i, p) for m in ("esm2", "dnabert_s") for i, p in
                        (("ours", "fp32"), ("ours", "bf16"), ("published", "fp32"))}
     assert data["repeats"] == 3 and data["tokenize"]["dnabert_s"]["in_timed_passes"] is False
+    # ESM-2 tokenising is outside the timed passes too, measured and shown on its own.
+    esm_tokenize = data["tokenize"]["esm2"]
+    assert esm_tokenize["in_timed_passes"] is False and esm_tokenize["frames"] == 6
+    assert esm_tokenize["seconds"] > 0 and esm_tokenize["batches"] >= 1
+    assert set(esm_tokenize["by_precision"]) == {"fp32", "bf16"}
+    assert "Tokenising" in stdout
+    for e in data["engines"]:
+        if (e["model"], e["implementation"]) == ("esm2", "ours"):
+            assert e["tokenize_seconds"] > 0 and e["batches_tokenized_in_timed_passes"] == 0
     for e in data["engines"]:
         assert all(key in e for key in ENGINE_KEYS)
         assert len(e["repeat_seconds"]) == 3 and e["seconds"] == min(e["repeat_seconds"])

@@ -37,6 +37,7 @@ def test_quick_acceptance_passes_or_skips_each_check_for_want_of_a_gpu(tmp_path)
     faults = data["checks"]["worker_faults"]
     assert faults["finished"] == faults["tasks"] and faults["device_faults_on"] and faults["sigkilled_tasks"] == ["t03"]
     assert data["checks"]["benchmark"]["engines"] and data["checks"]["bf16_cosine"]["cosine_min"]["esm2"] >= 0.999
+    assert data["checks"]["benchmark"]["tokenize"]["esm2"]["in_timed_passes"] is False
 
 
 def test_unknown_check_is_a_usage_error(tmp_path):

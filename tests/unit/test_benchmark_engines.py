@@ -72,6 +72,28 @@ def test_pretokenized_dna_serves_precomputed_ids_and_falls_back():
     assert wrapped.pad_id == tokenizer.pad_id and wrapped.vocab_size == tokenizer.vocab_size
 
 
+def test_pretokenized_esm_passes_compute_the_engine_result_from_token_matrices_alone():
+    """The timed ESM-2 pass receives the engine's own batches as token matrices: with the residue codes
+    gone it still gives exactly ``embed``'s result, and tokenises nothing."""
+    embedder = engines.build_esm2_ours(TINY_ESM, CPU, torch.float32, seed=3)
+    seqs = PROTEINS * 3
+    want = embedder.embed(seqs, batch_tokens=80)
+    pre = engines.pretokenize_esm(embedder, seqs, batch_tokens=80)
+    assert len(pre) == len(seqs) and len(pre.batches) > 1 and pre.budget == 80
+    pre.codes = np.empty(0, dtype=np.int64)  # any tokenising in the pass would now fail
+    for _ in range(2):
+        assert torch.equal(engines.embed_pretokenized_esm(embedder, pre), want)
+    assert pre.tokenized_late == 0
+
+
+def test_pretokenized_esm_tokenises_an_unplanned_batch_and_counts_it():
+    embedder = engines.build_esm2_ours(TINY_ESM, CPU, torch.float32, seed=3)
+    pre = engines.pretokenize_esm(embedder, PROTEINS, batch_tokens=64)
+    pre.batches.pop(next(iter(pre.batches)))
+    assert torch.equal(engines.embed_pretokenized_esm(embedder, pre), embedder.embed(PROTEINS, batch_tokens=64))
+    assert pre.tokenized_late == 1
+
+
 def test_full_size_times_at_least_20k_dnabert_frames():
     full = run.BenchmarkOptions(chunk_lengths=(300, 500))
     assert run.dnabert_frames_per_length(full, "full", 1000) * 2 >= 20_000

@@ -25,11 +25,16 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+import numpy as np
 import torch
 
 from virnucpro.benchmark.flops import TransformerShape, matmul_flops
 from virnucpro.models.esm2_checkpoint import Esm2Checkpoint
+
+if TYPE_CHECKING:
+    from virnucpro.models.esm2 import Esm2Embedder
 
 logger = logging.getLogger(__name__)
 
@@ -270,6 +275,89 @@ class PretokenizedDna:
         if missing:
             self._ids.update(zip(missing, self._tokenizer.encode(missing)))
         return [self._ids[s] for s in seqs]
+
+
+@dataclass
+class PretokenizedEsm:
+    """ESM-2 frames tokenised before the timed passes: the engine's own batch plan, and each
+    batch's padded token matrix and mean-window sizes on the host (pinned on CUDA), so a timed
+    pass (:func:`embed_pretokenized_esm`) only copies them to the device and computes.
+
+    Made by :func:`pretokenize_esm` with the engine's encoding functions
+    (:func:`~virnucpro.models.esm2.encode_sequences`, :func:`~virnucpro.models.esm2.fill_token_matrix`).
+
+    Attributes:
+        lengths, codes, offsets: residues per frame, all residue codes, each frame's first code.
+        budget: padded-token budget of the plan (lowered after an out-of-memory re-plan).
+        batches: ``(first input index, count)`` -> ``(tokens [B, T], window [B])`` int64.
+        tokenized_late: batches the plan did not foresee (after an out-of-memory re-plan), tokenised
+            inside a timed pass; 0 in a clean measurement.
+    """
+
+    lengths: np.ndarray
+    codes: np.ndarray
+    offsets: np.ndarray
+    budget: int
+    batches: dict[tuple[int, int], tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)
+    tokenized_late: int = 0
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+
+def pretokenize_esm(embedder: Esm2Embedder, seqs: Sequence[str], batch_tokens: int | None = None) -> PretokenizedEsm:
+    """Tokenise ``seqs`` into the batches ``embedder.embed(seqs, batch_tokens=...)`` would run.
+
+    Raises:
+        InputError: a sequence is empty or has a character outside the ESM-2 alphabet.
+    """
+    from virnucpro.models.batching import plan_batches
+    from virnucpro.models.esm2 import encode_sequences
+
+    codes, lengths = encode_sequences(seqs, embedder.tokens.lut)
+    offsets = np.concatenate(([0], np.cumsum(lengths)[:-1])) if len(seqs) else lengths
+    pre = PretokenizedEsm(lengths, codes, offsets, embedder.batch_tokens if batch_tokens is None else batch_tokens)
+    for idx in plan_batches(lengths + 2, pre.budget):  # + BOS and EOS, as the engine plans
+        pre.batches[(int(idx[0]), len(idx))] = _esm_batch(embedder, pre, idx)
+    return pre
+
+
+def _esm_batch(embedder: Esm2Embedder, pre: PretokenizedEsm, idx: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    from virnucpro.models.esm2 import MEAN_WINDOW, fill_token_matrix
+
+    pinned = embedder.device.type == "cuda"
+    lens = pre.lengths[idx]
+    toks = torch.empty((len(idx), int(lens.max()) + 2), dtype=torch.int64, pin_memory=pinned)
+    fill_token_matrix(toks.numpy(), idx, pre.codes, pre.offsets, pre.lengths, embedder.tokens)
+    window = torch.from_numpy(np.minimum(lens, MEAN_WINDOW))
+    return toks, window.pin_memory() if pinned else window
+
+
+def embed_pretokenized_esm(embedder: Esm2Embedder, pre: PretokenizedEsm) -> torch.Tensor:
+    """``embedder.embed`` on frames tokenised by :func:`pretokenize_esm`: the same batches, the same
+    device work (copies, forward, pooling) and the same result, without the tokenising.
+
+    Returns:
+        float32 CPU tensor ``[len(pre), dim]`` in input order.
+    """
+    from virnucpro.models.batching import embed_sorted
+
+    device, pinned = embedder.device, embedder.device.type == "cuda"
+
+    def forward(idx: np.ndarray, _padded_length: int) -> torch.Tensor:
+        key = (int(idx[0]), len(idx))  # the order is fixed, so its first index and count name a batch
+        if key not in pre.batches:
+            pre.tokenized_late += 1
+            pre.batches[key] = _esm_batch(embedder, pre, idx)
+        toks, window = pre.batches[key]
+        lens = pre.lengths[idx]
+        # The engine's own pooled forward (Esm2Embedder.embed runs it on the matrices it builds).
+        return embedder._pooled(toks.to(device, non_blocking=pinned), window.to(device, non_blocking=pinned),
+                                bool(lens.min() != lens.max()))
+
+    host, pre.budget = embed_sorted(pre.lengths, embedder.dim, device, pre.budget, forward,
+                                    padded_length=lambda n: n + 2, label="ESM-2")
+    return host
 
 
 @dataclass(frozen=True)

@@ -8,9 +8,13 @@ JSON schema ``virnucpro-benchmark/1`` (top-level keys; see :func:`virnucpro.benc
 * ``models``: per model its shape (layers, dim, heads, ffn, vocab, matmul_params)
 * ``frames``: ``total``, ``by_chunk_length`` (frames, mean aa/bp/tokens), ``source``
 * ``matmul_peak``: list of ``{dtype, size, iterations, seconds, tflops}``
+* ``tokenize``: tokenising, done before the timed passes: ``dnabert_s`` ``{frames, seconds,
+  frames_per_s, in_timed_passes}``; ``esm2`` the same at the first precision plus ``batches``,
+  ``batches_tokenized_in_timed_passes`` (0 unless an out-of-memory re-plan), ``by_precision``, ``what``
 * ``engines``: list of ``{model, implementation (ours|published), precision, frames, tokens,
   seconds, frames_per_s, tokens_per_s, flops, tflops, mfu, mfu_reference, peak_memory_bytes,
-  peak_memory_kind, batch_tokens, batching}``
+  peak_memory_kind, batch_tokens, batching, repeat_seconds, warmup_seconds}``; ESM-2 ``ours``
+  also ``tokenize_seconds``, ``batches_tokenized_in_timed_passes``
 * ``speedup``: ``ours_precision``, ``baseline``, ``esm2``/``dnabert_s`` ``{ours_seconds,
   published_seconds, factor}``, ``pipeline`` ``{ours_frames_per_s, published_frames_per_s, factor}``
 * ``drift``: list of ``{precision, reference, esm2: {cosine_min, cosine_median, frames},
@@ -118,6 +122,7 @@ def render(result: dict[str, Any], stream: TextIO | None = None) -> None:
     if result["engines"]:
         console.print(f"  MFU = achieved TFLOP/s / {result['engines'][0]['mfu_reference']}; "
                       f"memory: {result['engines'][0]['peak_memory_kind']}")
+    _render_tokenize(console, result.get("tokenize") or {})
 
     sp = result["speedup"]
     speed = Table(title=f"Speed-up: ours ({sp['ours_precision']}) over the published method (fp32)")
@@ -173,6 +178,21 @@ def render(result: dict[str, Any], stream: TextIO | None = None) -> None:
         targets.add_row(t["description"], shown,
                         f"[{colour[status]}]{status}[/]" if status in colour else status, t["note"])
     console.print(targets)
+
+
+def _render_tokenize(console: Console, tokenize: dict[str, Any]) -> None:
+    """Tokenising, measured on its own (outside the engines' timed passes)."""
+    if not tokenize:
+        return
+    table = Table(title="Tokenising (ours; not in the engines' timed passes)")
+    for col in ("model", "frames", "s", "frames/s", "in timed passes"):
+        table.add_column(col, justify="right" if col != "model" else "left")
+    for model in ("esm2", "dnabert_s"):
+        row = tokenize.get(model)
+        if row:
+            table.add_row(model, str(row["frames"]), _f(row["seconds"]), _f(row["frames_per_s"], "{:,.0f}"),
+                          "yes" if row.get("in_timed_passes") else "no")
+    console.print(table)
 
 
 def render_precision_check(result: dict[str, Any], stream: TextIO | None = None) -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import click
 
 _PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+#: ``--compile`` values: :data:`virnucpro.models.fusion.COMPILE_MODES`, spelt here so --help needs no torch.
+COMPILE_CHOICES = ("auto", "on", "off")
 
 
 class ShardSize(click.ParamType):
@@ -49,6 +51,9 @@ class ShardSize(click.ParamType):
               help="auto = BF16 on GPUs of compute capability >= 8.0, FP32 otherwise.")
 @click.option("--batch-tokens", type=click.IntRange(min=1), default=None,
               help="Padded tokens per model batch [default: sized to the device].")
+@click.option("--compile", "compile_mode", type=click.Choice(COMPILE_CHOICES), default="auto", show_default=True,
+              help="Fuse each embedding layer with torch.compile: auto = on CUDA when Triton is importable, "
+                   "eager elsewhere; on = wherever a compiler exists; off = eager.")
 @click.option("--offline", is_flag=True, help="Never touch the network; use cached or local models only.")
 @click.option("--parallel", is_flag=True, help="One worker per visible GPU.")
 @click.option("--gpus", default=None, metavar="0,1,...", help="GPU ordinals to use (implies --parallel).")
@@ -77,7 +82,7 @@ def predict(input_path: str, output_dir: str, model_type: str, model_path: str |
             device: str, precision: str, batch_tokens: int | None, offline: bool, parallel: bool,
             gpus: str | None, workers: int, shard_size: int | None, force: bool, no_dashboard: bool,
             keep_features: bool, discard_features: bool, stall_timeout: float, allow_chunk_length: bool,
-            min_score: float, min_length: int) -> None:
+            min_score: float, min_length: int, compile_mode: str) -> None:
     """Score every chunk of INPUT (DNA FASTA; '-' for stdin, or a named pipe) as virus or not.
 
     Writes in OUTPUT_DIR: prediction_results.txt (per frame),
@@ -102,5 +107,5 @@ def predict(input_path: str, output_dir: str, model_type: str, model_path: str |
         batch_tokens=batch_tokens, offline=offline, shard_size=shard_size, parallel=parallel or gpus is not None,
         gpus=gpus, workers=workers, force=force, no_dashboard=no_dashboard, keep_features=keep_features,
         stall_timeout=stall_timeout, discard_features=discard_features, allow_chunk_length=allow_chunk_length,
-        min_score=min_score, min_length=min_length,
+        min_score=min_score, min_length=min_length, compile=compile_mode,
     ))

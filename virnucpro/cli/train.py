@@ -7,6 +7,8 @@ from typing import Any
 
 import click
 
+from virnucpro.cli.predict import COMPILE_CHOICES
+
 _PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
 
@@ -42,6 +44,8 @@ def feature_options(func: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--precision", type=click.Choice(_PRECISIONS), default="auto", show_default=True,
                      help="Embedding precision (as predict)."),
         click.option("--batch-tokens", type=click.IntRange(min=1), default=None, help="Padded tokens per model batch."),
+        click.option("--compile", "compile_mode", type=click.Choice(COMPILE_CHOICES), default="auto",
+                     show_default=True, help="torch.compile the embedding layers (as predict; speed only)."),
         click.option("--offline", is_flag=True, help="Never touch the network."),
         click.option("--parallel", is_flag=True, help="One embedding worker per visible GPU."),
         click.option("--gpus", default=None, metavar="0,1,...", help="GPU ordinals to use (implies --parallel)."),
@@ -66,6 +70,7 @@ def predict_options(values: dict[str, Any], *, model_path: str | None = None, mo
         precision=values["precision"], batch_tokens=values["batch_tokens"], offline=values["offline"],
         shard_size=values["shard_size"], parallel=values["parallel"] or values["gpus"] is not None,
         gpus=values["gpus"], workers=values["workers"], no_dashboard=values["no_dashboard"],
+        compile=values["compile_mode"],
     )
 
 

@@ -71,7 +71,7 @@ def feature_stage(kind: ModelKind, shards: list[ShardInfo], setup: RunSetup, sta
 
         manager = BatchQueueManager(
             kind.worker_init, kind.worker_process, devices,
-            kind.init_args(setup.models, plan.precision, options.batch_tokens).as_mapping(),
+            kind.init_args(setup.models, plan.precision, options.batch_tokens, options.compile).as_mapping(),
             in_process=plan.in_process, on_event=on_event,
             worker_env={"PYTORCH_CUDA_ALLOC_CONF": "expandable_segments:True"},
             stall_timeout=options.stall_timeout or None,

@@ -32,7 +32,9 @@ if TYPE_CHECKING:
 class EmbedInitArgs:
     """Arguments of a worker's init function: the model file and how to run it.
 
-    ``BatchQueueManager`` takes init arguments as a mapping, so they cross the
+    ``compile`` is the ``--compile`` mode (``auto`` | ``on`` | ``off``, see
+    :mod:`virnucpro.models.fusion`); it changes speed, not what is computed, so it is in
+    no identity. ``BatchQueueManager`` takes init arguments as a mapping, so they cross the
     process boundary as :meth:`as_mapping` and are rebuilt with :meth:`from_mapping`;
     the field names are the only spelling of the keys.
     """
@@ -40,6 +42,7 @@ class EmbedInitArgs:
     model_path: str
     precision: str
     batch_tokens: int | None
+    compile: str = "auto"
 
     def as_mapping(self) -> dict[str, Any]:
         return asdict(self)
@@ -104,9 +107,10 @@ class ModelKind:
         return {"source_sha256": (read_done(self.source(paths, shard)) or {}).get("sha256"),
                 "reuse_sha256": (read_done(self.reuse(paths, shard)) or {}).get("sha256")}
 
-    def init_args(self, models: ResolvedModels, precision: str, batch_tokens: int | None) -> EmbedInitArgs:
-        """What every worker of this kind is started with."""
-        return EmbedInitArgs(str(self.model_file(models)), precision, batch_tokens)
+    def init_args(self, models: ResolvedModels, precision: str, batch_tokens: int | None,
+                  compile: str = "auto") -> EmbedInitArgs:
+        """What every worker of this kind is started with (``compile``: the ``--compile`` mode)."""
+        return EmbedInitArgs(str(self.model_file(models)), precision, batch_tokens, compile)
 
 
 DNABERT_S = ModelKind(

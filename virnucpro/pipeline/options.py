@@ -34,6 +34,8 @@ class PredictOptions:
     allow_chunk_length: bool = False
     min_score: float = 0.5
     min_length: int = 0
+    #: ``--compile``: ``auto`` | ``on`` | ``off`` (:mod:`virnucpro.models.fusion`); speed only, in no identity.
+    compile: str = "auto"
 
     @property
     def effective_chunk_length(self) -> int:

@@ -27,7 +27,7 @@ def init_esm_worker(device: str, init_args: Mapping[str, Any]) -> EmbedderState:
     args = EmbedInitArgs.from_mapping(init_args)
     torch_device = torch.device(device)
     dtype = resolve_precision(args.precision, torch_device)
-    return EmbedderState(load_esm2(Path(args.model_path), torch_device, dtype), args.batch_tokens)
+    return EmbedderState(load_esm2(Path(args.model_path), torch_device, dtype, args.compile), args.batch_tokens)
 
 
 def embed_esm_shard(state: EmbedderState, task: Task, progress: Callable[[int], None]) -> dict[str, Any]:

@@ -117,6 +117,8 @@ def write_summary(
         "wall_seconds": round(seconds, 3),
         "devices": setup.plan.devices,
         "precision": config.precision,
+        # The --compile mode asked for (speed only, so in no identity and not in run.json).
+        "compile": options.compile,
         "chunk_length": config.chunk_length,
         "shard_size": config.shard_size,
         "models": config.models,

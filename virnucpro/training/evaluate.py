@@ -5,9 +5,10 @@ Levels (label = the class of the input file):
 
 * frame: called virus when P(virus) > P(others) (the published per-frame label); AUC on P(virus);
 * chunk: the published call, max P(virus) >= max P(others) over its kept frames; AUC on the
-  chunk score ``(max + min) / 2`` of its frames' P(virus);
-* sequence: ``virus_score`` = mean chunk score over its chunks with a kept frame, called virus when
-  ``>= --min-score`` (0.5), the per-sequence rule of ``contig_summary.tsv`` (issue 11).
+  chunk score ``(max + min) / 2`` of its frames' P(virus) (float32, as ``chunk_scores.tsv``);
+* sequence: the ``virus_score`` and ``call`` of ``contig_summary.tsv``
+  (:mod:`virnucpro.pipeline.per_sequence`, the one owner of that rule): mean chunk score over its
+  chunks with a kept frame, called virus when ``>= --min-score`` (0.5).
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ import numpy as np
 from virnucpro import __version__
 from virnucpro.pipeline.checkpoint import atomic_write_text, make_dir
 from virnucpro.pipeline.options import PredictOptions
+from virnucpro.pipeline.per_sequence import CALL_VIRUS, call_sequence
+from virnucpro.pipeline.results import ChunkCall
 from virnucpro.sequence import ids
 from virnucpro.training.dataset import FeatureSource, LabelledData, check_labelled_inputs, extract_features
 from virnucpro.training.metrics import binary_metrics, format_table
@@ -53,27 +56,45 @@ class EvaluateOptions:
 
 def level_metrics(frame_ids: list[str], origin: np.ndarray, labels: np.ndarray, probabilities: np.ndarray,
                   min_score: float = 0.5) -> dict[str, dict[str, Any]]:
-    """Metrics per frame, per chunk and per sequence (frames of one chunk are adjacent, as predict writes them)."""
+    """Metrics per frame, per chunk and per sequence.
+
+    Chunk calls and scores, sequence scores and calls are those of ``predict``'s
+    tables, computed by their one owner (:class:`~virnucpro.pipeline.results.ChunkCall`,
+    :func:`~virnucpro.pipeline.per_sequence.call_sequence`). A sequence without a
+    kept frame has no frame here, so no score, and is not counted (``predict``
+    calls it ``no_call``).
+
+    Args:
+        frame_ids: kept frame IDs; frames of one chunk are adjacent, as predict writes them.
+        origin: index of the input file of each frame (equal IDs in two inputs stay apart).
+        labels: class of each frame's input (1 = virus).
+        probabilities: ``[N, 2]`` float32 (others, virus) as :func:`score_frames` gives them.
+        min_score: sequence call threshold (``--min-score``).
+    """
     virus, others = probabilities[:, 1].astype(np.float64), probabilities[:, 0].astype(np.float64)
     result = {"frame": binary_metrics(labels, virus, predicted=virus > others)}
     chunks: dict[tuple[int, str], list[int]] = {}
     for row, (o, fid) in enumerate(zip(origin.tolist(), frame_ids)):
         chunks.setdefault((o, ids.chunk_of_frame(fid)), []).append(row)
     chunk_label, chunk_score, chunk_call = [], [], []
-    sequences: dict[tuple[int, str], list[float]] = {}
+    sequences: dict[tuple[int, str], list[ChunkCall]] = {}
     sequence_label: dict[tuple[int, str], int] = {}
     for (o, chunk), rows in chunks.items():
-        score = (virus[rows].max() + virus[rows].min()) / 2.0
+        call = ChunkCall(chunk, float(others[rows].max()), float(virus[rows].max()), float(virus[rows].min()),
+                         len(rows))
         chunk_label.append(labels[rows[0]])
-        chunk_score.append(score)
-        chunk_call.append(virus[rows].max() >= others[rows].max())
+        chunk_score.append(float(call.chunk_score))
+        chunk_call.append(call.is_virus)
         key = (o, ids.record_of_chunk(chunk))
-        sequences.setdefault(key, []).append(score)
+        sequences.setdefault(key, []).append(call)
         sequence_label[key] = int(labels[rows[0]])
     result["chunk"] = binary_metrics(np.array(chunk_label), np.array(chunk_score), predicted=np.array(chunk_call))
-    seq_label = [sequence_label[key] for key in sequences]
-    seq_score = np.array([float(np.mean(s)) for s in sequences.values()])
-    result["sequence"] = binary_metrics(np.array(seq_label), seq_score, threshold=min_score)
+    seq_calls = [call_sequence(calls, min_score) for calls in sequences.values()]
+    result["sequence"] = binary_metrics(
+        np.array([sequence_label[key] for key in sequences]),
+        np.array([np.nan if c.virus_score is None else float(c.virus_score) for c in seq_calls]),
+        predicted=np.array([c.call == CALL_VIRUS for c in seq_calls]),
+    )
     return result
 
 
