@@ -151,12 +151,13 @@ def test_file_size_limit_mid_run_then_rerun_gives_identical_results(tmp_path, cl
 
 @pytest.fixture()
 def small_tmpfs(tmp_path):
-    """A 600 kB tmpfs (needs root with CAP_SYS_ADMIN; skipped elsewhere)."""
+    """An 840 kB tmpfs: the shard files and reuse plans fit, the features do not (needs root with
+    CAP_SYS_ADMIN; skipped elsewhere)."""
     mount_point = tmp_path / "disk"
     mount_point.mkdir()
     if os.geteuid() != 0 or not shutil.which("mount"):
         pytest.skip("mounting a tmpfs needs root")
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=600k", "tmpfs", str(mount_point)],
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=840k", "tmpfs", str(mount_point)],
                              capture_output=True)
     if mounted.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
