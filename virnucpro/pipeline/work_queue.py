@@ -8,15 +8,26 @@ module-level functions (as objects or ``"package.module:function"`` strings):
 - ``process_fn(state, task: Task, progress: Callable[[int], None]) -> dict``
   runs once per task; it calls ``progress(n)`` after every ``n`` frames, writes
   its outputs with :mod:`virnucpro.pipeline.checkpoint` and returns a small
-  picklable dict that ends up in :attr:`RunReport.finished`.
+  picklable dict that ends up in :attr:`RunReport.finished`. It may instead
+  return a :class:`DeferredResult` once its device work is done: the worker
+  then writes the outputs (``finish()``) on a background thread while the next
+  task computes, and reports the task finished only when they are complete;
+- optionally ``prefetch_fn(state, task) -> prepared``: reads and prepares a
+  task's inputs; a worker runs it on a background thread for a task it was
+  sent ahead while another one computes, and ``process_fn`` is then called as
+  ``process_fn(state, task, progress, prepared)``.
 
 How it works: the parent keeps the pending tasks in a heap, largest first,
-and hands one task at a time to each idle worker over that worker's own pipe.
-Because only the parent hands out work, it always knows which task a worker
-holds: when a worker dies (SIGKILL, OOM killer, segfault, ``os._exit``) the
-process sentinel fires, the task is re-queued (up to ``max_task_retries``
-times) and the worker is restarted (up to ``max_worker_restarts`` times per
-device). Per-worker pipes, rather than one shared queue, mean a worker killed
+and hands them to the workers over each worker's own pipe: one to each idle
+worker, and with ``prefetch=1`` (the default) one more ahead to a busy worker,
+so the gap between two shards (writing one, reading the next) overlaps the
+device work (``prefetch=0``: one task at a time). Because only the parent hands
+out work, it always knows which tasks a worker holds: when a worker dies
+(SIGKILL, OOM killer, segfault, ``os._exit``) the process sentinel fires, each
+task it had begun is re-queued (up to ``max_task_retries`` times), each it was
+sent ahead and had not begun is re-queued without being charged, and the
+worker is restarted (up to ``max_worker_restarts`` times per device). A task
+sent ahead is asked back when another worker runs out of work. Per-worker pipes, rather than one shared queue, mean a worker killed
 mid-write can never corrupt or deadlock the other workers' channel.
 
 Devices and threads: workers are started with the ``spawn`` method and the
@@ -74,6 +85,7 @@ from typing import Any
 from virnucpro.pipeline.work_pool import WorkerPool
 from virnucpro.pipeline.work_scheduler import QueueSettings, Scheduler, run_in_process
 from virnucpro.pipeline.work_types import (
+    DeferredResult,
     Event,
     Progress,
     RunInterrupted,
@@ -95,6 +107,7 @@ DEFAULT_INIT_TIMEOUT = 900.0
 __all__ = [
     "DEFAULT_INIT_TIMEOUT",
     "BatchQueueManager",
+    "DeferredResult",
     "Event",
     "Progress",
     "RunInterrupted",
@@ -135,6 +148,9 @@ class BatchQueueManager:
             after every batch) before it is killed and its task retried; None or 0 = never.
         init_timeout: seconds a worker may spend in ``init_fn`` (importing torch, creating the CUDA
             context, loading the model) before it is killed and its device given up; None or 0 = never.
+        prefetch: tasks a busy worker may be sent ahead (0: one task at a time, no background
+            preparation or writing); ignored in ``in_process`` mode.
+        prefetch_fn: ``prefetch_fn(state, task) -> prepared``; same rules as ``process_fn``.
     """
 
     def __init__(
@@ -155,6 +171,8 @@ class BatchQueueManager:
         progress_interval: float = 0.5,
         stall_timeout: float | None = None,
         init_timeout: float | None = DEFAULT_INIT_TIMEOUT,
+        prefetch: int = 1,
+        prefetch_fn: WorkerFn | None = None,
     ) -> None:
         if not devices:
             raise ValueError("at least one device is needed")
@@ -162,6 +180,10 @@ class BatchQueueManager:
             raise ValueError("in_process mode runs exactly one device")
         self.init_spec = callable_spec(init_fn)
         self.process_spec = callable_spec(process_fn)
+        self.prefetch_spec = callable_spec(prefetch_fn) if prefetch_fn is not None else None
+        if prefetch < 0:
+            raise ValueError(f"prefetch must be 0 or more, not {prefetch}")
+        self.prefetch = prefetch
         self.devices = [d.strip().lower() for d in devices]
         self.init_args = dict(init_args or {})
         self.max_task_retries = max_task_retries
@@ -184,6 +206,7 @@ class BatchQueueManager:
             worker_env=self.worker_env, cpu_threads=self.cpu_threads, stop_timeout=self.stop_timeout,
             poll_interval=self.poll_interval, progress_interval=self.progress_interval,
             stall_timeout=self.stall_timeout, init_timeout=self.init_timeout,
+            prefetch=self.prefetch, prefetch_spec=self.prefetch_spec,
         )
 
     def run(self, tasks: Iterable[Task]) -> RunReport:
