@@ -7,19 +7,19 @@ holds: the one it runs and, with ``prefetch``, up to ``prefetch`` more sent
 ahead (and one it may still be writing). When a worker dies (its sentinel
 fires) each task it had begun is re-queued by the scheduler's retry rules,
 each it had not begun is re-queued uncharged, and the slot is restarted, up to
-``max_worker_restarts`` times.
+``max_worker_restarts`` times. A busy worker silent for ``stall_timeout``
+seconds is killed and handled the same way. A worker that exits after a sticky
+device error (its task already re-queued, uncharged) is restarted the same way;
+if the restart's ``init_fn`` fails the device is retired. A worker still in
+``init_fn`` after ``init_timeout`` seconds (a model load that hangs) is killed
+and its device retired: a load that hung once hangs again, at the same cost.
 
 Hand-out, each turn: first one task to every ready worker holding none, then
 (``prefetch`` > 0) one more to workers with fewer than ``prefetch`` tasks not
 begun, as long as more tasks wait than workers are still starting (so a worker
 that loads its model faster cannot take a slower one's share). When no task
 waits and a worker is idle, a task sent ahead to a busy worker is asked back
-(``CancelTask``) for it; after a write error every task sent ahead is asked back. A busy worker silent for ``stall_timeout``
-seconds is killed and handled the same way. A worker that exits after a sticky
-device error (its task already re-queued, uncharged) is restarted the same way;
-if the restart's ``init_fn`` fails the device is retired. A worker still in
-``init_fn`` after ``init_timeout`` seconds (a model load that hangs) is killed
-and its device retired: a load that hung once hangs again, at the same cost.
+(``CancelTask``) for it; after a write error every task sent ahead is asked back.
 
 Each ``cuda:N`` worker gets ``CUDA_VISIBLE_DEVICES`` set to that one GPU
 (:func:`~virnucpro.pipeline.work_worker.worker_visible_devices`), so a stray
@@ -235,7 +235,9 @@ class WorkerPool:
         slot.process, slot.conn, slot.ready = None, None, False
         begun = [t for t in slot.tasks if t.key in slot.begun]
         for unbegun in slot.unbegun():
-            self._scheduler.requeue_unbegun(unbegun)  # sent ahead, never begun: not charged
+            logger.info("%s: %s was sent ahead and not begun; queued again (attempt not counted)", slot.label,
+                        unbegun.key)
+            self._scheduler.requeue_unbegun(unbegun)
         slot.clear()
         task = begun[0] if begun else None
         if slot.retired:  # init_fn raised; already reported

@@ -78,6 +78,7 @@ only those above it in this list (no cycles):
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
@@ -101,11 +102,16 @@ from virnucpro.pipeline.work_types import (
 )
 from virnucpro.pipeline.work_worker import WorkerFn, callable_spec, default_cpu_threads, resolve_callable
 
+PREFETCH_ENV = "VIRNUCPRO_PREFETCH"
+"""Overrides the default ``prefetch`` (a number; ``0`` turns pipelining off) for every manager that
+is not given one: the switch for comparing both paths end to end, and a way back should it misbehave."""
+
 DEFAULT_INIT_TIMEOUT = 900.0
 """Model-load timeout: torch import, CUDA context and ESM-2 3B's 11 GB from a slow disk fit well inside."""
 
 __all__ = [
     "DEFAULT_INIT_TIMEOUT",
+    "PREFETCH_ENV",
     "BatchQueueManager",
     "DeferredResult",
     "Event",
@@ -121,9 +127,24 @@ __all__ = [
     "WorkerRestarted",
     "WorkerStarted",
     "default_cpu_threads",
+    "default_prefetch",
     "resolve_callable",
     "shards_failed_error",
 ]
+
+
+def default_prefetch() -> int:
+    """``$VIRNUCPRO_PREFETCH`` when set (a whole number, 0 or more), else 1.
+
+    Raises:
+        ValueError: the variable is set to something else.
+    """
+    value = os.environ.get(PREFETCH_ENV, "").strip()
+    if not value:
+        return 1
+    if not value.isdigit():
+        raise ValueError(f"{PREFETCH_ENV}={value!r}: expected a whole number, 0 or more")
+    return int(value)
 
 
 class BatchQueueManager:
@@ -149,7 +170,7 @@ class BatchQueueManager:
         init_timeout: seconds a worker may spend in ``init_fn`` (importing torch, creating the CUDA
             context, loading the model) before it is killed and its device given up; None or 0 = never.
         prefetch: tasks a busy worker may be sent ahead (0: one task at a time, no background
-            preparation or writing); ignored in ``in_process`` mode.
+            preparation or writing); ignored in ``in_process`` mode. None: ``$VIRNUCPRO_PREFETCH``, else 1.
         prefetch_fn: ``prefetch_fn(state, task) -> prepared``; same rules as ``process_fn``.
     """
 
@@ -171,7 +192,7 @@ class BatchQueueManager:
         progress_interval: float = 0.5,
         stall_timeout: float | None = None,
         init_timeout: float | None = DEFAULT_INIT_TIMEOUT,
-        prefetch: int = 1,
+        prefetch: int | None = None,
         prefetch_fn: WorkerFn | None = None,
     ) -> None:
         if not devices:
@@ -181,9 +202,9 @@ class BatchQueueManager:
         self.init_spec = callable_spec(init_fn)
         self.process_spec = callable_spec(process_fn)
         self.prefetch_spec = callable_spec(prefetch_fn) if prefetch_fn is not None else None
-        if prefetch < 0:
-            raise ValueError(f"prefetch must be 0 or more, not {prefetch}")
-        self.prefetch = prefetch
+        self.prefetch = default_prefetch() if prefetch is None else prefetch
+        if self.prefetch < 0:
+            raise ValueError(f"prefetch must be 0 or more, not {self.prefetch}")
         self.devices = [d.strip().lower() for d in devices]
         self.init_args = dict(init_args or {})
         self.max_task_retries = max_task_retries
