@@ -128,3 +128,88 @@ def assert_squares(task: Task) -> None:
     out = Path(task.payload["output"])
     assert out.read_text().split() == [str(i * i) for i in range(task.size)]
     assert verify_done(out, IDENTITY)
+
+
+# --------------------------------------------------------------------------- pipelined workers (prefetch)
+#
+# ``square_prefetch`` reads a task's numbers ahead of its turn; ``square_pipelined`` squares them and
+# returns a DeferredResult whose finish() writes the output. Each phase records ``begin end pid`` (monotonic
+# clock, shared by the processes of one machine) in ``<timeline>/<key>.<phase>`` (phases ``prefetch``,
+# ``compute``, ``write``) when the payload names a ``timeline`` directory. Payload keys: ``prefetch_delay``,
+# ``delay`` (per number), ``write_delay`` (seconds). Modes, besides ``slow``: ``device_error_once``
+# (a sticky CUDA error after ``fault_delay`` seconds, the first time), ``write_error`` (finish raises
+# OutputError), ``prefetch_raise_once`` (the first preparation raises ValueError).
+
+PIPELINED = "tests.helpers.toy_workers:square_pipelined"
+PREFETCH = "tests.helpers.toy_workers:square_prefetch"
+
+
+def _record(task: Task, phase: str, begin: float) -> None:
+    timeline = task.payload.get("timeline")
+    if timeline:
+        Path(timeline, f"{task.key}.{phase}").write_text(f"{begin} {time.monotonic()} {os.getpid()}\n")
+
+
+def square_prefetch(state: dict[str, Any], task: Task) -> list[int]:
+    """Read the task's numbers (sleeping ``prefetch_delay`` first)."""
+    begin = time.monotonic()
+    payload = task.payload
+    if payload.get("mode") == "prefetch_raise_once":
+        marker = Path(payload["marker"])
+        if not marker.exists():
+            marker.write_text("raised")
+            raise ValueError(f"cannot read {payload['input']}")
+    time.sleep(payload.get("prefetch_delay", 0.0))
+    numbers = [int(line) for line in Path(payload["input"]).read_text().split()]
+    _record(task, "prefetch", begin)
+    return numbers
+
+
+def square_pipelined(state: dict[str, Any], task: Task, progress: Callable[[int], None],
+                     numbers: list[int]) -> Any:
+    """Square the prepared numbers; the output is written by the returned DeferredResult."""
+    from virnucpro.pipeline.work_queue import DeferredResult
+
+    begin = time.monotonic()
+    payload = task.payload
+    mode = payload.get("mode")
+    if mode == "device_error_once":
+        marker = Path(payload["marker"])
+        if not marker.exists():
+            marker.write_text("faulted")
+            time.sleep(payload.get("fault_delay", 0.0))
+            raise RuntimeError("CUDA error: an illegal memory access was encountered")
+    squares = []
+    for number in numbers:
+        if mode in ("slow", "write_error"):
+            time.sleep(payload.get("delay", 0.05))
+        squares.append(number * number)
+        progress(1)
+    _record(task, "compute", begin)
+
+    def finish() -> dict[str, Any]:
+        write_begin = time.monotonic()
+        time.sleep(payload.get("write_delay", 0.0))
+        output = Path(payload["output"])
+        if mode == "write_error":
+            raise OutputError(f"cannot write {output}: No space left on device")
+        atomic_write_text(output, "".join(f"{s}\n" for s in squares))
+        write_done(output, IDENTITY, frames=len(squares))
+        _record(task, "write", write_begin)
+        return {"frames": len(squares), "pid": state["pid"], "device": state["device"]}
+
+    return DeferredResult(finish)
+
+
+def pipelined_manager(devices: list[str], events: list, init_args: dict | None = None, **kwargs: Any) -> Any:
+    """A BatchQueueManager over the pipelined square workers, recording its events in ``events``."""
+    from virnucpro.pipeline.work_queue import BatchQueueManager
+
+    return BatchQueueManager(INIT, PIPELINED, devices, init_args or {}, on_event=events.append,
+                             prefetch_fn=PREFETCH, **kwargs)
+
+
+def phase(timeline: Path, key: str, name: str) -> tuple[float, float, int]:
+    """``(begin, end, pid)`` of one recorded phase of a pipelined task."""
+    begin, end, pid = Path(timeline, f"{key}.{name}").read_text().split()
+    return float(begin), float(end), int(pid)

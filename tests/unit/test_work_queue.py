@@ -239,9 +239,9 @@ def test_killed_parent_takes_its_workers_down(tmp_path: Path) -> None:
 def _one_of_each_message() -> list:
     task = Task("shard-00001:esm", 3, {"input": "a.fa"})
     return [
-        work_messages.RunTask(task), work_messages.StopWorker(),
+        work_messages.RunTask(task), work_messages.StopWorker(), work_messages.CancelTask(task.key),
         work_messages.WorkerReady(123, 1.5), work_messages.WorkerInitFailed("OSError: no model", "Traceback..."),
-        work_messages.TaskBegun(task.key), work_messages.FramesDone(task.key, 2),
+        work_messages.TaskBegun(task.key), work_messages.TaskWithdrawn(task.key), work_messages.FramesDone(task.key, 2),
         work_messages.TaskDone(task.key, {"frames": 3}, 0.25),
         work_messages.TaskRaised(task.key, "OutputError: disk full", "Traceback...", "disk full"),
         work_messages.ForwardedLog("virnucpro.models.esm2", 20, "loaded"),

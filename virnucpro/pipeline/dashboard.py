@@ -194,7 +194,8 @@ class Dashboard:
                 size = row.task_size if row.task_key == event.task_key else progressed
                 self._done += max(0, size - progressed)
                 self._processed += max(0, size - progressed)
-                row.state, row.task_key = "idle", None
+                if row.task_key == event.task_key:  # with prefetch the worker may already run the next task
+                    row.state, row.task_key = "idle", None
             elif isinstance(event, TaskFailed):
                 self._done -= self._task_done.pop(event.task_key, 0)  # the task will be redone
                 if not event.will_retry:

@@ -75,6 +75,7 @@ def feature_stage(kind: ModelKind, shards: list[ShardInfo], setup: RunSetup, sta
             in_process=plan.in_process, on_event=on_event,
             worker_env={"PYTORCH_CUDA_ALLOC_CONF": "expandable_segments:True"},
             stall_timeout=options.stall_timeout or None,
+            prefetch_fn=kind.worker_prefetch,
         )
         run_report = manager.run(tasks)
     report.duplicate_frames = sum(int(r.get("duplicates", 0)) for r in run_report.finished.values())

@@ -82,6 +82,8 @@ class ModelKind:
         model_file: the resolved model file or directory it loads.
         worker_init: ``module:function`` of the worker's init (loads the model on a device).
         worker_process: ``module:function`` embedding one shard (an :class:`EmbedPayload`).
+        worker_prefetch: ``module:function`` reading and preparing a shard ahead of its turn
+            (the work queue's ``prefetch_fn``).
     """
 
     name: str
@@ -92,6 +94,7 @@ class ModelKind:
     model_file: Callable[[ResolvedModels], Path]
     worker_init: str
     worker_process: str
+    worker_prefetch: str | None = None
 
     def dim(self, identities: dict[str, Any]) -> int:
         """This model's feature dimension, from the run's model identities."""
@@ -122,6 +125,7 @@ DNABERT_S = ModelKind(
     model_file=attrgetter("dnabert_dir"),
     worker_init="virnucpro.pipeline.parallel:init_dnabert_worker",
     worker_process="virnucpro.pipeline.parallel:embed_dnabert_shard",
+    worker_prefetch="virnucpro.pipeline.parallel:prefetch_dnabert_shard",
 )
 
 ESM2 = ModelKind(
@@ -133,6 +137,7 @@ ESM2 = ModelKind(
     model_file=attrgetter("esm_path"),
     worker_init="virnucpro.pipeline.parallel_esm:init_esm_worker",
     worker_process="virnucpro.pipeline.parallel_esm:embed_esm_shard",
+    worker_prefetch="virnucpro.pipeline.parallel_esm:prefetch_esm_shard",
 )
 
 #: Both kinds in the order their features are joined for the classifier (DNABERT-S, then ESM-2).

@@ -2,23 +2,33 @@
 
 ``init_dnabert_worker`` runs once per worker process and loads the model on
 the worker's device in the run's precision; ``embed_dnabert_shard`` embeds one
-shard's nucleotide file and writes its feature file (atomically) and
-``.done`` marker. Both run inside the worker, so CUDA is only ever touched there.
+shard's nucleotide file and hands back the write of its feature file
+(atomically) and ``.done`` marker, which the worker runs on its writer thread
+while the next shard computes; ``prefetch_dnabert_shard`` reads and prepares a
+shard ahead of its turn. The steps are :func:`prepare_shard` (read, reuse plan,
+dedupe), :func:`compute_shard` (device, host copy) and :func:`write_shard`;
+:func:`embed_shard` runs them in turn. All run inside the worker, so CUDA is
+only ever touched there.
 The model kind that names these functions is ``model_kinds.DNABERT_S``.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from virnucpro.models.batching import embed_unique
+import numpy as np
+import torch
+
+from virnucpro.models.batching import Deduplicated, deduplicate
 from virnucpro.pipeline.features import read_shard_sequences, write_feature_result
 from virnucpro.pipeline.model_kinds import EmbedInitArgs, EmbedPayload
+from virnucpro.pipeline.reuse import Borrowed
 from virnucpro.pipeline.work_files import read_reuse
-from virnucpro.pipeline.work_queue import Task
+from virnucpro.pipeline.work_queue import DeferredResult, Task
 
 
 @dataclass
@@ -43,31 +53,84 @@ def init_dnabert_worker(device: str, init_args: Mapping[str, Any]) -> EmbedderSt
                          args.batch_tokens)
 
 
-def embed_shard(state: EmbedderState, task: Task, progress: Callable[[int], None]) -> dict[str, Any]:
-    """Embed one shard's frames (``task.payload``: an :class:`EmbedPayload`), each distinct sequence once.
+@dataclass(frozen=True)
+class PreparedShard:
+    """A shard's inputs, read and deduplicated, ready for the device (:func:`prepare_shard`)."""
 
-    Frames the reuse plan lists (their sequence occurred earlier in the run) are not
-    embedded; the feature file records where their rows are. Identical frames left in
-    the shard share one embedding. The result's ``duplicates`` counts the frames of
-    this shard that reused another frame's row.
-    """
+    ids: list[str]  # every frame of the shard, file order
+    owned_ids: list[str]  # the frames embedded here (not in the reuse plan), file order
+    groups: Deduplicated  # their distinct sequences and each owned frame's row among them
+    borrowed: list[Borrowed]  # the reuse plan: frames whose row is in an earlier shard
+
+
+@dataclass(frozen=True)
+class ComputedShard:
+    """A shard's embeddings on the host (:func:`compute_shard`), ready to be written."""
+
+    prepared: PreparedShard
+    embeddings: np.ndarray  # float32 [len(owned_ids), dim]
+    duplicates: int  # frames of the shard that reuse another frame's row
+
+
+def prepare_shard(state: EmbedderState, task: Task) -> PreparedShard:
+    """Read one shard's frames and reuse plan (``task.payload``: an :class:`EmbedPayload`) and
+    deduplicate the frames to embed; no device work (a worker runs it ahead, on a thread)."""
     payload: EmbedPayload = task.payload  # type: ignore[assignment]  # Task.payload is annotated as a dict
     ids, seqs = read_shard_sequences(Path(payload.source))
     borrowed = read_reuse(Path(payload.reuse)) if payload.reuse else []
     skip = {b.row for b in borrowed}
     owned = [row for row in range(len(ids)) if row not in skip]
-    embeddings, groups = embed_unique(
-        lambda unique: state.embedder.embed(unique, batch_tokens=state.batch_tokens, on_batch=progress),
-        [seqs[row] for row in owned],
-    )
-    duplicates = groups.duplicates + len(borrowed)
+    return PreparedShard(ids, [ids[row] for row in owned], deduplicate([seqs[row] for row in owned]), borrowed)
+
+
+def compute_shard(state: EmbedderState, prepared: PreparedShard, progress: Callable[[int], None]) -> ComputedShard:
+    """Embed each distinct owned sequence once and give every owned frame its row, on the host."""
+    groups = prepared.groups
+    unique_rows = state.embedder.embed(groups.unique, batch_tokens=state.batch_tokens, on_batch=progress)
+    embeddings = unique_rows[torch.from_numpy(groups.inverse)] if groups.duplicates else unique_rows
+    duplicates = groups.duplicates + len(prepared.borrowed)
     if duplicates:
         progress(duplicates)
-    write_feature_result(Path(payload.target), [ids[row] for row in owned], embeddings.numpy(), payload.identity,
-                         state.embedder.dim, reused=[(ids[b.row], b) for b in borrowed])
-    return {"frames": len(ids), "duplicates": duplicates, "output": payload.target}
+    return ComputedShard(prepared, embeddings.numpy(), duplicates)
 
 
-def embed_dnabert_shard(state: EmbedderState, task: Task, progress: Callable[[int], None]) -> dict[str, Any]:
-    """Embed one shard's nucleotide frames (see :func:`embed_shard`)."""
-    return embed_shard(state, task, progress)
+def write_shard(payload: EmbedPayload, computed: ComputedShard, dim: int) -> dict[str, Any]:
+    """Write a computed shard's feature file (atomically) and ``.done`` marker; the task's result."""
+    prepared = computed.prepared
+    write_feature_result(Path(payload.target), prepared.owned_ids, computed.embeddings, payload.identity, dim,
+                         reused=[(prepared.ids[b.row], b) for b in prepared.borrowed])
+    return {"frames": len(prepared.ids), "duplicates": computed.duplicates, "output": payload.target}
+
+
+def embed_shard(state: EmbedderState, task: Task, progress: Callable[[int], None],
+                prepared: PreparedShard | None = None) -> dict[str, Any]:
+    """Embed one shard's frames (``task.payload``: an :class:`EmbedPayload`), each distinct sequence once.
+
+    Frames the reuse plan lists (their sequence occurred earlier in the run) are not
+    embedded; the feature file records where their rows are. Identical frames left in
+    the shard share one embedding. The result's ``duplicates`` counts the frames of
+    this shard that reused another frame's row. The three steps, :func:`prepare_shard`
+    (unless ``prepared`` is given), :func:`compute_shard` and :func:`write_shard`, in turn.
+    """
+    computed = compute_shard(state, prepared if prepared is not None else prepare_shard(state, task), progress)
+    return write_shard(task.payload, computed, state.embedder.dim)  # type: ignore[arg-type]
+
+
+def embed_shard_deferred(state: EmbedderState, task: Task, progress: Callable[[int], None],
+                         prepared: PreparedShard | None = None) -> DeferredResult:
+    """:func:`embed_shard` for the work queue: returns once the embeddings are on the host; the
+    worker writes the feature file (``finish``) while the next shard computes."""
+    computed = compute_shard(state, prepared if prepared is not None else prepare_shard(state, task), progress)
+    return DeferredResult(functools.partial(write_shard, task.payload, computed,  # type: ignore[arg-type]
+                                            state.embedder.dim))
+
+
+def prefetch_dnabert_shard(state: EmbedderState, task: Task) -> PreparedShard:
+    """Read and prepare a nucleotide shard ahead of its turn (see :func:`prepare_shard`)."""
+    return prepare_shard(state, task)
+
+
+def embed_dnabert_shard(state: EmbedderState, task: Task, progress: Callable[[int], None],
+                        prepared: PreparedShard | None = None) -> DeferredResult:
+    """Embed one shard's nucleotide frames (see :func:`embed_shard_deferred`)."""
+    return embed_shard_deferred(state, task, progress, prepared)

@@ -2,8 +2,8 @@
 
 ``init_esm_worker`` loads ESM-2 once per worker process on the worker's device
 (BF16 on Ampere or newer under ``--precision auto``); ``embed_esm_shard``
-embeds one shard's protein file (each distinct sequence once) and writes its feature file (atomically) and
-``.done`` marker. The model kind that names these functions is ``model_kinds.ESM2``.
+embeds one shard's protein file (each distinct sequence once) and hands back the write of its feature
+file (atomically) and ``.done`` marker; ``prefetch_esm_shard`` prepares a shard ahead of its turn. The model kind that names these functions is ``model_kinds.ESM2``.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from virnucpro.pipeline.model_kinds import EmbedInitArgs
-from virnucpro.pipeline.parallel import EmbedderState, embed_shard
-from virnucpro.pipeline.work_queue import Task
+from virnucpro.pipeline.parallel import EmbedderState, PreparedShard, embed_shard_deferred, prepare_shard
+from virnucpro.pipeline.work_queue import DeferredResult, Task
 
 
 def init_esm_worker(device: str, init_args: Mapping[str, Any]) -> EmbedderState:
@@ -30,6 +30,12 @@ def init_esm_worker(device: str, init_args: Mapping[str, Any]) -> EmbedderState:
     return EmbedderState(load_esm2(Path(args.model_path), torch_device, dtype, args.compile), args.batch_tokens)
 
 
-def embed_esm_shard(state: EmbedderState, task: Task, progress: Callable[[int], None]) -> dict[str, Any]:
-    """Embed one shard's protein frames (see :func:`~virnucpro.pipeline.parallel.embed_shard`)."""
-    return embed_shard(state, task, progress)
+def prefetch_esm_shard(state: EmbedderState, task: Task) -> PreparedShard:
+    """Read and prepare a protein shard ahead of its turn (see :func:`~virnucpro.pipeline.parallel.prepare_shard`)."""
+    return prepare_shard(state, task)
+
+
+def embed_esm_shard(state: EmbedderState, task: Task, progress: Callable[[int], None],
+                    prepared: PreparedShard | None = None) -> DeferredResult:
+    """Embed one shard's protein frames (see :func:`~virnucpro.pipeline.parallel.embed_shard_deferred`)."""
+    return embed_shard_deferred(state, task, progress, prepared)

@@ -6,8 +6,10 @@ its type. The parent sends :data:`ToWorker` messages; the worker sends
 messages are handed straight to the scheduler, so both modes share one set of
 rules.
 
-While a worker is busy with a task the parent sends it only
-:class:`StopWorker`, so a busy worker treats any waiting message as "stop".
+With ``prefetch`` a worker may hold more than one task: the one it runs
+(possibly one more whose outputs a background thread is still writing) and
+up to ``prefetch`` sent but not begun. It reads its pipe on a reader thread,
+so :class:`StopWorker` and :class:`CancelTask` reach it while it computes.
 These are internal to the work queue; stages and the dashboard see the events
 of :mod:`virnucpro.pipeline.work_types` instead.
 """
@@ -34,7 +36,15 @@ class StopWorker:
     """Exit: at once when idle, at the next ``progress`` call when busy."""
 
 
-ToWorker = RunTask | StopWorker
+@dataclass(frozen=True)
+class CancelTask:
+    """Give back the task ``task_key`` if it has not begun (answered by :class:`TaskWithdrawn`);
+    ignored when it has begun (it then runs to its end)."""
+
+    task_key: str
+
+
+ToWorker = RunTask | StopWorker | CancelTask
 
 
 # --------------------------------------------------------------------------- worker -> parent
@@ -58,7 +68,14 @@ class WorkerInitFailed:
 
 @dataclass(frozen=True)
 class TaskBegun:
-    """The worker started the task it was sent."""
+    """The worker started the task ``task_key`` (one of those it was sent)."""
+
+    task_key: str
+
+
+@dataclass(frozen=True)
+class TaskWithdrawn:
+    """The worker dropped the not-yet-begun task ``task_key`` after a :class:`CancelTask`."""
 
     task_key: str
 
@@ -73,7 +90,8 @@ class FramesDone:
 
 @dataclass(frozen=True)
 class TaskDone:
-    """``process_fn`` returned ``result`` after ``seconds``."""
+    """``process_fn`` returned ``result`` after ``seconds``; its outputs are complete (a deferred
+    write has finished)."""
 
     task_key: str
     result: dict[str, Any]
@@ -102,4 +120,5 @@ class ForwardedLog:
     text: str
 
 
-FromWorker = WorkerReady | WorkerInitFailed | TaskBegun | FramesDone | TaskDone | TaskRaised | ForwardedLog
+FromWorker = (WorkerReady | WorkerInitFailed | TaskBegun | TaskWithdrawn | FramesDone | TaskDone | TaskRaised
+              | ForwardedLog)

@@ -2,15 +2,24 @@
 
 :class:`WorkerPool` drives a :class:`~virnucpro.pipeline.work_scheduler.Scheduler`
 with one ``spawn``-context process per slot and one duplex pipe per process.
-Only the parent hands out work, one task at a time, so it always knows which
-task a worker holds: when a worker dies (its sentinel fires) that task is
-re-queued by the scheduler's retry rules and the slot is restarted, up to
+Only the parent hands out work, so it always knows which tasks a worker
+holds: the one it runs and, with ``prefetch``, up to ``prefetch`` more sent
+ahead (and one it may still be writing). When a worker dies (its sentinel
+fires) each task it had begun is re-queued by the scheduler's retry rules,
+each it had not begun is re-queued uncharged, and the slot is restarted, up to
 ``max_worker_restarts`` times. A busy worker silent for ``stall_timeout``
 seconds is killed and handled the same way. A worker that exits after a sticky
 device error (its task already re-queued, uncharged) is restarted the same way;
 if the restart's ``init_fn`` fails the device is retired. A worker still in
 ``init_fn`` after ``init_timeout`` seconds (a model load that hangs) is killed
 and its device retired: a load that hung once hangs again, at the same cost.
+
+Hand-out, each turn: first one task to every ready worker holding none, then
+(``prefetch`` > 0) one more to workers with fewer than ``prefetch`` tasks not
+begun, as long as more tasks wait than workers are still starting (so a worker
+that loads its model faster cannot take a slower one's share). When no task
+waits and a worker is idle, a task sent ahead to a busy worker is asked back
+(``CancelTask``) for it; after a write error every task sent ahead is asked back.
 
 Each ``cuda:N`` worker gets ``CUDA_VISIBLE_DEVICES`` set to that one GPU
 (:func:`~virnucpro.pipeline.work_worker.worker_visible_devices`), so a stray
@@ -28,10 +37,10 @@ from collections.abc import Sequence
 from multiprocessing.connection import wait as wait_for_ready
 from typing import Any
 
-from virnucpro.pipeline.work_messages import RunTask, StopWorker
+from virnucpro.pipeline.work_messages import CancelTask, RunTask, StopWorker
 from virnucpro.pipeline.work_scheduler import Scheduler, Slot
 from virnucpro.pipeline.work_signals import StopSignals
-from virnucpro.pipeline.work_types import QUEUE_LOGGER, RunInterrupted, WorkerDied, WorkerRestarted
+from virnucpro.pipeline.work_types import QUEUE_LOGGER, RunInterrupted, Task, WorkerDied, WorkerRestarted
 from virnucpro.pipeline.work_worker import EXIT_DEVICE_FAULT, worker_main, worker_visible_devices
 
 logger = logging.getLogger(QUEUE_LOGGER)
@@ -70,7 +79,7 @@ class WorkerPool:
         with StopSignals(raise_at_once=False) as signals:
             graceful = False
             try:
-                while scheduler.pending or any(slot.task is not None for slot in self._slots):
+                while scheduler.pending or any(slot.tasks for slot in self._slots):
                     if signals.signum is not None:
                         raise RunInterrupted(signals.signum)
                     self._start_needed_workers()
@@ -88,7 +97,7 @@ class WorkerPool:
     # ------------------------------------------------------------------ one turn of the loop
 
     def _start_needed_workers(self) -> None:
-        idle_or_starting = sum(1 for s in self._slots if s.process is not None and s.task is None)
+        idle_or_starting = sum(1 for s in self._slots if s.process is not None and not s.tasks)
         needed = self._scheduler.pending - idle_or_starting
         for slot in self._slots:
             if needed <= 0:
@@ -116,33 +125,79 @@ class WorkerPool:
             target=worker_main,
             name=f"virnucpro-worker-{slot.worker_id}",
             args=(slot.worker_id, slot.device, settings.init_spec, settings.process_spec, settings.init_args,
-                  child_conn, os.getpid(), threads, env, settings.progress_interval),
+                  child_conn, os.getpid(), threads, env, settings.progress_interval, max(0, settings.prefetch),
+                  settings.prefetch_spec),
             daemon=True,
         )
         process.start()
         child_conn.close()  # so that the parent sees EOF when the worker dies
-        slot.process, slot.conn, slot.ready, slot.task = process, parent_conn, False, None
+        slot.process, slot.conn, slot.ready = process, parent_conn, False
+        slot.clear()
         slot.launched_at = time.monotonic()
         slot.launches += 1
         logger.debug("started %s as pid %s", slot.label, process.pid)
 
     def _dispatch(self) -> None:
         scheduler = self._scheduler
-        for slot in self._slots:
-            if not scheduler.pending:
-                return
-            if slot.process is None or slot.conn is None or not slot.ready or slot.task is not None:
-                continue
-            task = scheduler.pop_for(slot)
-            if task is None:
-                continue
-            try:
-                slot.conn.send(RunTask(task))
-            except (OSError, ValueError):
-                scheduler.push(task)  # the worker is dying; its sentinel will tell us
-                slot.conn = None
-                continue
-            scheduler.assign(slot, task)
+        if scheduler.report.write_error is not None:
+            for slot in self._slots:
+                for task in slot.unbegun():
+                    self._cancel(slot, task)
+            return
+        ready = [s for s in self._slots if s.process is not None and s.conn is not None and s.ready]
+        for slot in ready:
+            if not slot.tasks:
+                self._send(slot)
+        depth = max(0, self._settings.prefetch)
+        if depth:
+            starting = sum(1 for s in self._slots if s.process is not None and not s.ready and not s.retired)
+            for slot in ready:
+                while (scheduler.pending > starting and slot.conn is not None and slot.tasks
+                       and len(slot.unbegun()) < depth):
+                    if not self._send(slot):
+                        break
+        if not scheduler.pending:
+            self._rebalance(ready)
+
+    def _send(self, slot: Slot) -> bool:
+        """Hand ``slot`` its next task; False when there is none for it or the pipe broke."""
+        scheduler = self._scheduler
+        if not scheduler.pending or slot.conn is None:
+            return False
+        task = scheduler.pop_for(slot)
+        if task is None:
+            return False
+        try:
+            slot.conn.send(RunTask(task))
+        except (OSError, ValueError):
+            scheduler.push(task)  # the worker is dying; its sentinel will tell us
+            slot.conn = None
+            return False
+        scheduler.assign(slot, task)
+        return True
+
+    def _rebalance(self, ready: Sequence[Slot]) -> None:
+        """Ask a busy worker to give back a task it has not begun, for each idle worker that may take it."""
+        idle = [s for s in ready if not s.tasks]
+        for slot in idle:
+            for other in self._slots:
+                if other is slot or other.conn is None:
+                    continue
+                queued = [t for t in other.unbegun() if t.key not in other.withdrawing
+                          and self._scheduler.may_take(slot, t)]
+                if queued and other.begun:
+                    self._cancel(other, queued[-1])
+                    break
+
+    def _cancel(self, slot: Slot, task: Task) -> None:
+        if task.key in slot.withdrawing or slot.conn is None:
+            return
+        try:
+            slot.conn.send(CancelTask(task.key))
+        except (OSError, ValueError):
+            return  # the worker is dying; its tasks come back when its sentinel fires
+        slot.withdrawing.add(task.key)
+        logger.debug("asking %s to give back %s", slot.label, task.key)
 
     def _wait_and_handle(self, live: Sequence[Slot]) -> None:
         """Wait up to ``poll_interval`` for messages or exits, then handle them."""
@@ -178,7 +233,13 @@ class WorkerPool:
         if slot.conn is not None:
             slot.conn.close()
         slot.process, slot.conn, slot.ready = None, None, False
-        task, slot.task = slot.task, None
+        begun = [t for t in slot.tasks if t.key in slot.begun]
+        for unbegun in slot.unbegun():
+            logger.info("%s: %s was sent ahead and not begun; queued again (attempt not counted)", slot.label,
+                        unbegun.key)
+            self._scheduler.requeue_unbegun(unbegun)
+        slot.clear()
+        task = begun[0] if begun else None
         if slot.retired:  # init_fn raised; already reported
             return
         if slot.init_hung:
@@ -199,11 +260,11 @@ class WorkerPool:
         if not will_restart:
             slot.retired = True
             self._scheduler.report.worker_errors[slot.label] = f"{reason}; gave up after {slot.restarts} restart(s)"
-        logger.warning("%s%s", reason, f" while running {task.key}" if task else "")
+        logger.warning("%s%s", reason, f" while running {', '.join(t.key for t in begun)}" if begun else "")
         self._scheduler.emit(WorkerDied(slot.worker_id, slot.device, exitcode, task.key if task else None, reason,
                                         will_restart))
-        if task is not None:
-            self._scheduler.task_failed(slot, task, reason)
+        for failed in begun:
+            self._scheduler.task_failed(slot, failed, reason)
 
     def _kill_stalled(self, slots: Sequence[Slot]) -> None:
         """SIGKILL a busy worker that sent nothing for ``stall_timeout`` seconds (a hung GPU or
@@ -224,11 +285,11 @@ class WorkerPool:
         if not stall_timeout:
             return
         for slot in slots:
-            if slot.process is None or slot.task is None or slot.stalled:
+            if slot.process is None or not slot.begun or slot.stalled:
                 continue
             if now - slot.last_heard > stall_timeout:
                 logger.error("%s sent nothing for %.0f s while running %s; killing it", slot.label,
-                             now - slot.last_heard, slot.task.key)
+                             now - slot.last_heard, ", ".join(sorted(slot.begun)))
                 slot.stalled = True
                 slot.process.kill()
 
@@ -264,4 +325,5 @@ class WorkerPool:
                 slot.process.close()
             if slot.conn is not None:
                 slot.conn.close()
-            slot.process, slot.conn, slot.task = None, None, None
+            slot.process, slot.conn = None, None
+            slot.clear()

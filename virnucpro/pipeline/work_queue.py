@@ -8,15 +8,26 @@ module-level functions (as objects or ``"package.module:function"`` strings):
 - ``process_fn(state, task: Task, progress: Callable[[int], None]) -> dict``
   runs once per task; it calls ``progress(n)`` after every ``n`` frames, writes
   its outputs with :mod:`virnucpro.pipeline.checkpoint` and returns a small
-  picklable dict that ends up in :attr:`RunReport.finished`.
+  picklable dict that ends up in :attr:`RunReport.finished`. It may instead
+  return a :class:`DeferredResult` once its device work is done: the worker
+  then writes the outputs (``finish()``) on a background thread while the next
+  task computes, and reports the task finished only when they are complete;
+- optionally ``prefetch_fn(state, task) -> prepared``: reads and prepares a
+  task's inputs; a worker runs it on a background thread for a task it was
+  sent ahead while another one computes, and ``process_fn`` is then called as
+  ``process_fn(state, task, progress, prepared)``.
 
 How it works: the parent keeps the pending tasks in a heap, largest first,
-and hands one task at a time to each idle worker over that worker's own pipe.
-Because only the parent hands out work, it always knows which task a worker
-holds: when a worker dies (SIGKILL, OOM killer, segfault, ``os._exit``) the
-process sentinel fires, the task is re-queued (up to ``max_task_retries``
-times) and the worker is restarted (up to ``max_worker_restarts`` times per
-device). Per-worker pipes, rather than one shared queue, mean a worker killed
+and hands them to the workers over each worker's own pipe: one to each idle
+worker, and with ``prefetch=1`` (the default) one more ahead to a busy worker,
+so the gap between two shards (writing one, reading the next) overlaps the
+device work (``prefetch=0``: one task at a time). Because only the parent hands
+out work, it always knows which tasks a worker holds: when a worker dies
+(SIGKILL, OOM killer, segfault, ``os._exit``) the process sentinel fires, each
+task it had begun is re-queued (up to ``max_task_retries`` times), each it was
+sent ahead and had not begun is re-queued without being charged, and the
+worker is restarted (up to ``max_worker_restarts`` times per device). A task
+sent ahead is asked back when another worker runs out of work. Per-worker pipes, rather than one shared queue, mean a worker killed
 mid-write can never corrupt or deadlock the other workers' channel.
 
 Devices and threads: workers are started with the ``spawn`` method and the
@@ -67,6 +78,7 @@ only those above it in this list (no cycles):
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
@@ -74,6 +86,7 @@ from typing import Any
 from virnucpro.pipeline.work_pool import WorkerPool
 from virnucpro.pipeline.work_scheduler import QueueSettings, Scheduler, run_in_process
 from virnucpro.pipeline.work_types import (
+    DeferredResult,
     Event,
     Progress,
     RunInterrupted,
@@ -89,12 +102,18 @@ from virnucpro.pipeline.work_types import (
 )
 from virnucpro.pipeline.work_worker import WorkerFn, callable_spec, default_cpu_threads, resolve_callable
 
+PREFETCH_ENV = "VIRNUCPRO_PREFETCH"
+"""Overrides the default ``prefetch`` (a number; ``0`` turns pipelining off) for every manager that
+is not given one: the switch for comparing both paths end to end, and a way back should it misbehave."""
+
 DEFAULT_INIT_TIMEOUT = 900.0
 """Model-load timeout: torch import, CUDA context and ESM-2 3B's 11 GB from a slow disk fit well inside."""
 
 __all__ = [
     "DEFAULT_INIT_TIMEOUT",
+    "PREFETCH_ENV",
     "BatchQueueManager",
+    "DeferredResult",
     "Event",
     "Progress",
     "RunInterrupted",
@@ -108,9 +127,24 @@ __all__ = [
     "WorkerRestarted",
     "WorkerStarted",
     "default_cpu_threads",
+    "default_prefetch",
     "resolve_callable",
     "shards_failed_error",
 ]
+
+
+def default_prefetch() -> int:
+    """``$VIRNUCPRO_PREFETCH`` when set (a whole number, 0 or more), else 1.
+
+    Raises:
+        ValueError: the variable is set to something else.
+    """
+    value = os.environ.get(PREFETCH_ENV, "").strip()
+    if not value:
+        return 1
+    if not value.isdigit():
+        raise ValueError(f"{PREFETCH_ENV}={value!r}: expected a whole number, 0 or more")
+    return int(value)
 
 
 class BatchQueueManager:
@@ -135,6 +169,9 @@ class BatchQueueManager:
             after every batch) before it is killed and its task retried; None or 0 = never.
         init_timeout: seconds a worker may spend in ``init_fn`` (importing torch, creating the CUDA
             context, loading the model) before it is killed and its device given up; None or 0 = never.
+        prefetch: tasks a busy worker may be sent ahead (0: one task at a time, no background
+            preparation or writing); ignored in ``in_process`` mode. None: ``$VIRNUCPRO_PREFETCH``, else 1.
+        prefetch_fn: ``prefetch_fn(state, task) -> prepared``; same rules as ``process_fn``.
     """
 
     def __init__(
@@ -155,6 +192,8 @@ class BatchQueueManager:
         progress_interval: float = 0.5,
         stall_timeout: float | None = None,
         init_timeout: float | None = DEFAULT_INIT_TIMEOUT,
+        prefetch: int | None = None,
+        prefetch_fn: WorkerFn | None = None,
     ) -> None:
         if not devices:
             raise ValueError("at least one device is needed")
@@ -162,6 +201,10 @@ class BatchQueueManager:
             raise ValueError("in_process mode runs exactly one device")
         self.init_spec = callable_spec(init_fn)
         self.process_spec = callable_spec(process_fn)
+        self.prefetch_spec = callable_spec(prefetch_fn) if prefetch_fn is not None else None
+        self.prefetch = default_prefetch() if prefetch is None else prefetch
+        if self.prefetch < 0:
+            raise ValueError(f"prefetch must be 0 or more, not {self.prefetch}")
         self.devices = [d.strip().lower() for d in devices]
         self.init_args = dict(init_args or {})
         self.max_task_retries = max_task_retries
@@ -184,6 +227,7 @@ class BatchQueueManager:
             worker_env=self.worker_env, cpu_threads=self.cpu_threads, stop_timeout=self.stop_timeout,
             poll_interval=self.poll_interval, progress_interval=self.progress_interval,
             stall_timeout=self.stall_timeout, init_timeout=self.init_timeout,
+            prefetch=self.prefetch, prefetch_spec=self.prefetch_spec,
         )
 
     def run(self, tasks: Iterable[Task]) -> RunReport:

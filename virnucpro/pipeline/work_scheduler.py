@@ -12,12 +12,19 @@ task): it is re-queued for another device (:meth:`Scheduler.pop_for`) while the
 worker exits and its slot is restarted. That is bounded by
 ``max_worker_restarts`` per slot, so a task that breaks every device still ends.
 
+With ``prefetch`` a slot holds up to ``prefetch`` tasks sent but not begun
+besides the one it runs (and one whose outputs it may still be writing). An
+attempt is charged when the worker reports :class:`TaskBegun`, so a task that
+was sent but never begun (its worker died, faulted or gave it back) is
+re-queued uncharged (:meth:`Scheduler.requeue_unbegun`).
+
 :func:`run_in_process` drives it with one slot in the calling process;
 :class:`virnucpro.pipeline.work_pool.WorkerPool` drives it with spawned workers.
 """
 
 from __future__ import annotations
 
+import functools
 import heapq
 import logging
 import os
@@ -35,6 +42,7 @@ from virnucpro.pipeline.work_messages import (
     TaskBegun,
     TaskDone,
     TaskRaised,
+    TaskWithdrawn,
     WorkerInitFailed,
     WorkerReady,
 )
@@ -72,19 +80,28 @@ class QueueSettings:
     progress_interval: float = 0.5
     stall_timeout: float | None = None
     init_timeout: float | None = None
+    prefetch: int = 1
+    prefetch_spec: str | None = None
 
 
 @dataclass
 class Slot:
-    """One device's worker, across restarts."""
+    """One device's worker, across restarts.
+
+    ``tasks`` are the tasks sent to the current process and not yet done or
+    failed, in the order sent (the worker runs them in that order); ``begun``
+    the keys of those it reported begun (at most two: one writing, one computing);
+    ``withdrawing`` those the parent asked back with ``CancelTask``.
+    """
 
     worker_id: int
     device: str
     process: Any = None
     conn: Connection | None = None
     ready: bool = False
-    task: Task | None = None
-    task_started: float = 0.0
+    tasks: list[Task] = field(default_factory=list)
+    begun: set[str] = field(default_factory=set)
+    withdrawing: set[str] = field(default_factory=set)
     launches: int = 0
     restarts: int = 0
     retired: bool = False
@@ -93,6 +110,32 @@ class Slot:
     launched_at: float = 0.0  # when the current process was started (for the model-load timeout)
     init_hung: bool = False  # killed by the parent for not finishing init_fn in time
     device_fault: str | None = None  # the sticky device error the worker is exiting after
+
+    @property
+    def task(self) -> Task | None:
+        """The task the worker runs (the latest begun), None when it runs none."""
+        running = [t for t in self.tasks if t.key in self.begun]
+        return running[-1] if running else None
+
+    def unbegun(self) -> list[Task]:
+        """The tasks sent to the worker that it has not begun."""
+        return [t for t in self.tasks if t.key not in self.begun]
+
+    def take(self, key: str) -> Task | None:
+        """Remove the task ``key`` from the slot; None if it holds no such task."""
+        for i, task in enumerate(self.tasks):
+            if task.key == key:
+                del self.tasks[i]
+                self.begun.discard(key)
+                self.withdrawing.discard(key)
+                return task
+        return None
+
+    def clear(self) -> list[Task]:
+        """Forget every task of the slot (its process is gone); returns them."""
+        tasks, self.tasks = self.tasks, []
+        self.begun, self.withdrawing = set(), set()
+        return tasks
 
     @property
     def label(self) -> str:
@@ -156,14 +199,20 @@ class Scheduler:
             return self.pop() if self._heap else None
         for entry in sorted(self._heap):
             task = entry[2]
-            avoid = self._avoid.get(task.key, set())
-            elsewhere = any(other is not slot and other.process is not None and not other.retired
-                            and other.worker_id not in avoid for other in self.slots)
-            if slot.worker_id not in avoid or not elsewhere:
+            if self.may_take(slot, task):
                 self._heap.remove(entry)
                 heapq.heapify(self._heap)
                 return task
         return None
+
+    def may_take(self, slot: Slot, task: Task) -> bool:
+        """False when ``task``'s device faulted on ``slot`` and another live worker (one that has
+        not faulted on it) can take it."""
+        avoid = self._avoid.get(task.key)
+        if not avoid or slot.worker_id not in avoid:
+            return True
+        return not any(other is not slot and other.process is not None and not other.retired
+                       and other.worker_id not in avoid for other in self.slots)
 
     @property
     def pending(self) -> int:
@@ -171,10 +220,18 @@ class Scheduler:
         return len(self._heap)
 
     def assign(self, slot: Slot, task: Task) -> None:
-        """Record that ``slot`` now runs ``task`` (one more attempt)."""
-        slot.task, slot.task_started = task, time.monotonic()
-        slot.last_heard = slot.task_started
-        self._attempts[task.key] += 1
+        """Record that ``task`` was sent to ``slot`` (the attempt counts once it begins)."""
+        if not slot.begun:
+            slot.last_heard = time.monotonic()
+        slot.tasks.append(task)
+
+    def requeue_unbegun(self, task: Task) -> None:
+        """Queue again, uncharged, a task a worker was sent but never began (after a write
+        error it is not run: ``report.not_run``)."""
+        if self.report.write_error is not None:
+            self.report.not_run.append(task.key)
+        else:
+            self.push(task)
 
     def emit(self, event: Event) -> None:
         """Pass a public event to ``on_event``."""
@@ -250,21 +307,29 @@ class Scheduler:
                 slot.ready = True
                 logger.debug("%s ready after %.1f s (pid %s)", slot.label, seconds, pid)
                 self.emit(WorkerStarted(slot.worker_id, slot.device, pid, seconds))
-            case TaskBegun():
-                task = slot.task
+            case TaskBegun(task_key=key):
+                task = next((t for t in slot.tasks if t.key == key), None)
                 if task is not None:
+                    slot.begun.add(key)
+                    slot.withdrawing.discard(key)
+                    self._attempts[key] += 1
                     self.emit(TaskStarted(slot.worker_id, slot.device, task.key, task.size,
                                           self._attempts[task.key]))
+            case TaskWithdrawn(task_key=key):
+                task = slot.take(key)
+                if task is not None:
+                    logger.debug("%s gave back %s", slot.label, key)
+                    self.requeue_unbegun(task)
             case FramesDone(task_key=key, frames=frames):
                 self.emit(Progress(slot.worker_id, key, frames))
             case TaskDone(task_key=key, result=result, seconds=seconds):
-                slot.task = None
+                slot.take(key)
                 self.report.finished[key] = result
                 logger.debug("task %s finished on %s in %.1f s", key, slot.device, seconds)
                 self.emit(TaskFinished(slot.worker_id, key, result, seconds))
             case TaskRaised(task_key=key, error=error, trace=trace, write_error=write_error,
                             device_fault=device_fault):
-                task, slot.task = slot.task, None
+                task = slot.take(key)
                 logger.debug("task %s raised on %s:\n%s", key, slot.device, trace)
                 if task is not None and device_fault:
                     self.device_fault(slot, task, error)
@@ -284,6 +349,8 @@ class Scheduler:
 def run_in_process(scheduler: Scheduler) -> None:
     """Run every pending task in this process on the scheduler's only slot (no crash recovery).
 
+    ``prefetch`` does not apply: ``prefetch_fn`` (if any) and a deferred write run in turn.
+
     Raises:
         RunInterrupted: SIGINT/SIGTERM (raised at once, from inside the running task).
     """
@@ -292,6 +359,7 @@ def run_in_process(scheduler: Scheduler) -> None:
     with StopSignals(raise_at_once=True):
         init_fn = resolve_callable(settings.init_spec)
         process_fn = resolve_callable(settings.process_spec)
+        prefetch_fn = resolve_callable(settings.prefetch_spec) if settings.prefetch_spec else None
         started = time.monotonic()
         try:
             state = init_fn(slot.device, settings.init_args)
@@ -307,8 +375,9 @@ def run_in_process(scheduler: Scheduler) -> None:
         while scheduler.pending:
             task = scheduler.pop()
             scheduler.assign(slot, task)
+            prepare = functools.partial(prefetch_fn, state, task) if prefetch_fn is not None else None
             try:
-                run_task(process_fn, state, task, send, settings.progress_interval, lambda: False)
+                run_task(process_fn, state, task, send, settings.progress_interval, lambda: False, prepare=prepare)
             except DeviceFault as fault:
                 # No process to restart here: the device is given up and the rest fails, naming why.
                 slot.retired = True

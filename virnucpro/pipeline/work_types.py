@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import signal
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,6 +39,22 @@ class Task:
     key: str
     size: int
     payload: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class DeferredResult:
+    """What a ``process_fn`` may return once its device work is done and the results are on the host.
+
+    ``finish()`` does the rest (serialise, write atomically, checksum, ``.done``
+    marker) and returns the task's result dict. With ``prefetch`` the worker runs
+    it on a background writer thread while the next task computes, and reports the
+    task done only after it returned; otherwise it runs at once, as if
+    ``process_fn`` had done it. ``finish`` must not use the device (a device error
+    there is not recognised as one). An :class:`OutputError` it raises is a write
+    failure, as from ``process_fn``.
+    """
+
+    finish: Callable[[], dict[str, Any] | None]
 
 
 @dataclass(frozen=True)

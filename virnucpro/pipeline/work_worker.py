@@ -3,9 +3,20 @@
 :func:`worker_main` is the entry point of a worker: it ignores SIGINT (the
 parent decides), asks Linux to kill it when the parent dies, sets its
 environment and CPU threads, forwards its ``virnucpro`` log records to the
-parent, runs ``init_fn`` once and then one task per :class:`RunTask` message
-until it gets :class:`StopWorker` or the pipe closes. :func:`run_task` is
-shared with ``in_process`` mode.
+parent, runs ``init_fn`` once and then the tasks it is sent, in the order
+sent, until it gets :class:`StopWorker` or the pipe closes. Its pipe is read
+on a thread (:class:`~virnucpro.pipeline.work_inbox.Inbox`), so a stop reaches
+a busy worker whatever else it holds. :func:`run_task` is shared with
+``in_process`` mode.
+
+Pipelining (``prefetch`` > 0): the parent may send a task while another runs.
+The worker then prepares its inputs on a thread (the optional
+``prefetch_fn(state, task)``; its value is passed to
+``process_fn(state, task, progress, prepared)``), and when ``process_fn``
+returns a :class:`~virnucpro.pipeline.work_types.DeferredResult` its
+``finish()`` (the write) runs on a writer thread while the next task
+computes; :class:`TaskDone` is sent only after ``finish()`` returned. Before
+exiting (stop, device fault) the worker waits for that write.
 
 Device faults: a task that raises a *sticky* device error (one that leaves the
 CUDA context unusable: illegal memory access, device-side assert, launch
@@ -28,6 +39,7 @@ each worker inherits; ``IDS`` is a comma-separated list of worker ids):
 
 from __future__ import annotations
 
+import functools
 import importlib
 import logging
 import os
@@ -41,18 +53,18 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from virnucpro.errors import OutputError
+from virnucpro.pipeline.work_inbox import BackgroundWriter, Inbox, Prefetcher
 from virnucpro.pipeline.work_messages import (
     ForwardedLog,
     FramesDone,
     FromWorker,
-    RunTask,
     TaskBegun,
     TaskDone,
     TaskRaised,
     WorkerInitFailed,
     WorkerReady,
 )
-from virnucpro.pipeline.work_types import Task
+from virnucpro.pipeline.work_types import DeferredResult, Task
 
 WorkerFn = Callable[..., Any] | str
 Send = Callable[[FromWorker], None]
@@ -169,12 +181,12 @@ def with_injected_device_fault(process_fn: Callable[..., Any], worker_id: int) -
         return process_fn
     calls = 0
 
-    def faulty(state: Any, task: Task, progress: Callable[[int], None]) -> Any:
+    def faulty(state: Any, task: Task, progress: Callable[[int], None], *prepared: Any) -> Any:
         nonlocal calls
         calls += 1
         if calls > 1:
             raise RuntimeError(SIMULATED_DEVICE_ERROR)
-        return process_fn(state, task, progress)
+        return process_fn(state, task, progress, *prepared)
 
     return faulty
 
@@ -216,9 +228,43 @@ class ProgressReporter:
             self._pending = 0
 
 
+def _raised(task: Task, exc: Exception, device_errors: bool = True) -> TaskRaised:
+    write_error = str(exc) if isinstance(exc, OutputError) else None
+    sticky = device_errors and write_error is None and is_sticky_device_error(exc)
+    return TaskRaised(task.key, f"{type(exc).__name__}: {exc}", traceback.format_exc(), write_error, sticky)
+
+
+def _send_done(send: Send, task: Task, result: dict[str, Any] | None, started: float) -> None:
+    try:
+        send(TaskDone(task.key, {} if result is None else dict(result), time.monotonic() - started))
+    except (BrokenPipeError, EOFError):
+        raise
+    except Exception as exc:  # noqa: BLE001 - e.g. an unpicklable result
+        send(TaskRaised(task.key, f"result could not be sent: {type(exc).__name__}: {exc}",
+                        traceback.format_exc(), None))
+
+
+def _finish_in_background(deferred: DeferredResult, task: Task, send: Send, started: float) -> None:
+    """The writer thread's job: finish the task's outputs, then report it done (or raised)."""
+    try:
+        try:
+            result = deferred.finish()
+        except Exception as exc:  # noqa: BLE001 - reported like an error of process_fn
+            send(_raised(task, exc, device_errors=False))
+            return
+        _send_done(send, task, result, started)
+    except (OSError, EOFError, ValueError):
+        pass  # the parent is gone or stopped listening; the file is complete either way
+
+
 def run_task(process_fn: Callable[..., Any], state: Any, task: Task, send: Send,
-             progress_interval: float, stop_requested: Callable[[], bool]) -> None:
+             progress_interval: float, stop_requested: Callable[[], bool], *,
+             prepare: Callable[[], Any] | None = None, writer: BackgroundWriter | None = None) -> None:
     """Run one task and report :class:`TaskDone` or :class:`TaskRaised` through ``send`` (both modes).
+
+    ``prepare``: returns the task's prepared inputs (``prefetch_fn``'s value), passed to
+    ``process_fn`` as a fourth argument; None: ``process_fn`` gets three. ``writer``: where a
+    :class:`DeferredResult`'s ``finish`` runs (it then reports the task); None: at once, here.
 
     Raises:
         StopRequested: the parent asked the worker to stop (from the progress callback).
@@ -228,23 +274,26 @@ def run_task(process_fn: Callable[..., Any], state: Any, task: Task, send: Send,
     send(TaskBegun(task.key))
     reporter = ProgressReporter(send, task.key, progress_interval, stop_requested)
     try:
-        result = process_fn(state, task, reporter)
+        if prepare is None:
+            result = process_fn(state, task, reporter)
+        else:
+            result = process_fn(state, task, reporter, prepare())
         reporter.flush()
-        result = {} if result is None else dict(result)
+        if isinstance(result, DeferredResult):
+            if writer is not None:
+                deferred = result
+                writer.submit(lambda: _finish_in_background(deferred, task, send, started))
+                return
+            result = result.finish()
     except StopRequested:
         raise
     except Exception as exc:  # noqa: BLE001 - any failure of user code is reported, the worker lives on
-        write_error = str(exc) if isinstance(exc, OutputError) else None
-        sticky = write_error is None and is_sticky_device_error(exc)
-        send(TaskRaised(task.key, f"{type(exc).__name__}: {exc}", traceback.format_exc(), write_error, sticky))
-        if sticky:
+        raised = _raised(task, exc)
+        send(raised)
+        if raised.device_fault:
             raise DeviceFault(str(exc)) from exc
         return
-    try:
-        send(TaskDone(task.key, result, time.monotonic() - started))
-    except Exception as exc:  # noqa: BLE001 - e.g. an unpicklable result
-        send(TaskRaised(task.key, f"result could not be sent: {type(exc).__name__}: {exc}",
-                        traceback.format_exc(), None))
+    _send_done(send, task, result, started)
 
 
 # --------------------------------------------------------------------------- process setup
@@ -349,12 +398,13 @@ def _load(device: str, init_spec: str, process_spec: str, init_args: dict[str, A
 
 def worker_main(worker_id: int, device: str, init_spec: str, process_spec: str, init_args: dict[str, Any],
                 conn: Connection, parent_pid: int, cpu_threads: int | None, env: dict[str, str],
-                progress_interval: float) -> None:
+                progress_interval: float, prefetch: int = 0, prefetch_spec: str | None = None) -> None:
     """Entry point of a spawned worker process (``worker_id`` names the process in the parent's logs).
 
     ``device`` is the user's name (``"cuda:3"``); ``env`` already holds this
     worker's one-GPU ``CUDA_VISIBLE_DEVICES``, so ``init_fn`` is given
-    :func:`local_device` (``"cuda:0"``).
+    :func:`local_device` (``"cuda:0"``). ``prefetch`` > 0 turns on the background
+    preparation (with ``prefetch_spec``) and the background writer.
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     die_with_parent(parent_pid)
@@ -377,28 +427,45 @@ def worker_main(worker_id: int, device: str, init_spec: str, process_spec: str, 
         pause = injected_init_sleep(worker_id)
         if pause:
             time.sleep(pause)
+        prefetch_fn = resolve_callable(prefetch_spec) if prefetch_spec else None
         process_fn, state = _load(local_device(device), init_spec, process_spec, init_args, cpu_threads)
         process_fn = with_injected_device_fault(process_fn, worker_id)
     except BaseException as exc:  # noqa: BLE001 - reported to the parent, then this worker exits
         send(WorkerInitFailed(f"{type(exc).__name__}: {exc}", traceback.format_exc()))
         conn.close()
         sys.exit(1)
+
+    prefetcher = Prefetcher(prefetch_fn, state) if prefetch_fn is not None and prefetch > 0 else None
+    writer = BackgroundWriter() if prefetch > 0 else None
+    inbox: Inbox
+    if prefetcher is not None:
+        inbox = Inbox(conn, send, lambda: prefetcher.offer(inbox.peek()))
+    else:
+        inbox = Inbox(conn, send)
+    inbox.start()
     send(WorkerReady(os.getpid(), time.monotonic() - started))
 
-    def stop_requested() -> bool:
-        return conn.poll()  # a busy worker is only ever sent StopWorker
-
-    while True:
-        try:
-            message = conn.recv()
-        except (EOFError, OSError):
-            return
-        if not isinstance(message, RunTask):  # StopWorker
-            return
-        try:
-            run_task(process_fn, state, message.task, send, progress_interval, stop_requested)
-        except DeviceFault:
-            conn.close()
-            sys.exit(EXIT_DEVICE_FAULT)
-        except (StopRequested, BrokenPipeError, EOFError):
-            return
+    try:
+        while True:
+            task = inbox.next_task()
+            if task is None:
+                return
+            prepare: Callable[[], Any] | None = None
+            if prefetcher is not None:
+                prepare = prefetcher.take(task)
+                prefetcher.offer(inbox.peek())
+            elif prefetch_fn is not None:
+                prepare = functools.partial(prefetch_fn, state, task)
+            try:
+                run_task(process_fn, state, task, send, progress_interval, inbox.stopped.is_set,
+                         prepare=prepare, writer=writer)
+            except DeviceFault:
+                if writer is not None:
+                    writer.wait()  # host-side work; the shard before the fault is kept
+                conn.close()
+                sys.exit(EXIT_DEVICE_FAULT)
+            except (StopRequested, BrokenPipeError, EOFError):
+                return
+    finally:
+        if writer is not None:
+            writer.wait()  # never exit while a feature file is half written (atomic writes make a kill safe)
