@@ -34,6 +34,7 @@ class PredictOptions:
     allow_chunk_length: bool = False
     min_score: float = 0.5
     min_length: int = 0
+    score_workers: int | None = None  # None = auto (score_pool.pool_size)
 
     @property
     def effective_chunk_length(self) -> int:
