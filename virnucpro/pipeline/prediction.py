@@ -172,6 +172,7 @@ def _run_stages(setup: RunSetup, state: RunState) -> None:
     # With --keep-features every shard needs its features, also shards scored by an earlier run.
     to_embed = state.shards if setup.options.keep_features else pending
     with ScorePool(setup, state, pending, scored_before, pool_size(setup.options, setup.plan)) as scoring:
+        scoring.start()
         for kind in MODEL_KINDS:
             on_shard_done = None
             if kind is MODEL_KINDS[-1] and scoring.overlaps:

@@ -29,10 +29,12 @@ import multiprocessing
 import os
 import signal
 import time
+from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures import wait as wait_for
 from concurrent.futures.process import BrokenProcessPool
 from types import TracebackType
+from typing import Any
 
 from virnucpro.pipeline.options import PredictOptions
 from virnucpro.pipeline.outputs import shard_name
@@ -46,6 +48,7 @@ from virnucpro.pipeline.score_stage import (
     score_ready,
     score_shard,
     score_stage,
+    scoring_classifier,
 )
 from virnucpro.pipeline.summary import RunState, StageReport
 from virnucpro.pipeline.work_files import ShardInfo
@@ -101,6 +104,13 @@ def _init_pool_process(parent_pid: int, threads: int) -> None:
     torch.set_num_threads(threads)
 
 
+def _warm_up(classifier_path: str, identity: object) -> None:
+    """Load what a job needs (torch is loaded by the initializer), while the GPUs embed."""
+    from virnucpro.pipeline import features  # noqa: F401 - imported for its import cost
+
+    scoring_classifier(classifier_path, identity)
+
+
 def _run_job(job: ScoreJob) -> int:
     global _jobs_begun
     _jobs_begun += 1
@@ -149,6 +159,18 @@ class ScorePool:
 
     # ------------------------------------------------------------------ submitting
 
+    def start(self) -> None:
+        """Start the pool processes now (when there is anything to score), so that they are
+        ready when the first shard is: their start-up overlaps the embeddings too."""
+        if not self._usable or not self._pending:
+            return
+        models = self.setup.models
+        try:
+            for _ in range(self.workers):
+                self._submit(_warm_up, str(models.classifier_path), models.identities.get("classifier"))
+        except (BrokenProcessPool, OSError, RuntimeError) as exc:
+            self._give_up(f"cannot start ({exc})")
+
     def submit_ready(self) -> None:
         """Submit every pending shard that is ready now (resume: features made by an earlier run)."""
         for index in sorted(self._pending):
@@ -165,7 +187,7 @@ class ScorePool:
         if not score_ready(self.setup, shard):
             return
         try:
-            future = self._submit(score_job(self.setup, shard))
+            future = self._submit(_run_job, score_job(self.setup, shard))
         except (BrokenProcessPool, OSError, RuntimeError) as exc:
             self._give_up(f"cannot submit {shard_name(shard_index)} ({exc})")
             return
@@ -175,7 +197,7 @@ class ScorePool:
             self._began = time.monotonic()
         logger.debug("score: %s submitted to the pool", shard_name(shard_index))
 
-    def _submit(self, job: ScoreJob) -> Future[int]:
+    def _submit(self, fn: Callable[..., Any], *args: Any) -> Future[Any]:
         if self._executor is None:
             threads = score_threads(self.setup.plan, self.workers)
             logger.info("score: %d pool process(es) of %d thread(s) score shards as their features are done",
@@ -188,7 +210,7 @@ class ScorePool:
         # ignores SIGINT; this process gets the signal as soon as the mask is restored.
         previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
         try:
-            return self._executor.submit(_run_job, job)
+            return self._executor.submit(fn, *args)
         finally:
             signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
@@ -217,6 +239,8 @@ class ScorePool:
                 marker_frames = self._verified_frames(shard)
                 if marker_frames is not None:
                     count_scored(report, marker_frames, began)
+                    logger.debug("score: %s scored by the pool (its result was lost with the pool)",
+                                 shard_name(index))
                     continue
             left.append(shard)
         if left and self._submitted:

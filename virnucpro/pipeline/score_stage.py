@@ -73,7 +73,7 @@ def score_ready(setup: RunSetup, shard: ShardInfo) -> bool:
 _classifiers: dict[tuple[str, str], Any] = {}
 
 
-def _classifier(path: str, identity: Any) -> Any:
+def scoring_classifier(path: str, identity: Any) -> Any:
     """The classifier at ``path`` (with this ``identity``) in float64, loaded once per process.
 
     Float64 makes each frame's score independent of which frames share its batch (float32
@@ -104,7 +104,7 @@ def score_shard(job: ScoreJob) -> int:
     except ValueError as exc:
         raise VirnucproError(f"{shard_name(job.shard)}: {exc}; re-run to recompute it") from None
     with torch.inference_mode():
-        logits = _classifier(job.classifier_path, job.identity.get("classifier"))(torch.from_numpy(features).double()).numpy()
+        logits = scoring_classifier(job.classifier_path, job.identity.get("classifier"))(torch.from_numpy(features).double()).numpy()
     rows = results.frame_scores(frame_ids, results.probabilities_from_logits(logits))
     target = paths.shard_scores(job.shard)
     make_dir(paths.scores_dir)
@@ -126,6 +126,7 @@ def score_stage(shards: list[ShardInfo], setup: RunSetup, state: RunState, reuse
     report = state.stages.setdefault("score", StageReport(reused_shards=reused))
     for shard in shards:
         count_scored(report, score_shard(score_job(setup, shard)), began)
+        logger.debug("score: %s scored in this process", shard_name(shard.index))
     if report.computed_shards:
         logger.info("score: %d frame(s) in %d shard(s)", report.frames, report.computed_shards)
 
