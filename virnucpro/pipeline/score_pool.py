@@ -36,6 +36,7 @@ from concurrent.futures.process import BrokenProcessPool
 from types import TracebackType
 from typing import Any
 
+from virnucpro.pipeline.checkpoint import read_done, verify_done
 from virnucpro.pipeline.options import PredictOptions
 from virnucpro.pipeline.outputs import shard_name
 from virnucpro.pipeline.run_config import RunSetup
@@ -267,8 +268,6 @@ class ScorePool:
                 self._errors[index] = error
 
     def _verified_frames(self, shard: ShardInfo) -> int | None:
-        from virnucpro.pipeline.checkpoint import read_done, verify_done
-
         target = self.setup.paths.shard_scores(shard.index)
         if not verify_done(target, score_identity(self.setup, shard)):
             return None
@@ -290,6 +289,8 @@ class ScorePool:
         if executor is None:
             return
         if kill:
+            # The executor has no public kill before Python 3.14; without ``_processes`` the
+            # shutdown below waits for the running jobs instead (one shard each, bounded).
             processes = list((getattr(executor, "_processes", None) or {}).values())
             for process in processes:
                 if process.is_alive():
