@@ -48,6 +48,10 @@ def test_small_benchmark_writes_tables_and_valid_json(tmp_path):
     assert data["drift"][0]["precision"] == "bf16" and data["drift"][0]["labels"]["frames"] == 6
     assert data["cpu_side"]["threads"] == 1 and data["cpu_side"]["cores_needed"] >= 1
     assert "SPEC 8" in data["cpu_side"]["gpu_demand"]["source"]
+    serial = data["cpu_side"]["serial"]
+    assert serial["serial_seconds_total"] > 0 and serial["serial_fraction"] is None
+    assert serial["lines"][-1] == "serial CPU share of the wall time: not measured"
+    assert "serial CPU share of the wall time: not measured" in stdout
     assert [t["status"] for t in data["targets"]] == ["NOT MEASURED"] * 4
 
 

@@ -146,3 +146,17 @@ def test_a_lost_score_file_whose_shard_reuses_rows_is_rescored_from_recomputed_s
     again = _predict(dups_fasta, out)
     assert again.returncode == 0, again.stderr.decode()
     assert (out / "prediction_results.txt").read_bytes() == before
+
+
+@pytest.mark.slow
+def test_pool_scoring_waits_for_the_shards_a_shard_reuses_rows_of(dups_fasta: Path, tmp_path: Path) -> None:
+    serial = tmp_path / "serial"
+    assert _predict(dups_fasta, serial).returncode == 0
+    pooled = tmp_path / "pooled"
+    result = _predict(dups_fasta, pooled, "--workers", "2", "--score-workers", "1", "-v")
+    assert result.returncode == 0, result.stderr.decode()
+    summary = json.loads((pooled / "run_summary.json").read_text())
+    assert summary["stages"]["score"]["workers"] == 1
+    assert summary["stages"]["score"]["computed_shards"] == summary["counts"]["shards"]
+    for name in ("prediction_results.txt", "prediction_results_highestscore.csv", "contig_summary.tsv"):
+        assert (pooled / name).read_bytes() == (serial / name).read_bytes(), name

@@ -16,6 +16,15 @@ Measured with ``torch.set_num_threads(1)`` and ``TOKENIZERS_PARALLELISM=false``
    (:mod:`virnucpro.pipeline.results`) written to a file.
 
 Not included: the embedding models, feature-file and shard I/O, process start-up.
+
+The serial parts of a whole ``predict`` run (:func:`measure_run_stages`,
+:func:`serial_account`) are timed through the stage code itself, on one core, on
+a run directory of synthetic contigs: ``translate_stage`` (shard files and
+tables written), ``score_shard`` on feature files of real width (768 + 2560,
+written by the pipeline's own writer; the classifier is loaded beforehand, as
+the score pool's warm-up does) and ``assemble`` (every result table). Scoring
+overlaps the GPUs (the score pool scores each shard as its ESM-2 features are
+written); translate, assembly and the score of the last shards stay serial.
 """
 
 from __future__ import annotations
@@ -39,6 +48,8 @@ logger = logging.getLogger(__name__)
 DNABERT_DIM = 768
 ESM_DIM = 2560
 GPUS_COMPARED = 8
+RUN_FRAMES = 1_000_000  # the serial account is for a run of this many frames (a 1M-read sample)
+SHARD_FRAMES = 10_000  # predict's default --shard-size
 
 
 @dataclass(frozen=True)
@@ -164,3 +175,135 @@ def cpu_frames_per_s(stages: list[StageTiming]) -> float:
     """Frames per second of one core running all stages one after another."""
     per_frame = sum(s.seconds / s.frames for s in stages)
     return 1.0 / per_frame if per_frame > 0 else float("inf")
+
+
+# --------------------------------------------------------------------------- serial parts of a run
+
+
+def measure_run_stages(total_bp: int, chunk_length: int, seed: int = 0,
+                       shard_size: int = SHARD_FRAMES) -> list[StageTiming]:
+    """Time ``translate_stage``, ``score_shard`` (every shard) and ``assemble`` on one core, on a
+    run directory made from about ``total_bp`` bases of synthetic contigs.
+
+    Returns:
+        ``translate_stage``, ``score_shard`` and ``assemble`` timings, each over every kept frame.
+    """
+    from virnucpro.pipeline.assemble import assemble
+    from virnucpro.pipeline.features import read_shard_sequences, write_feature_result
+    from virnucpro.pipeline.model_kinds import MODEL_KINDS
+    from virnucpro.pipeline.score_stage import score_job, score_shard, scoring_classifier
+    from virnucpro.pipeline.summary import RunState
+    from virnucpro.pipeline.translate_stage import translate_stage
+
+    rng = np.random.default_rng(seed)
+    with tempfile.TemporaryDirectory(prefix="virnucpro-bench-run-") as tmp, one_core():
+        setup = _run_setup(Path(tmp), total_bp, chunk_length, shard_size, seed)
+        state = RunState()
+        began = time.perf_counter()
+        translate_stage(setup, state)
+        t_translate = time.perf_counter() - began
+        frames = sum(shard.frames for shard in state.shards)
+        if frames == 0:
+            raise RuntimeError("synthetic contigs gave no kept frame")
+
+        paths, config = setup.paths, setup.config
+        paths.features_dir.mkdir(parents=True, exist_ok=True)
+        for shard in state.shards:
+            ids, _ = read_shard_sequences(paths.shard_dna(shard.index))
+            for kind in MODEL_KINDS:
+                dim = kind.dim(dict(config.models))
+                order = rng.permutation(len(ids))  # written in another row order: the join must match IDs
+                identity = config.feature_identity(kind, kind.inputs_sha256(paths, shard.index))
+                write_feature_result(kind.features(paths, shard.index), [ids[i] for i in order],
+                                     rng.standard_normal((len(ids), dim), dtype=np.float32), identity, dim)
+        jobs = [score_job(setup, shard) for shard in state.shards]
+        scoring_classifier(jobs[0].classifier_path, jobs[0].identity.get("classifier"))
+
+        began = time.perf_counter()
+        for job in jobs:
+            score_shard(job)
+        t_score = time.perf_counter() - began
+
+        began = time.perf_counter()
+        assemble(setup, state)
+        t_assemble = time.perf_counter() - began
+    return [
+        StageTiming("translate_stage", frames, t_translate),
+        StageTiming("score_shard", frames, t_score),
+        StageTiming("assemble", frames, t_assemble),
+    ]
+
+
+def _run_setup(tmp: Path, total_bp: int, chunk_length: int, shard_size: int, seed: int):
+    """An accepted run of synthetic contigs in ``tmp`` with a random published-layout classifier."""
+    from virnucpro.models.classifier import MLPClassifier
+    from virnucpro.pipeline.checkpoint import hash_input
+    from virnucpro.pipeline.options import PredictOptions
+    from virnucpro.pipeline.outputs import RunPaths
+    from virnucpro.pipeline.run_config import RunConfig, RunSetup
+    from virnucpro.pipeline.run_setup import DevicePlan, ResolvedModels
+
+    contigs = tmp / "contigs.fa"
+    synthetic.write_contigs(contigs, total_bp, seed=seed)
+    classifier = tmp / "classifier.pth"
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        torch.save(MLPClassifier(DNABERT_DIM + ESM_DIM, 512, 2).state_dict(), classifier)
+    identities = {"dnabert": {"name": "benchmark-dnabert", "dim": DNABERT_DIM},
+                  "esm": {"name": "benchmark-esm", "dim": ESM_DIM},
+                  "classifier": {"name": "benchmark-classifier"}}
+    options = PredictOptions(input_path=str(contigs), output_dir=str(tmp / "run"), chunk_length=chunk_length,
+                             shard_size=shard_size)
+    models = ResolvedModels(Path(), Path(), classifier, identities)
+    plan = DevicePlan(["cpu"], True, "fp32")
+    config = RunConfig.build(options, models, plan, hash_input(contigs), shard_size)
+    return RunSetup(options, RunPaths(tmp / "run"), config, models, plan, "new")
+
+
+def serial_account(run_stages: list[StageTiming], gpu_frames_per_s: float | None = None,
+                   frames: int = RUN_FRAMES, shard_size: int = SHARD_FRAMES,
+                   gpus: int = GPUS_COMPARED) -> dict[str, object]:
+    """The CPU work of a ``frames``-frame run on ``gpus`` GPUs after the score pool: what overlaps
+    the GPUs, what stays serial, and the serial seconds from the measured per-core rates.
+
+    Args:
+        run_stages: :func:`measure_run_stages`.
+        gpu_frames_per_s: both models' frames/s of ONE GPU measured in this benchmark run
+            (None: no GPU ran them here, the GPU side and the fraction are "not measured").
+    """
+    rate = {s.name: s.frames_per_s for s in run_stages}
+    last_shards = min(shard_size, frames)
+    serial = {
+        "translate": frames / rate["translate_stage"],
+        "assemble": frames / rate["assemble"],
+        # the last GPU's shard, scored after ESM-2 ends (the other GPUs' last shards in parallel beside it)
+        "score_last_shard": last_shards / rate["score_shard"],
+    }
+    serial_s = sum(serial.values())
+    score_core_s = frames / rate["score_shard"]
+    gpu_s = frames / (gpus * gpu_frames_per_s) if gpu_frames_per_s else None
+    fraction = serial_s / (serial_s + gpu_s) if gpu_s is not None else None
+    lines = [
+        f"overlapping the GPUs: scoring ({score_core_s:,.0f} core-s for {frames:,} frames, in the score pool "
+        f"while ESM-2 runs), except the last shard's; tokenising runs in the GPU workers",
+        "serial (nothing else runs): " + ", ".join(f"{name} {seconds:,.1f} s" for name, seconds in serial.items())
+        + f" = {serial_s:,.1f} s for {frames:,} frames (shards of {shard_size:,}), from the per-core rates",
+    ]
+    if fraction is not None and gpu_s is not None:
+        lines += [f"GPU side: {gpu_s:,.1f} s on {gpus} GPUs (this run's one-GPU rate x {gpus}, linear scaling assumed)",
+                  f"serial CPU share of the wall time: {fraction:.1%} (target < 10%)"]
+    else:
+        lines += ["GPU side: not measured (no GPU ran both models at full size in this benchmark run)",
+                  "serial CPU share of the wall time: not measured"]
+    return {
+        "frames": frames,
+        "shard_size": shard_size,
+        "stages": [{"name": s.name, "frames": s.frames, "seconds": s.seconds, "frames_per_s": s.frames_per_s}
+                   for s in run_stages],
+        "overlapped": {"score": score_core_s},
+        "serial_seconds": serial,
+        "serial_seconds_total": serial_s,
+        "gpu_seconds": gpu_s,
+        "serial_fraction": fraction,
+        "lines": lines,
+    }

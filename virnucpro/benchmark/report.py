@@ -163,6 +163,8 @@ def render(result: dict[str, Any], stream: TextIO | None = None) -> None:
     demand = cpu["gpu_demand"]
     console.print(f"  {demand['gpus']} GPUs' worth of frames: {demand['frames_per_s']:,.0f} frames/s "
                   f"({demand['source']}) -> about {cpu['cores_needed']} CPU cores for these stages")
+    for line in (cpu.get("serial") or {}).get("lines", []):
+        console.print(f"  {line}")
 
     targets = Table(title="Targets (one H100)")
     for col in ("target", "value", "status", "note"):

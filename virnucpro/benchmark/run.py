@@ -265,6 +265,9 @@ def run_benchmark(options: BenchmarkOptions) -> dict[str, Any]:
     chunk_length = max(options.chunk_lengths)
     stages = cpu_side.measure_cpu_stages(cpu_bp, chunk_length, tokenizer, options.seed)
     result["cpu_side"] = _cpu_summary(stages, cpu_bp, chunk_length, result["speedup"], device, size)
+    measured_gpu = result["speedup"]["pipeline"]["ours_frames_per_s"] if device.type == "cuda" and size == "full" else None
+    result["cpu_side"]["serial"] = cpu_side.serial_account(
+        cpu_side.measure_run_stages(cpu_bp, chunk_length, options.seed), gpu_frames_per_s=measured_gpu)
     result["targets"] = evaluate_targets(result)
     result["seconds_total"] = time.perf_counter() - began
     result["notes"] = _notes(result)

@@ -77,12 +77,17 @@ class ShardSize(click.ParamType):
 @click.option("--min-length", type=click.IntRange(min=0), default=0, show_default=True, metavar="BP",
               help="Do not score records shorter than this (status too_short). Raising it on a finished run "
                    "recomputes nothing; lowering it computes only the newly included records.")
+@click.option("--score-workers", type=click.IntRange(min=0), default=None, metavar="N",
+              help="Processes that score shards while the GPUs embed the next ones; 0 = score in this process "
+                   "after the embeddings [default: 0 on CPU, else the spare cores, at most 8]. Scores are the same "
+                   "either way.")
 def predict(input_path: str, output_dir: str, model_type: str, model_path: str | None, chunk_length: int | None,
             model_set: str, esm_model: str | None, dnabert_model: str | None, dnabert_revision: str | None,
             device: str, precision: str, batch_tokens: int | None, offline: bool, parallel: bool,
             gpus: str | None, workers: int, shard_size: int | None, force: bool, no_dashboard: bool,
             keep_features: bool, discard_features: bool, stall_timeout: float, allow_chunk_length: bool,
-            min_score: float, min_length: int, compile_mode: str) -> None:
+            min_score: float, min_length: int, compile_mode: str,
+            score_workers: int | None) -> None:
     """Score every chunk of INPUT (DNA FASTA; '-' for stdin, or a named pipe) as virus or not.
 
     Writes in OUTPUT_DIR: prediction_results.txt (per frame),
@@ -107,5 +112,5 @@ def predict(input_path: str, output_dir: str, model_type: str, model_path: str |
         batch_tokens=batch_tokens, offline=offline, shard_size=shard_size, parallel=parallel or gpus is not None,
         gpus=gpus, workers=workers, force=force, no_dashboard=no_dashboard, keep_features=keep_features,
         stall_timeout=stall_timeout, discard_features=discard_features, allow_chunk_length=allow_chunk_length,
-        min_score=min_score, min_length=min_length, compile=compile_mode,
+        min_score=min_score, min_length=min_length, compile=compile_mode, score_workers=score_workers,
     ))

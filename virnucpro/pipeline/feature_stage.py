@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 
 from virnucpro.pipeline.checkpoint import make_dir, verify_done
 from virnucpro.pipeline.dashboard import Dashboard, later_cost_factor
@@ -24,8 +25,14 @@ from virnucpro.pipeline.work_queue import BatchQueueManager, Event, Task, TaskFi
 logger = logging.getLogger(__name__)
 
 
-def feature_stage(kind: ModelKind, shards: list[ShardInfo], setup: RunSetup, state: RunState) -> None:
-    """Embed every shard of ``shards`` that lacks a verified ``kind`` feature file."""
+def feature_stage(kind: ModelKind, shards: list[ShardInfo], setup: RunSetup, state: RunState,
+                  on_shard_done: Callable[[int], None] | None = None) -> None:
+    """Embed every shard of ``shards`` that lacks a verified ``kind`` feature file.
+
+    Args:
+        on_shard_done: called in this process with a shard's index as soon as its ``kind``
+            feature file is written (not for reused ones); its exceptions are logged, not raised.
+    """
     paths, plan, options = setup.paths, setup.plan, setup.options
     began = time.monotonic()
     report = state.stages[kind.name] = StageReport()
@@ -54,6 +61,7 @@ def feature_stage(kind: ModelKind, shards: list[ShardInfo], setup: RunSetup, sta
         devices = devices[:len(tasks)]
     logger.info("%s: embedding %d frame(s) in %d shard(s) on %s", kind.name, total, len(tasks), ", ".join(devices))
     sizes = {t.key: t.size for t in tasks}
+    shard_of = {f"{shard_name(shard.index)}:{kind.name}": shard.index for shard in shards}
     began_embedding = time.monotonic()
     with Dashboard(kind.name, total, devices, no_dashboard=options.no_dashboard,
                    stage_number=2 + MODEL_KINDS.index(kind),
@@ -66,6 +74,8 @@ def feature_stage(kind: ModelKind, shards: list[ShardInfo], setup: RunSetup, sta
                 report.frames += sizes.pop(event.task_key)
                 report.computed_shards += 1
                 report.seconds = time.monotonic() - began
+                if on_shard_done is not None:
+                    on_shard_done(shard_of[event.task_key])
                 if not sizes:
                     signal_at(f"last:{kind.name}")
 

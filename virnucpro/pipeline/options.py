@@ -36,6 +36,7 @@ class PredictOptions:
     min_length: int = 0
     #: ``--compile``: ``auto`` | ``on`` | ``off`` (:mod:`virnucpro.models.fusion`); speed only, in no identity.
     compile: str = "auto"
+    score_workers: int | None = None  # None = auto (score_pool.pool_size)
 
     @property
     def effective_chunk_length(self) -> int:

@@ -61,7 +61,8 @@ from virnucpro.pipeline.run_checks import check_input, check_options
 from virnucpro.pipeline.run_config import WORK_FORMAT, RunConfig, RunSetup
 from virnucpro.pipeline.run_setup import plan_devices, resolve_models, resolve_shard_size
 from virnucpro.pipeline.run_stop import check_stop, stop_on_signals
-from virnucpro.pipeline.score_stage import score_stage, shards_to_score
+from virnucpro.pipeline.score_pool import ScorePool, pool_size
+from virnucpro.pipeline.score_stage import shards_to_score
 from virnucpro.pipeline.summary import RunState, write_summary
 from virnucpro.pipeline.translate_stage import translate_stage
 from virnucpro.pipeline.work_files import ShardInfo
@@ -173,7 +174,10 @@ def _recorded_shard_size(paths: RunPaths) -> int | None:
 
 def _run_stages(setup: RunSetup, state: RunState) -> None:
     """translate -> DNABERT-S -> ESM-2 -> score -> assemble, each skipping verified work;
-    a stop signal caught in one stage ends the run before the next one starts."""
+    a stop signal caught in one stage ends the run before the next one starts.
+
+    With a score pool (``--score-workers``, see :mod:`.score_pool`) scoring overlaps ESM-2:
+    each shard is submitted as its ESM-2 features are written."""
     try:
         translate_stage(setup, state)
     except InputError:
@@ -187,10 +191,16 @@ def _run_stages(setup: RunSetup, state: RunState) -> None:
     if scored_before:
         logger.info("%d of %d shard(s) already scored and verified; reusing them", scored_before, len(state.shards))
     to_embed = _shards_to_embed(setup, state.shards, pending)
-    for kind in MODEL_KINDS:
-        feature_stage(kind, to_embed, setup, state)
-        check_stop(f"after:{kind.name}")
-    score_stage(pending, setup, state, scored_before)
+    with ScorePool(setup, state, pending, scored_before, pool_size(setup.options, setup.plan)) as scoring:
+        scoring.start()
+        for kind in MODEL_KINDS:
+            on_shard_done = None
+            if kind is MODEL_KINDS[-1] and scoring.overlaps:
+                scoring.submit_ready()  # resume: shards whose features an earlier run made
+                on_shard_done = scoring.submit_if_ready
+            feature_stage(kind, to_embed, setup, state, on_shard_done=on_shard_done)
+            check_stop(f"after:{kind.name}")
+        scoring.finish()
     check_stop("after:score")
     if state.shards and not pending and setup.outcome == "resume":
         logger.info("every shard's scores reused: no embedding computed; re-writing the tables at --min-score %g, "

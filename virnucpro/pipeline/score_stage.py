@@ -2,7 +2,10 @@
 
 Writes ``work/scores/shard-NNNNN.tsv`` (+ ``.done`` under ``RunConfig.score_identity``).
 One shard is one :class:`ScoreJob`, run by :func:`score_shard`: a picklable
-job and a module-level function, so a pool process can run it as well as this one.
+job and a module-level function, so a pool process can run it as well as this one
+(:mod:`.score_pool` scores shards that way while the last embedding stage runs;
+:func:`score_stage` then scores whatever is left here, serially). A shard may be
+scored only once :func:`score_ready` says so.
 """
 
 from __future__ import annotations
@@ -53,10 +56,28 @@ def shards_to_score(setup: RunSetup, shards: list[ShardInfo]) -> list[ShardInfo]
     return [s for s in shards if not verify_done(setup.paths.shard_scores(s.index), score_identity(setup, s))]
 
 
+def score_ready(setup: RunSetup, shard: ShardInfo) -> bool:
+    """True when ``shard`` can be scored now: every kind's feature file of it, and of every
+    shard it reuses rows from (its reuse plans), verifies under ``RunConfig.feature_identity``
+    (the check ``feature_stage`` makes before reusing one).
+
+    Every decision to score a shard before the score stage goes through here.
+    """
+    from virnucpro.pipeline.features import reuse_sources
+
+    paths = setup.paths
+    return all(
+        verify_done(kind.features(paths, index),
+                    setup.config.feature_identity(kind, kind.inputs_sha256(paths, index)))
+        for kind in MODEL_KINDS
+        for index in sorted({shard.index} | reuse_sources(paths, kind, shard.index))
+    )
+
+
 _classifiers: dict[tuple[str, str], Any] = {}
 
 
-def _classifier(path: str, identity: Any) -> Any:
+def scoring_classifier(path: str, identity: Any) -> Any:
     """The classifier at ``path`` (with this ``identity``) in float64, loaded once per process.
 
     Float64 makes each frame's score independent of which frames share its batch (float32
@@ -87,7 +108,7 @@ def score_shard(job: ScoreJob) -> int:
     except (OSError, ValueError) as exc:
         raise VirnucproError(f"{shard_name(job.shard)}: {exc}; re-run to recompute it") from None
     with torch.inference_mode():
-        logits = _classifier(job.classifier_path, job.identity.get("classifier"))(torch.from_numpy(features).double()).numpy()
+        logits = scoring_classifier(job.classifier_path, job.identity.get("classifier"))(torch.from_numpy(features).double()).numpy()
     rows = results.frame_scores(frame_ids, results.probabilities_from_logits(logits))
     target = paths.shard_scores(job.shard)
     make_dir(paths.scores_dir)
@@ -96,14 +117,27 @@ def score_shard(job: ScoreJob) -> int:
     return len(rows)
 
 
-def score_stage(shards: list[ShardInfo], setup: RunSetup, state: RunState, reused: int) -> None:
-    """Classify every frame of ``shards`` (``reused``: shards already scored, for the report)."""
-    began = time.monotonic()
-    report = state.stages["score"] = StageReport(reused_shards=reused)
-    if not shards:
-        return
+def score_stage(shards: list[ShardInfo], setup: RunSetup, state: RunState, reused: int,
+                began: float | None = None) -> None:
+    """Classify every frame of ``shards`` in this process, one shard after another.
+
+    Args:
+        reused: shards already scored and verified before this run (for the report).
+        began: ``time.monotonic()`` when the stage's work began, when a pool already scored
+            shards of this run (its counts are in ``state.stages["score"]``, which this adds to).
+    """
+    began = time.monotonic() if began is None else began
+    report = state.stages.setdefault("score", StageReport(reused_shards=reused))
     for shard in shards:
-        report.frames += score_shard(score_job(setup, shard))
-        report.computed_shards += 1
+        count_scored(report, score_shard(score_job(setup, shard)), began)
+        logger.debug("score: %s scored in this process", shard_name(shard.index))
+    if report.computed_shards:
+        logger.info("score: %d frame(s) in %d shard(s)", report.frames, report.computed_shards)
+
+
+def count_scored(report: StageReport, frames: int, began: float) -> None:
+    """Add one scored shard of ``frames`` frames to the score stage's ``report`` (as shards finish,
+    so an interrupted run's summary tells what was scored)."""
+    report.frames += frames
+    report.computed_shards += 1
     report.seconds = time.monotonic() - began
-    logger.info("score: %d frame(s) in %d shard(s)", report.frames, report.computed_shards)

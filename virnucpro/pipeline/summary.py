@@ -47,13 +47,16 @@ class RunCounts:
 @dataclass
 class StageReport:
     """Wall time and work of one stage (``reused``: shards whose verified results were kept;
-    ``duplicate_frames``: computed frames that reused an identical frame's embedding)."""
+    ``duplicate_frames``: computed frames that reused an identical frame's embedding;
+    ``workers``: the score stage's pool processes, 0 = scored in the main process; None and
+    left out of the summary for the other stages)."""
 
     seconds: float = 0.0
     frames: int = 0
     computed_shards: int = 0
     reused_shards: int = 0
     duplicate_frames: int = 0
+    workers: int | None = None
 
     @property
     def frames_per_second(self) -> float | None:
@@ -84,7 +87,8 @@ def write_summary(
 
     options, paths, config, models = setup.options, setup.paths, setup.config, setup.models
     stages = {
-        name: {**asdict(report), "frames_per_second": report.frames_per_second}
+        name: {**{key: value for key, value in asdict(report).items() if key != "workers" or value is not None},
+               "frames_per_second": report.frames_per_second}
         for name, report in state.stages.items()
     }
     summary = {
