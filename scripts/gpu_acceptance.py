@@ -306,8 +306,9 @@ def check_forced_oom(ctx: Context) -> dict[str, Any]:
 
 
 def check_worker_faults(ctx: Context) -> dict[str, Any]:
-    """Two workers on one device; one gets a sticky device error from its second task on and one task
-    SIGKILLs its worker once: every task must finish, outputs complete."""
+    """Two workers on one device; one has a sticky device error on every task (a device broken from
+    the start: whatever share of the tasks it is handed, the fault is exercised) and one task SIGKILLs
+    its worker once: every task must finish, outputs complete."""
     from virnucpro.pipeline.work_queue import BatchQueueManager, Task, TaskFailed, WorkerDied
     from virnucpro.pipeline.work_worker import FAULT_DEVICE_ERROR_ENV
 
@@ -322,7 +323,7 @@ def check_worker_faults(ctx: Context) -> dict[str, Any]:
     init_args = {"size": "small" if ctx.quick else "full", "precision": "fp32" if ctx.quick else "bf16",
                  "vocab": 256 if ctx.quick else 4096, "corpus_bp": 20_000 if ctx.quick else 400_000}
     previous = os.environ.get(FAULT_DEVICE_ERROR_ENV)
-    os.environ[FAULT_DEVICE_ERROR_ENV] = "1"
+    os.environ[FAULT_DEVICE_ERROR_ENV] = "1:1"
     try:
         manager = BatchQueueManager("virnucpro.benchmark.acceptance_workers:init_acceptance_worker",
                                     "virnucpro.benchmark.acceptance_workers:process_acceptance_task",
@@ -341,7 +342,7 @@ def check_worker_faults(ctx: Context) -> dict[str, Any]:
     details = {"device": device, "tasks": n_tasks, "finished": len(report.finished), "failed": report.failed,
                "device_faults_on": faults, "sigkilled_tasks": killed, "worker_errors": report.worker_errors}
     if not faults:
-        return {"verdict": "fail", "reason": "the faulty worker never took a second task (fault not exercised)",
+        return {"verdict": "fail", "reason": "the faulty worker never took a task (fault not exercised)",
                 **details}
     return verdict(report.ok and complete and killed == ["t03"], **details)
 

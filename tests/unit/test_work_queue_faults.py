@@ -154,3 +154,23 @@ def test_visible_device_mapping() -> None:
     assert worker_visible_devices("cuda:1", "GPU-aaa, GPU-bbb") == "GPU-bbb"
     assert worker_visible_devices("cuda:0", "MIG-1") == "MIG-1"
     assert worker_visible_devices("cpu", "0,1") is None
+
+
+def test_device_fault_hook_starts_at_the_task_it_names(monkeypatch) -> None:
+    from virnucpro.pipeline.work_worker import with_injected_device_fault
+
+    def ok(state, task, progress):
+        return "ok"
+
+    for value, outcomes in (("1", ["ok", "fault", "fault"]), ("1:1", ["fault", "fault"]),
+                            ("0:3,1:2", ["ok", "fault"]), ("2", ["ok", "ok", "ok"])):
+        monkeypatch.setenv(FAULT_DEVICE_ERROR_ENV, value)
+        wrapped = with_injected_device_fault(ok, 1)
+        seen = []
+        for _ in outcomes:
+            try:
+                seen.append(wrapped(None, None, None))
+            except RuntimeError as exc:
+                assert "illegal memory access" in str(exc)
+                seen.append("fault")
+        assert seen == outcomes, value

@@ -28,9 +28,10 @@ fail in milliseconds and burn the retries of healthy tasks.
 Fault hooks for tests and the acceptance script (read from the environment
 each worker inherits; ``IDS`` is a comma-separated list of worker ids):
 
-- ``VIRNUCPRO_FAULT_DEVICE_ERROR=IDS``: those workers raise a simulated sticky
-  CUDA error (``RuntimeError: CUDA error: an illegal memory access was
-  encountered``) on every task after their process's first;
+- ``VIRNUCPRO_FAULT_DEVICE_ERROR=ID[:N][,ID[:N]]``: those workers raise a simulated
+  sticky CUDA error (``RuntimeError: CUDA error: an illegal memory access was
+  encountered``) on every task from their process's N-th on (N = 2 when not given:
+  a worker that first proved healthy; N = 1: a device broken from the start);
 - ``VIRNUCPRO_FAULT_INIT_SLEEP=ID:SECONDS[,ID:SECONDS]``: those workers sleep
   before ``init_fn`` (a model load that hangs). Internal to the work queue except
 :func:`resolve_callable` and :func:`default_cpu_threads`, which
@@ -156,13 +157,14 @@ class DeviceFault(BaseException):
     """Raised by :func:`run_task` after it reported a sticky device error: the worker must exit."""
 
 
-def _fault_ids(value: str | None) -> set[int]:
-    ids: set[int] = set()
+def _fault_from(value: str | None) -> dict[int, int]:
+    """``{worker id: first faulty task}`` from a ``VIRNUCPRO_FAULT_DEVICE_ERROR`` value."""
+    first: dict[int, int] = {}
     for part in (value or "").split(","):
-        part = part.strip().split(":", 1)[0]
-        if part.isdigit():
-            ids.add(int(part))
-    return ids
+        wid, _, n = part.strip().partition(":")
+        if wid.isdigit():
+            first[int(wid)] = int(n) if n.isdigit() and int(n) > 0 else 2
+    return first
 
 
 def injected_init_sleep(worker_id: int) -> float:
@@ -175,16 +177,17 @@ def injected_init_sleep(worker_id: int) -> float:
 
 
 def with_injected_device_fault(process_fn: Callable[..., Any], worker_id: int) -> Callable[..., Any]:
-    """``process_fn``, or a wrapper raising :data:`SIMULATED_DEVICE_ERROR` from the second task on,
-    when ``VIRNUCPRO_FAULT_DEVICE_ERROR`` names ``worker_id``."""
-    if worker_id not in _fault_ids(os.environ.get(FAULT_DEVICE_ERROR_ENV)):
+    """``process_fn``, or a wrapper raising :data:`SIMULATED_DEVICE_ERROR` from the N-th task on
+    when ``VIRNUCPRO_FAULT_DEVICE_ERROR`` names ``worker_id`` (see the module docstring)."""
+    first_faulty = _fault_from(os.environ.get(FAULT_DEVICE_ERROR_ENV)).get(worker_id)
+    if first_faulty is None:
         return process_fn
     calls = 0
 
     def faulty(state: Any, task: Task, progress: Callable[[int], None], *prepared: Any) -> Any:
         nonlocal calls
         calls += 1
-        if calls > 1:
+        if calls >= first_faulty:
             raise RuntimeError(SIMULATED_DEVICE_ERROR)
         return process_fn(state, task, progress, *prepared)
 
