@@ -70,3 +70,12 @@ def run_cli(*args: str, input: bytes | None = None, env: dict | None = None, tim
         timeout=timeout,
         cwd=cwd,
     )
+
+
+def one_error_line(stderr: bytes) -> str:
+    """The one ``virnucpro: error:`` line of a failed run's stderr (and no traceback)."""
+    text = stderr.decode()
+    assert "Traceback" not in text
+    errors = [line for line in text.splitlines() if line.startswith("virnucpro: error:")]
+    assert len(errors) == 1, text
+    return errors[0]

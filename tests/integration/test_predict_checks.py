@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import run_cli
+from tests.conftest import one_error_line, run_cli
 from tests.integration.test_predict_fixture import MODELS
 from tests.integration.test_predict_stop import RESULTS, predict_args, small_input
 
@@ -27,14 +27,6 @@ def snapshot(out: Path) -> dict[str, bytes]:
     """Every file of ``out`` but the log (which records each attempt) and the lock file."""
     return {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*"))
             if p.is_file() and p.name not in ("virnucpro.log", ".virnucpro.lock")}
-
-
-def one_error_line(stderr: bytes) -> str:
-    text = stderr.decode()
-    assert "Traceback" not in text
-    errors = [line for line in text.splitlines() if line.startswith("virnucpro: error:")]
-    assert len(errors) == 1, text
-    return errors[0]
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import TINY_REF, run_cli
+from tests.conftest import TINY_REF, one_error_line, run_cli
 from tests.integration.test_predict_fixture import fixture_args
 
 # End-to-end runs in subprocesses: part of `make test`, not of `make test-fast`.
@@ -18,14 +18,6 @@ pytestmark = pytest.mark.slow
 RESULTS = ("prediction_results.txt", "prediction_results_highestscore.csv", "contig_summary.tsv",
            "chunk_scores.tsv", "viral_contigs.fa")
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "example_contigs.fa"
-
-
-def one_error_line(stderr: bytes) -> str:
-    text = stderr.decode()
-    assert "Traceback" not in text
-    errors = [line for line in text.splitlines() if line.startswith("virnucpro: error:")]
-    assert len(errors) == 1, text
-    return errors[0]
 
 
 def no_results(out: Path) -> bool:

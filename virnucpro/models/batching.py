@@ -158,6 +158,10 @@ class Deduplicated:
     unique: list[str]
     inverse: np.ndarray
 
+    def expand(self, unique_rows: torch.Tensor) -> torch.Tensor:
+        """Every input's row, in input order, from the rows of :attr:`unique` (``unique_rows``)."""
+        return unique_rows[torch.from_numpy(self.inverse)] if self.duplicates else unique_rows
+
     @property
     def duplicates(self) -> int:
         """Inputs that reuse another input's result."""
@@ -176,10 +180,7 @@ def embed_unique(
 ) -> tuple[torch.Tensor, Deduplicated]:
     """``embed`` each distinct sequence once and give every input its row (CPU tensor in input order)."""
     groups = deduplicate(seqs)
-    unique_rows = embed(groups.unique)
-    if not groups.duplicates:
-        return unique_rows, groups
-    return unique_rows[torch.from_numpy(groups.inverse)], groups
+    return groups.expand(embed(groups.unique)), groups
 
 
 def estimate_batch_tokens(

@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from virnucpro.models.batching import Deduplicated, deduplicate
 from virnucpro.pipeline.features import read_shard_sequences, write_feature_result
@@ -86,8 +85,8 @@ def prepare_shard(state: EmbedderState, task: Task) -> PreparedShard:
 def compute_shard(state: EmbedderState, prepared: PreparedShard, progress: Callable[[int], None]) -> ComputedShard:
     """Embed each distinct owned sequence once and give every owned frame its row, on the host."""
     groups = prepared.groups
-    unique_rows = state.embedder.embed(groups.unique, batch_tokens=state.batch_tokens, on_batch=progress)
-    embeddings = unique_rows[torch.from_numpy(groups.inverse)] if groups.duplicates else unique_rows
+    embeddings = groups.expand(state.embedder.embed(groups.unique, batch_tokens=state.batch_tokens,
+                                                    on_batch=progress))
     duplicates = groups.duplicates + len(prepared.borrowed)
     if duplicates:
         progress(duplicates)

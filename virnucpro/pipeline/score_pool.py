@@ -40,7 +40,7 @@ from virnucpro.pipeline.checkpoint import read_done, verify_done
 from virnucpro.pipeline.options import PredictOptions
 from virnucpro.pipeline.outputs import shard_name
 from virnucpro.pipeline.run_config import RunSetup
-from virnucpro.pipeline.run_setup import DevicePlan
+from virnucpro.pipeline.run_setup import DevicePlan, available_cores
 from virnucpro.pipeline.score_stage import (
     ScoreJob,
     count_scored,
@@ -61,13 +61,6 @@ FAULT_SCORE_KILL_ENV = "VIRNUCPRO_FAULT_SCORE_KILL"
 MAX_AUTO_WORKERS = 8
 
 
-def _cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
-
-
 def _gpu_workers(plan: DevicePlan) -> int:
     return sum(1 for device in plan.devices if device != "cpu")
 
@@ -80,7 +73,7 @@ def pool_size(options: PredictOptions, plan: DevicePlan) -> int:
     gpus = _gpu_workers(plan)
     if gpus == 0:
         return 0
-    return min(MAX_AUTO_WORKERS, max(1, _cores() - gpus - 1))
+    return min(MAX_AUTO_WORKERS, max(1, available_cores() - gpus - 1))
 
 
 def score_threads(plan: DevicePlan, workers: int) -> int:
@@ -89,7 +82,7 @@ def score_threads(plan: DevicePlan, workers: int) -> int:
     gpus = _gpu_workers(plan)
     if gpus == 0 or workers <= 0:
         return 1
-    return max(1, (_cores() - gpus - 1) // workers)
+    return max(1, (available_cores() - gpus - 1) // workers)
 
 
 # --------------------------------------------------------------------------- inside a pool process
