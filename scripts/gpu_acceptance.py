@@ -309,8 +309,8 @@ def check_worker_faults(ctx: Context) -> dict[str, Any]:
     """Two workers on one device; one has a sticky device error on every task (a device broken from
     the start: whatever share of the tasks it is handed, the fault is exercised) and one task SIGKILLs
     its worker once: every task must finish, outputs complete."""
-    from virnucpro.pipeline.work_queue import BatchQueueManager, Task, TaskFailed, WorkerDied
-    from virnucpro.pipeline.work_worker import FAULT_DEVICE_ERROR_ENV
+    from virnucpro.pipeline.workqueue.manager import BatchQueueManager, Task, TaskFailed, WorkerDied
+    from virnucpro.pipeline.workqueue.worker import FAULT_DEVICE_ERROR_ENV
 
     device = "cuda:0" if ctx.cuda else "cpu"
     directory = ctx.workdir / "worker_faults"

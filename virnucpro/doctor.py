@@ -4,7 +4,7 @@ One screen of checks, each ``ok``, ``info``, ``warn``, ``fail`` or ``skip``:
 
 * system: Python, torch (and the CUDA version it was built for), CPU cores, memory;
 * GPUs: every CUDA device with compute capability, BF16 support and free
-  memory, read through NVML (:mod:`virnucpro.pipeline.gpu_monitor`), so CUDA
+  memory, read through NVML (:mod:`virnucpro.pipeline.report.gpu_monitor`), so CUDA
   is never initialised here;
 * caches: the three model caches (torch.hub for ESM-2, Hugging Face for
   DNABERT-S, ``$VIRNUCPRO_CACHE`` for classifiers and demo models), where
@@ -123,7 +123,7 @@ def _memory() -> tuple[int | None, int | None]:
 
 
 def _gpus(report: Report) -> None:
-    from virnucpro.pipeline import gpu_monitor
+    from virnucpro.pipeline.report import gpu_monitor
 
     gpus = gpu_monitor.visible_gpus()
     visible = os.environ.get("CUDA_VISIBLE_DEVICES")
@@ -294,7 +294,7 @@ def _configuration(report: Report, config: Configuration, probes: dict[str, Prob
 def _compatibility(report: Report, section: str, resolved: dict[str, Path], config: Configuration) -> None:
     """The same fit check ``predict`` makes: classifier input = DNABERT-S dim + ESM-2 dim."""
     from virnucpro.models.classifier import check_input_dim, load_classifier
-    from virnucpro.pipeline.run_setup import dnabert_hidden_size, esm_embed_dim
+    from virnucpro.pipeline.run.setup import dnabert_hidden_size, esm_embed_dim
 
     try:
         dnabert_dim = dnabert_hidden_size(resolved["dnabert"])

@@ -14,7 +14,7 @@ from pathlib import Path
 from tests.helpers.toy_workers import PIPELINED, PREFETCH, write_inputs
 from virnucpro.errors import EXIT_INTERRUPTED
 from virnucpro.pipeline.checkpoint import clean_temporaries
-from virnucpro.pipeline.work_queue import BatchQueueManager, Progress, Task, TaskStarted, WorkerStarted
+from virnucpro.pipeline.workqueue.manager import BatchQueueManager, Progress, Task, TaskStarted, WorkerStarted
 
 
 def main(out_dir: Path, n_workers: int, pipelined: bool = False) -> int:

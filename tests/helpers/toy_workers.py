@@ -29,7 +29,7 @@ from typing import Any
 
 from virnucpro.errors import OutputError
 from virnucpro.pipeline.checkpoint import atomic_write_text, write_done
-from virnucpro.pipeline.work_queue import Task
+from virnucpro.pipeline.workqueue.manager import Task
 
 IDENTITY = {"model": "square", "precision": "exact"}
 
@@ -116,7 +116,7 @@ PROCESS = "tests.helpers.toy_workers:square_process"
 
 def toy_manager(devices: list[str], events: list, init_args: dict | None = None, **kwargs: Any) -> Any:
     """A BatchQueueManager over the square workers, recording its events in ``events``."""
-    from virnucpro.pipeline.work_queue import BatchQueueManager
+    from virnucpro.pipeline.workqueue.manager import BatchQueueManager
 
     return BatchQueueManager(INIT, PROCESS, devices, init_args or {}, on_event=events.append, **kwargs)
 
@@ -168,7 +168,7 @@ def square_prefetch(state: dict[str, Any], task: Task) -> list[int]:
 def square_pipelined(state: dict[str, Any], task: Task, progress: Callable[[int], None],
                      numbers: list[int]) -> Any:
     """Square the prepared numbers; the output is written by the returned DeferredResult."""
-    from virnucpro.pipeline.work_queue import DeferredResult
+    from virnucpro.pipeline.workqueue.manager import DeferredResult
 
     begin = time.monotonic()
     payload = task.payload
@@ -203,7 +203,7 @@ def square_pipelined(state: dict[str, Any], task: Task, progress: Callable[[int]
 
 def pipelined_manager(devices: list[str], events: list, init_args: dict | None = None, **kwargs: Any) -> Any:
     """A BatchQueueManager over the pipelined square workers, recording its events in ``events``."""
-    from virnucpro.pipeline.work_queue import BatchQueueManager
+    from virnucpro.pipeline.workqueue.manager import BatchQueueManager
 
     return BatchQueueManager(INIT, PIPELINED, devices, init_args or {}, on_event=events.append,
                              prefetch_fn=PREFETCH, **kwargs)

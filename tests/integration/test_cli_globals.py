@@ -9,7 +9,7 @@ import pytest
 
 from tests.conftest import cli_in_process, run_cli
 
-DEBUG_PREFIX = "INFO virnucpro.pipeline.translate: translate "  # the -v console format names the logger
+DEBUG_PREFIX = "INFO virnucpro.pipeline.stages.frames: translate "  # the -v console format names the logger
 
 
 def translate(tmp_path: Path, tiny_ref: Path, *options: str, after: bool = True):

@@ -33,7 +33,7 @@ def test_fixture_models_offline_pass_with_every_section(tmp_path):
         assert section in out
     assert "models fit together" in out and "48 + ESM-2 32 = classifier input 80" in out
     assert "not checked (--offline)" in out
-    from virnucpro.pipeline.gpu_monitor import visible_gpus
+    from virnucpro.pipeline.report.gpu_monitor import visible_gpus
 
     if not visible_gpus():
         assert "no CUDA devices" in out

@@ -10,7 +10,7 @@ import pytest
 
 from tests.conftest import cli_in_process as cli
 from tests.helpers.shared_run import shared_kept_run
-from virnucpro.pipeline.features import read_features
+from virnucpro.pipeline.stages.feature_files import read_features
 
 # End-to-end runs in subprocesses: part of `make test`, not of `make test-fast`.
 pytestmark = pytest.mark.slow

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import run_cli
-from virnucpro.pipeline.translate import iter_chunk_frames
+from virnucpro.pipeline.stages.frames import iter_chunk_frames
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "example_contigs.fa"
 CHUNK = 500

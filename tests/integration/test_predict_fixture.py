@@ -52,7 +52,7 @@ def test_result_files_match_published(fixture_run):
 
 
 def test_kept_features_match_published_embeddings(fixture_run):
-    from virnucpro.pipeline.features import read_features
+    from virnucpro.pipeline.stages.feature_files import read_features
 
     for kind, name in (("dnabert", "dnabert_embeddings.pt"), ("esm", "esm_embeddings.pt")):
         expected = torch.load(EXPECTED / name)

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import run_cli
-from virnucpro.pipeline.work_queue import PREFETCH_ENV
+from virnucpro.pipeline.workqueue.manager import PREFETCH_ENV
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "example_contigs.fa"
 

@@ -2,7 +2,7 @@
 stage, leaves a truthful run_summary.json, and a re-run finishes byte-identically.
 
 The signal is real: ``VIRNUCPRO_SIGNAL_AT`` makes the run send it to itself at the named
-boundary (see ``virnucpro.pipeline.run_stop``); nothing is mocked.
+boundary (see ``virnucpro.pipeline.run.stop``); nothing is mocked.
 """
 
 from __future__ import annotations

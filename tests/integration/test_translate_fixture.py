@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from virnucpro.pipeline.translate import translate_file
+from virnucpro.pipeline.stages.frames import translate_file
 
 
 def parse(path: Path) -> list[tuple[str, str]]:

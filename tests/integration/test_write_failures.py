@@ -24,7 +24,7 @@ from tests.helpers.toy_workers import IDENTITY, write_inputs
 from tests.integration.test_predict_fixture import fixture_args
 from virnucpro.errors import OutputError
 from virnucpro.pipeline.checkpoint import is_temporary, read_done, verify_done
-from virnucpro.pipeline.work_queue import BatchQueueManager, TaskFailed
+from virnucpro.pipeline.workqueue.manager import BatchQueueManager, TaskFailed
 
 # End-to-end runs in subprocesses: part of `make test`, not of `make test-fast`.
 pytestmark = pytest.mark.slow

@@ -44,7 +44,7 @@ def test_bpe_tokenizer_gives_dnabert_like_token_counts(tokenizer):
 
 
 def test_contigs_have_about_one_kept_frame_per_chunk(tmp_path):
-    from virnucpro.pipeline.translate import iter_chunk_frames
+    from virnucpro.pipeline.stages.frames import iter_chunk_frames
 
     path = tmp_path / "c.fa"
     records = synthetic.write_contigs(path, 60_000, seed=2)

@@ -12,7 +12,7 @@ from virnucpro.cli.predict import COMPILE_CHOICES
 from virnucpro.cli.train import predict_options
 from virnucpro.models.fusion import COMPILE_MODES
 from virnucpro.pipeline.model_kinds import DNABERT_S, ESM2, EmbedInitArgs
-from virnucpro.pipeline.run_setup import ResolvedModels
+from virnucpro.pipeline.run.setup import ResolvedModels
 
 
 def test_cli_choices_are_the_engine_modes():

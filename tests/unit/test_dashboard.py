@@ -15,15 +15,15 @@ import psutil
 from rich.console import Console
 
 from tests.helpers.toy_workers import write_inputs
-from virnucpro.pipeline.dashboard import (
+from virnucpro.pipeline.report.dashboard import (
     Dashboard,
     ProcessSample,
     format_duration,
     later_cost_factor,
     sample_process,
 )
-from virnucpro.pipeline.gpu_monitor import GpuSample
-from virnucpro.pipeline.work_queue import (
+from virnucpro.pipeline.report.gpu_monitor import GpuSample
+from virnucpro.pipeline.workqueue.manager import (
     BatchQueueManager,
     Progress,
     TaskFailed,

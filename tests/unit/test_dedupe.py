@@ -11,10 +11,10 @@ from tests.conftest import read_small_fasta as read_fasta
 from virnucpro.models.batching import deduplicate, embed_unique
 from virnucpro.models.dnabert_s import load_dnabert_s
 from virnucpro.models.esm2 import load_esm2
-from virnucpro.pipeline.features import read_features
 from virnucpro.pipeline.model_kinds import EmbedPayload
 from virnucpro.pipeline.parallel import EmbedderState, embed_shard
-from virnucpro.pipeline.work_queue import Task
+from virnucpro.pipeline.stages.feature_files import read_features
+from virnucpro.pipeline.workqueue.manager import Task
 
 CPU = torch.device("cpu")
 

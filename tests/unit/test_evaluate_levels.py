@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from virnucpro.pipeline.per_sequence import chunk_score_lines, contig_summary_line, sequence_result
-from virnucpro.pipeline.results import ContigRow, chunk_calls, frame_scores
+from virnucpro.pipeline.report.per_sequence import chunk_score_lines, contig_summary_line, sequence_result
+from virnucpro.pipeline.report.results import ContigRow, chunk_calls, frame_scores
 from virnucpro.training.evaluate import level_metrics
 from virnucpro.training.metrics import binary_metrics
 

@@ -9,7 +9,13 @@ from pathlib import Path
 import pytest
 
 from virnucpro.errors import EXIT_USAGE
-from virnucpro.pipeline.gpu_monitor import GpuInfo, GpuSelectionError, parse_gpu_list, sample, visible_gpus
+from virnucpro.pipeline.report.gpu_monitor import (
+    GpuInfo,
+    GpuSelectionError,
+    parse_gpu_list,
+    sample,
+    visible_gpus,
+)
 
 FOUR = [GpuInfo(i, i, "NVIDIA H100", f"GPU-{i}", 80 << 30) for i in range(4)]
 
@@ -45,7 +51,7 @@ def test_no_cuda_at_all() -> None:
 def test_without_nvml_nothing_raises_and_nothing_is_printed() -> None:
     # Run in a fresh interpreter so nvitop's import-time logging set-up is exercised too.
     code = (
-        "from virnucpro.pipeline import gpu_monitor as g\n"
+        "from virnucpro.pipeline.report import gpu_monitor as g\n"
         "gpus = g.visible_gpus()\n"
         "print(len(gpus), g.sample(0) is None if not gpus else 'gpu', g.sample(99))\n"
         "import sys; sys.modules.get('torch') and print('torch imported')\n"

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from virnucpro.io.fasta import FastaBytesRecord
-from virnucpro.pipeline.per_sequence import (
+from virnucpro.pipeline.report.per_sequence import (
     CONTIG_SUMMARY_HEADER,
     call_sequence,
     chunk_score_lines,
@@ -17,7 +17,7 @@ from virnucpro.pipeline.per_sequence import (
     sequence_result,
     write_viral_fasta,
 )
-from virnucpro.pipeline.results import (
+from virnucpro.pipeline.report.results import (
     ChunkCall,
     ContigRow,
     chunk_calls,

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from virnucpro.errors import InputError
-from virnucpro.pipeline import plotting
-from virnucpro.pipeline.per_sequence import CHUNK_SCORES_HEADER, CONTIG_SUMMARY_HEADER
-from virnucpro.pipeline.per_sequence import EARLIER_CONTIG_SUMMARY_HEADER as OLD_SUMMARY_HEADER
+from virnucpro.pipeline.report import plot as plotting
+from virnucpro.pipeline.report.per_sequence import CHUNK_SCORES_HEADER, CONTIG_SUMMARY_HEADER
+from virnucpro.pipeline.report.per_sequence import EARLIER_CONTIG_SUMMARY_HEADER as OLD_SUMMARY_HEADER
 from virnucpro.sequence.chunking import chunk_bounds
 
 HUGE = 50_000_000

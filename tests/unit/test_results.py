@@ -9,7 +9,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from virnucpro.pipeline.results import (
+from virnucpro.pipeline.report.results import (
     chunk_calls,
     format_score,
     frame_scores,
@@ -68,7 +68,7 @@ def test_sharded_merge_equals_whole(values, n_cuts):
 
 def test_probabilities_are_the_plain_softmax_without_tie_rule():
     """Nearly equal logits are not forced to 0.5/0.5 (the published tool writes e.g. 0.5/0.49999997)."""
-    from virnucpro.pipeline.results import probabilities_from_logits
+    from virnucpro.pipeline.report.results import probabilities_from_logits
 
     logits = np.array([[2.0097, 2.0097 + 4.8e-7], [2.0, 2.01], [-30.0, 30.0], [0.0, 0.0]])
     probs = probabilities_from_logits(logits)
@@ -87,7 +87,7 @@ def test_published_features_reproduce_published_scores(tiny_ref):
     import torch
 
     from virnucpro.models.classifier import load_classifier
-    from virnucpro.pipeline.results import probabilities_from_logits
+    from virnucpro.pipeline.report.results import probabilities_from_logits
 
     dna = torch.load(tiny_ref / "expected" / "dnabert_embeddings.pt")
     esm = torch.load(tiny_ref / "expected" / "esm_embeddings.pt")

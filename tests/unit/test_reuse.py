@@ -5,8 +5,8 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from virnucpro.pipeline.reuse import plan_reuse, sequence_digest
-from virnucpro.pipeline.work_files import read_reuse, reuse_text
+from virnucpro.pipeline.stages.reuse import plan_reuse, sequence_digest
+from virnucpro.pipeline.stages.work_files import read_reuse, reuse_text
 
 
 def _split(seqs: list[str], sizes: list[int]) -> list[list[str]]:

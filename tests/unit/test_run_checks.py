@@ -11,10 +11,10 @@ import pytest
 from tests.conftest import REPO_ROOT, TINY_REF, cli_in_process
 from virnucpro.errors import EXIT_CODES, ModelNotAvailableError, UsageError, exit_code_for_signal
 from virnucpro.pipeline.checkpoint import wipe_run_state
-from virnucpro.pipeline.options import PredictOptions
 from virnucpro.pipeline.outputs import RunPaths
-from virnucpro.pipeline.run_checks import MIN_CHUNK_LENGTH, check_options
-from virnucpro.pipeline.run_config import RunConfig
+from virnucpro.pipeline.run.checks import MIN_CHUNK_LENGTH, check_options
+from virnucpro.pipeline.run.config import RunConfig
+from virnucpro.pipeline.run.options import PredictOptions
 
 
 def options(**kwargs) -> PredictOptions:

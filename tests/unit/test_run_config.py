@@ -6,10 +6,10 @@ import importlib
 from pathlib import Path
 
 from virnucpro.pipeline.model_kinds import DNABERT_S, ESM2, MODEL_KINDS, model_kind
-from virnucpro.pipeline.options import PredictOptions
 from virnucpro.pipeline.outputs import RunPaths
-from virnucpro.pipeline.run_config import WORK_FORMAT, RunConfig
-from virnucpro.pipeline.run_setup import DevicePlan, ResolvedModels
+from virnucpro.pipeline.run.config import WORK_FORMAT, RunConfig
+from virnucpro.pipeline.run.options import PredictOptions
+from virnucpro.pipeline.run.setup import DevicePlan, ResolvedModels
 
 IDENTITIES = {
     "dnabert": {"name": "d", "revision": None, "sha256": "1" * 64, "dim": 48},

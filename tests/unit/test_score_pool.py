@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import os
 
-from virnucpro.pipeline.options import PredictOptions
-from virnucpro.pipeline.run_setup import DevicePlan
-from virnucpro.pipeline.score_pool import pool_size, score_threads
+from virnucpro.pipeline.run.options import PredictOptions
+from virnucpro.pipeline.run.setup import DevicePlan
+from virnucpro.pipeline.stages.score_pool import pool_size, score_threads
 
 CORES = len(os.sched_getaffinity(0))
 

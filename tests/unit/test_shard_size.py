@@ -5,8 +5,8 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from virnucpro.pipeline.options import PredictOptions
-from virnucpro.pipeline.run_setup import (
+from virnucpro.pipeline.run.options import PredictOptions
+from virnucpro.pipeline.run.setup import (
     AUTO_SHARD_MAX,
     AUTO_SHARD_MIN,
     SHARDS_PER_WORKER,

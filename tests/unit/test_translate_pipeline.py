@@ -11,8 +11,8 @@ from hypothesis import strategies as st
 
 from tests.spec_reference import spec_translate_records
 from virnucpro.errors import InputError
-from virnucpro.pipeline import translate as stage
-from virnucpro.pipeline.translate import TranslateStats, iter_chunk_frames, output_paths, translate_file
+from virnucpro.pipeline.stages import frames as stage
+from virnucpro.pipeline.stages.frames import TranslateStats, iter_chunk_frames, output_paths, translate_file
 
 ALPHABETS = [
     "ACGT",

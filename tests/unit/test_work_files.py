@@ -7,8 +7,8 @@ import json
 
 import numpy as np
 
-from virnucpro.pipeline.results import ChunkCall, ContigRow
-from virnucpro.pipeline.work_files import (
+from virnucpro.pipeline.report.results import ChunkCall, ContigRow
+from virnucpro.pipeline.stages.work_files import (
     ShardInfo,
     read_contigs,
     read_shard_index,

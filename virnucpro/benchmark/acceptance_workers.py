@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from virnucpro.pipeline.work_queue import Task
+from virnucpro.pipeline.workqueue.manager import Task
 
 
 def acceptance_frames(seed: int, frames: int) -> list[str]:

@@ -3,7 +3,7 @@
 Measured with ``torch.set_num_threads(1)`` and ``TOKENIZERS_PARALLELISM=false``
 (restored afterwards), on a synthetic contig file:
 
-1. ``chunk_translate``: :func:`virnucpro.pipeline.translate.iter_chunk_frames`
+1. ``chunk_translate``: :func:`virnucpro.pipeline.stages.frames.iter_chunk_frames`
    (reading, chunking, six-frame selection);
 2. ``dna_tokenize``: BPE tokenisation of the kept frames' DNA (a 4096-token
    vocabulary, :func:`~virnucpro.benchmark.synthetic.train_dna_tokenizer`);
@@ -13,7 +13,7 @@ Measured with ``torch.set_num_threads(1)`` and ``TOKENIZERS_PARALLELISM=false``
 4. ``join_classify_write``: joining real-size feature blocks (768 + 2560) by
    frame ID, the published classifier layout (3328 -> 512 -> 2) in float64 as
    ``predict`` runs it, and the result rows and per-chunk table
-   (:mod:`virnucpro.pipeline.results`) written to a file.
+   (:mod:`virnucpro.pipeline.report.results`) written to a file.
 
 Not included: the embedding models, feature-file and shard I/O, process start-up.
 
@@ -92,7 +92,7 @@ def measure_cpu_stages(total_bp: int, chunk_length: int, tokenizer=None, seed: i
         seed: input seed.
     """
     from virnucpro.models.esm2 import esm1b_tokens
-    from virnucpro.pipeline.translate import iter_chunk_frames
+    from virnucpro.pipeline.stages.frames import iter_chunk_frames
 
     tokenizer = tokenizer or synthetic.train_dna_tokenizer(seed=seed)
     esm_tokens = esm1b_tokens()
@@ -145,8 +145,8 @@ def _protein_batches(protein: list[str], tokens, budget: int = 4096) -> int:
 def _join_classify_write(ids: list[str], tmp: Path, seed: int) -> float:
     """Seconds to join two feature blocks by ID, classify, and write both result tables."""
     from virnucpro.models.classifier import MLPClassifier
-    from virnucpro.pipeline import results
-    from virnucpro.pipeline.features import Features, join_by_id
+    from virnucpro.pipeline.report import results
+    from virnucpro.pipeline.stages.feature_files import Features, join_by_id
 
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(ids))  # the DNABERT-S block in another row order: the join must match IDs
@@ -188,12 +188,12 @@ def measure_run_stages(total_bp: int, chunk_length: int, seed: int = 0,
     Returns:
         ``translate_stage``, ``score_shard`` and ``assemble`` timings, each over every kept frame.
     """
-    from virnucpro.pipeline.assemble import assemble
-    from virnucpro.pipeline.features import read_shard_sequences, write_feature_result
     from virnucpro.pipeline.model_kinds import MODEL_KINDS
-    from virnucpro.pipeline.score_stage import score_job, score_shard, scoring_classifier
-    from virnucpro.pipeline.summary import RunState
-    from virnucpro.pipeline.translate_stage import translate_stage
+    from virnucpro.pipeline.report.summary import RunState
+    from virnucpro.pipeline.stages.assemble import assemble
+    from virnucpro.pipeline.stages.feature_files import read_shard_sequences, write_feature_result
+    from virnucpro.pipeline.stages.score import score_job, score_shard, scoring_classifier
+    from virnucpro.pipeline.stages.translate import translate_stage
 
     rng = np.random.default_rng(seed)
     with tempfile.TemporaryDirectory(prefix="virnucpro-bench-run-") as tmp, one_core():
@@ -238,10 +238,10 @@ def _run_setup(tmp: Path, total_bp: int, chunk_length: int, shard_size: int, see
     """An accepted run of synthetic contigs in ``tmp`` with a random published-layout classifier."""
     from virnucpro.models.classifier import MLPClassifier
     from virnucpro.pipeline.checkpoint import hash_input
-    from virnucpro.pipeline.options import PredictOptions
     from virnucpro.pipeline.outputs import RunPaths
-    from virnucpro.pipeline.run_config import RunConfig, RunSetup
-    from virnucpro.pipeline.run_setup import DevicePlan, ResolvedModels
+    from virnucpro.pipeline.run.config import RunConfig, RunSetup
+    from virnucpro.pipeline.run.options import PredictOptions
+    from virnucpro.pipeline.run.setup import DevicePlan, ResolvedModels
 
     contigs = tmp / "contigs.fa"
     synthetic.write_contigs(contigs, total_bp, seed=seed)

@@ -4,7 +4,7 @@
   vector (computed in float64), summarised by its minimum and median.
 * Labels: both feature sets (DNABERT-S + ESM-2, joined per frame) are scored by
   the same classifier exactly as ``predict`` scores them (float64 classifier,
-  :func:`virnucpro.pipeline.results.probabilities_from_logits`, arg-max); we count
+  :func:`virnucpro.pipeline.report.results.probabilities_from_logits`, arg-max); we count
   frames whose label differs (flips), in each direction.
 """
 
@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from virnucpro.pipeline.results import LABELS, probabilities_from_logits
+from virnucpro.pipeline.report.results import LABELS, probabilities_from_logits
 
 
 def cosine_rows(a: np.ndarray | torch.Tensor, b: np.ndarray | torch.Tensor) -> np.ndarray:

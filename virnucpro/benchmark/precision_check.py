@@ -2,7 +2,7 @@
 
 For a lab with the real models: a sample of frames from its own input is embedded
 by the real ESM-2 and DNABERT-S (resolved exactly as ``predict`` resolves them,
-:func:`virnucpro.pipeline.run_setup.resolve_models`) in FP32 and in each lower
+:func:`virnucpro.pipeline.run.setup.resolve_models`) in FP32 and in each lower
 precision, and scored by the real classifier. Reported per precision: embedding
 cosine to FP32 (min, median, the worst frames), label agreement and flips, and
 the largest change of the virus probability. Decide from that before a large run.
@@ -65,7 +65,7 @@ def sample_frames(input_path: str, chunk_length: int, count: int, seed: int = 0)
     Raises:
         InputError: the input is unusable or has no kept frame.
     """
-    from virnucpro.pipeline.translate import iter_chunk_frames
+    from virnucpro.pipeline.stages.frames import iter_chunk_frames
 
     rng = random.Random(seed)
     reservoir: list[tuple[int, str, str, str]] = []
@@ -104,7 +104,7 @@ def run_precision_check(options: PrecisionCheckOptions) -> dict[str, Any]:
     from virnucpro.models.esm2 import load_esm2
     from virnucpro.models.precision import resolve_device, resolve_precision
     from virnucpro.pipeline.prediction import PredictOptions
-    from virnucpro.pipeline.run_setup import resolve_models
+    from virnucpro.pipeline.run.setup import resolve_models
 
     began = time.perf_counter()
     device = resolve_device(options.device)

@@ -45,7 +45,7 @@ import torch
 
 from virnucpro.pipeline.model_kinds import EmbedPayload
 from virnucpro.pipeline.parallel import EmbedderState, compute_shard, prepare_shard, write_shard
-from virnucpro.pipeline.work_queue import BatchQueueManager, Event, Task, TaskFinished, TaskStarted
+from virnucpro.pipeline.workqueue.manager import BatchQueueManager, Event, Task, TaskFinished, TaskStarted
 
 logger = logging.getLogger(__name__)
 

@@ -32,7 +32,7 @@ def export(run_dir: str, output_dir: str | None, fmt: str, model: str) -> None:
       virnucpro features export run/
       virnucpro features export run/ --model esm --format tsv -o esm_tsv/
     """
-    from virnucpro.pipeline.feature_export import MODELS, export_features
+    from virnucpro.pipeline.report.feature_export import MODELS, export_features
 
     models = MODELS if model == "both" else (model,)
     for path in export_features(run_dir, output_dir, fmt, models):

@@ -29,7 +29,7 @@ def plot(run_dir: str, output: str | None, top: int | None, ids: tuple[str, ...]
       virnucpro plot results/ -o top20.png --top 20
       virnucpro plot results/ --ids contig_7 --ids contig_12 -o two.pdf
     """
-    from virnucpro.pipeline.plotting import DEFAULT_TOP, plot_run
+    from virnucpro.pipeline.report.plot import DEFAULT_TOP, plot_run
 
     if top is not None and ids:
         raise click.UsageError("use either --top or --ids, not both")

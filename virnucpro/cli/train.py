@@ -61,7 +61,7 @@ def feature_options(func: Callable[..., Any]) -> Callable[..., Any]:
 
 def predict_options(values: dict[str, Any], *, model_path: str | None = None, model_type: int = 500) -> Any:
     """The ``PredictOptions`` that make features as ``predict`` would (no input or output of its own)."""
-    from virnucpro.pipeline.options import PredictOptions
+    from virnucpro.pipeline.run.options import PredictOptions
 
     return PredictOptions(
         input_path="", output_dir="", model_type=model_type, model_path=model_path,

@@ -36,6 +36,6 @@ def translate(input_path: str, output_dir: str, chunk_length: int) -> None:
     sequence. <stem> is the input name without FASTA and compression
     extensions ('stdin' for '-', 'stream' for /dev/fd/N). Nothing is written when the input is invalid.
     """
-    from virnucpro.pipeline.translate import main
+    from virnucpro.pipeline.stages.frames import main
 
     main(input_path, output_dir, chunk_length)

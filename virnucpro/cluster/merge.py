@@ -65,8 +65,6 @@ class MergeError(VirnucproError):
 # this section follows.
 
 from virnucpro.log import add_log_file, remove_log_file  # noqa: E402
-from virnucpro.pipeline import per_sequence as _per_sequence  # noqa: E402
-from virnucpro.pipeline import results as _results  # noqa: E402
 from virnucpro.pipeline.checkpoint import (  # noqa: E402
     atomic_write,
     atomic_write_text,
@@ -74,6 +72,8 @@ from virnucpro.pipeline.checkpoint import (  # noqa: E402
     read_run_json,
 )
 from virnucpro.pipeline.outputs import RUN_SUMMARY_NAME, RunPaths  # noqa: E402
+from virnucpro.pipeline.report import per_sequence as _per_sequence  # noqa: E402
+from virnucpro.pipeline.report import results as _results  # noqa: E402
 
 #: Keys of ``run.json`` ``params`` that may differ between parts (everything else must match):
 #: ``--shard-size auto`` sizes each part's shards to its own work.

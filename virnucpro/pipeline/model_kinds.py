@@ -6,7 +6,7 @@ identities, file names and task keys; which shard file it reads and which
 feature file it writes; which model file it loads; the worker functions that
 run it (in ``pipeline/parallel.py`` for DNABERT-S, ``pipeline/parallel_esm.py``
 for ESM-2). Each model's feature dimension is read once, by
-``run_setup.resolve_models``, and recorded in the run's model identities
+``run.setup.resolve_models``, and recorded in the run's model identities
 (``RunConfig.models[kind.name]["dim"]``).
 
 :class:`EmbedInitArgs` and :class:`EmbedPayload` are what crosses the process
@@ -25,7 +25,7 @@ from virnucpro.pipeline.checkpoint import read_done
 from virnucpro.pipeline.outputs import RunPaths
 
 if TYPE_CHECKING:
-    from virnucpro.pipeline.run_setup import ResolvedModels
+    from virnucpro.pipeline.run.setup import ResolvedModels
 
 
 @dataclass(frozen=True)
@@ -57,7 +57,7 @@ class EmbedPayload:
     """One embedding task: read ``source`` (shard FASTA), write ``target`` (feature file) + ``.done``.
 
     ``reuse``: the shard's reuse plan for this kind (frames not to embed, see
-    :mod:`~virnucpro.pipeline.reuse`). ``identity`` is what the resume check
+    :mod:`~virnucpro.pipeline.stages.reuse`). ``identity`` is what the resume check
     expects in the marker (see ``RunConfig.feature_identity``).
     """
 

@@ -30,9 +30,9 @@ Layout of an output directory::
         scores/shard-00001.tsv                   (+ .done)
         assembly/run-00001.chunks.tsv     runs of chunk calls sorted by ID (during assembly only)
 
-Formats of the work files are owned by :mod:`virnucpro.pipeline.work_files`
-(contigs, shard index, sorted chunk calls), :mod:`virnucpro.pipeline.features`
-(feature files) and :mod:`virnucpro.pipeline.results` (score files, result tables).
+Formats of the work files are owned by :mod:`virnucpro.pipeline.stages.work_files`
+(contigs, shard index, sorted chunk calls), :mod:`virnucpro.pipeline.stages.feature_files`
+(feature files) and :mod:`virnucpro.pipeline.report.results` (score files, result tables).
 """
 
 from __future__ import annotations
@@ -150,7 +150,7 @@ class RunPaths:
         return self.shards_dir / f"{shard_name(shard)}.protein.faa"
 
     def shard_reuse(self, kind: str, shard: int) -> Path:
-        """The reuse plan of model kind ``kind`` for ``shard`` (see :mod:`virnucpro.pipeline.reuse`)."""
+        """The reuse plan of model kind ``kind`` for ``shard`` (see :mod:`virnucpro.pipeline.stages.reuse`)."""
         return self.shards_dir / f"{shard_name(shard)}.{kind}.reuse.tsv"
 
     def dnabert_features(self, shard: int) -> Path:

@@ -1,4 +1,4 @@
-"""DNABERT-S worker functions for :class:`~virnucpro.pipeline.work_queue.BatchQueueManager`.
+"""DNABERT-S worker functions for :class:`~virnucpro.pipeline.workqueue.manager.BatchQueueManager`.
 
 ``init_dnabert_worker`` runs once per worker process and loads the model on
 the worker's device in the run's precision; ``embed_dnabert_shard`` embeds one
@@ -23,11 +23,11 @@ from typing import Any
 import numpy as np
 
 from virnucpro.models.batching import Deduplicated, deduplicate
-from virnucpro.pipeline.features import read_shard_sequences, write_feature_result
 from virnucpro.pipeline.model_kinds import EmbedInitArgs, EmbedPayload
-from virnucpro.pipeline.reuse import Borrowed
-from virnucpro.pipeline.work_files import read_reuse
-from virnucpro.pipeline.work_queue import DeferredResult, Task
+from virnucpro.pipeline.stages.feature_files import read_shard_sequences, write_feature_result
+from virnucpro.pipeline.stages.reuse import Borrowed
+from virnucpro.pipeline.stages.work_files import read_reuse
+from virnucpro.pipeline.workqueue.manager import DeferredResult, Task
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""ESM-2 worker functions for :class:`~virnucpro.pipeline.work_queue.BatchQueueManager`.
+"""ESM-2 worker functions for :class:`~virnucpro.pipeline.workqueue.manager.BatchQueueManager`.
 
 ``init_esm_worker`` loads ESM-2 once per worker process on the worker's device
 (BF16 on Ampere or newer under ``--precision auto``); ``embed_esm_shard``
@@ -14,7 +14,7 @@ from typing import Any
 
 from virnucpro.pipeline.model_kinds import EmbedInitArgs
 from virnucpro.pipeline.parallel import EmbedderState, PreparedShard, embed_shard_deferred, prepare_shard
-from virnucpro.pipeline.work_queue import DeferredResult, Task
+from virnucpro.pipeline.workqueue.manager import DeferredResult, Task
 
 
 def init_esm_worker(device: str, init_args: Mapping[str, Any]) -> EmbedderState:

@@ -11,16 +11,19 @@
 
 A result is reused only when its ``.done`` marker verifies (size, sha256 and
 the identity of the models, precision and inputs that made it, all taken from
-one :class:`~virnucpro.pipeline.run_config.RunConfig`), so re-running the same
+one :class:`~virnucpro.pipeline.run.config.RunConfig`), so re-running the same
 command after a crash continues where it stopped.
 
 Before anything is touched the options and the whole input are checked
-(:mod:`.run_checks`), then devices and models; only then may ``--force``
+(:mod:`.run.checks`), then devices and models; only then may ``--force``
 remove an earlier run. SIGINT/SIGTERM stop the run wherever it is, and at the
-latest at the next stage boundary (:mod:`.run_stop`).
+latest at the next stage boundary (:mod:`.run.stop`).
 
-Stage bodies: :mod:`.translate_stage`, :mod:`.feature_stage` (per
-:mod:`.model_kinds` entry), :mod:`.score_stage`, :mod:`.assemble`, :mod:`.summary`.
+Where things live: the run's decisions in :mod:`.run`; the stage bodies in
+:mod:`.stages` (:mod:`.stages.translate`, :mod:`.stages.embed` once per
+:mod:`.model_kinds` entry, :mod:`.stages.score`, :mod:`.stages.assemble`);
+the tables, summary and live view in :mod:`.report`; the generic work queue
+the embedders run on in :mod:`.workqueue`.
 """
 
 from __future__ import annotations
@@ -40,7 +43,6 @@ from virnucpro.errors import (
 )
 from virnucpro.io.fasta_open import is_stream
 from virnucpro.log import add_log_file, remove_log_file
-from virnucpro.pipeline.assemble import assemble, remove_intermediates
 from virnucpro.pipeline.checkpoint import (
     atomic_write_text,
     check_or_write_run_json,
@@ -52,20 +54,21 @@ from virnucpro.pipeline.checkpoint import (
     read_run_json,
     wipe_run_state,
 )
-from virnucpro.pipeline.feature_stage import feature_stage
-from virnucpro.pipeline.features import reuse_sources
 from virnucpro.pipeline.model_kinds import MODEL_KINDS
-from virnucpro.pipeline.options import PredictOptions
 from virnucpro.pipeline.outputs import RunPaths
-from virnucpro.pipeline.run_checks import check_input, check_options
-from virnucpro.pipeline.run_config import WORK_FORMAT, RunConfig, RunSetup
-from virnucpro.pipeline.run_setup import plan_devices, resolve_models, resolve_shard_size
-from virnucpro.pipeline.run_stop import check_stop, stop_on_signals
-from virnucpro.pipeline.score_pool import ScorePool, pool_size
-from virnucpro.pipeline.score_stage import shards_to_score
-from virnucpro.pipeline.summary import RunState, write_summary
-from virnucpro.pipeline.translate_stage import translate_stage
-from virnucpro.pipeline.work_files import ShardInfo
+from virnucpro.pipeline.report.summary import RunState, write_summary
+from virnucpro.pipeline.run.checks import check_input, check_options
+from virnucpro.pipeline.run.config import WORK_FORMAT, RunConfig, RunSetup
+from virnucpro.pipeline.run.options import PredictOptions
+from virnucpro.pipeline.run.setup import plan_devices, resolve_models, resolve_shard_size
+from virnucpro.pipeline.run.stop import check_stop, stop_on_signals
+from virnucpro.pipeline.stages.assemble import assemble, remove_intermediates
+from virnucpro.pipeline.stages.embed import feature_stage
+from virnucpro.pipeline.stages.feature_files import reuse_sources
+from virnucpro.pipeline.stages.score import shards_to_score
+from virnucpro.pipeline.stages.score_pool import ScorePool, pool_size
+from virnucpro.pipeline.stages.translate import translate_stage
+from virnucpro.pipeline.stages.work_files import ShardInfo
 
 __all__ = ["WORK_FORMAT", "PredictOptions", "check_input", "main"]
 
@@ -77,7 +80,7 @@ def main(options: PredictOptions) -> int:
 
     Returns:
         0 on success. Errors are raised as :class:`~virnucpro.errors.VirnucproError`;
-        SIGINT/SIGTERM as :class:`~virnucpro.pipeline.work_queue.RunInterrupted`.
+        SIGINT/SIGTERM as :class:`~virnucpro.pipeline.workqueue.manager.RunInterrupted`.
     """
     with stop_on_signals():
         # Options and input first: a bad one must not wait for the models, nor touch DIR.

@@ -4,8 +4,8 @@ Every input gets its own predict-style work directory under the work dir,
 named by the input's stem and a hash of its run parameters (input sha256,
 chunk length, shard size, precision, embedder identities), and runs
 ``predict``'s own translate and feature stages there
-(:func:`~virnucpro.pipeline.translate_stage.translate_stage`,
-:func:`~virnucpro.pipeline.feature_stage.feature_stage` with
+(:func:`~virnucpro.pipeline.stages.translate.translate_stage`,
+:func:`~virnucpro.pipeline.stages.embed.feature_stage` with
 ``BatchQueueManager`` workers and ``.done`` markers). So features are
 computed exactly as ``predict`` computes them, an interrupted extraction
 resumes, and a second training run on the same inputs embeds nothing.
@@ -30,22 +30,22 @@ from virnucpro.pipeline.checkpoint import (
     make_dir,
     output_dir_lock,
 )
-from virnucpro.pipeline.feature_stage import feature_stage
-from virnucpro.pipeline.features import read_shard_sequences, shard_feature_matrix
 from virnucpro.pipeline.model_kinds import MODEL_KINDS
-from virnucpro.pipeline.options import PredictOptions
 from virnucpro.pipeline.outputs import RunPaths
 from virnucpro.pipeline.prediction import check_input
-from virnucpro.pipeline.run_config import RunConfig, RunSetup
-from virnucpro.pipeline.run_setup import (
+from virnucpro.pipeline.report.summary import RunState
+from virnucpro.pipeline.run.config import RunConfig, RunSetup
+from virnucpro.pipeline.run.options import PredictOptions
+from virnucpro.pipeline.run.setup import (
     AUTO_SHARD_MAX,
     DevicePlan,
     ResolvedModels,
     plan_devices,
     resolve_models,
 )
-from virnucpro.pipeline.summary import RunState
-from virnucpro.pipeline.translate_stage import translate_stage
+from virnucpro.pipeline.stages.embed import feature_stage
+from virnucpro.pipeline.stages.feature_files import read_shard_sequences, shard_feature_matrix
+from virnucpro.pipeline.stages.translate import translate_stage
 
 __all__ = ["FeatureSource", "InputFeatures", "LabelledData", "LabelledInput", "extract_features"]
 

@@ -7,7 +7,7 @@ Levels (label = the class of the input file):
 * chunk: the published call, max P(virus) >= max P(others) over its kept frames; AUC on the
   chunk score ``(max + min) / 2`` of its frames' P(virus) (float32, as ``chunk_scores.tsv``);
 * sequence: the ``virus_score`` and ``call`` of ``contig_summary.tsv``
-  (:mod:`virnucpro.pipeline.per_sequence`, the one owner of that rule): mean chunk score over its
+  (:mod:`virnucpro.pipeline.report.per_sequence`, the one owner of that rule): mean chunk score over its
   chunks with a kept frame, called virus when ``>= --min-score`` (0.5).
 """
 
@@ -24,9 +24,9 @@ import numpy as np
 
 from virnucpro import __version__
 from virnucpro.pipeline.checkpoint import atomic_write_text, make_dir
-from virnucpro.pipeline.options import PredictOptions
-from virnucpro.pipeline.per_sequence import CALL_VIRUS, call_sequence
-from virnucpro.pipeline.results import ChunkCall
+from virnucpro.pipeline.report.per_sequence import CALL_VIRUS, call_sequence
+from virnucpro.pipeline.report.results import ChunkCall
+from virnucpro.pipeline.run.options import PredictOptions
 from virnucpro.sequence import ids
 from virnucpro.training.dataset import FeatureSource, LabelledData, check_labelled_inputs, extract_features
 from virnucpro.training.metrics import binary_metrics, format_table
@@ -59,8 +59,8 @@ def level_metrics(frame_ids: list[str], origin: np.ndarray, labels: np.ndarray, 
     """Metrics per frame, per chunk and per sequence.
 
     Chunk calls and scores, sequence scores and calls are those of ``predict``'s
-    tables, computed by their one owner (:class:`~virnucpro.pipeline.results.ChunkCall`,
-    :func:`~virnucpro.pipeline.per_sequence.call_sequence`). A sequence without a
+    tables, computed by their one owner (:class:`~virnucpro.pipeline.report.results.ChunkCall`,
+    :func:`~virnucpro.pipeline.report.per_sequence.call_sequence`). A sequence without a
     kept frame has no frame here, so no score, and is not counted (``predict``
     calls it ``no_call``).
 
@@ -101,7 +101,7 @@ def level_metrics(frame_ids: list[str], origin: np.ndarray, labels: np.ndarray, 
 def main(options: EvaluateOptions) -> int:
     """Score labelled inputs with a classifier and write ``evaluation.json`` and ``evaluation.tsv``."""
     from virnucpro.models.classifier import load_classifier
-    from virnucpro.pipeline.run_setup import resolve_models
+    from virnucpro.pipeline.run.setup import resolve_models
 
     check_labelled_inputs(labelled_inputs(options.positives, options.negatives))
     out = Path(options.output_dir)

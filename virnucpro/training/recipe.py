@@ -107,7 +107,7 @@ def score_frames(model: MLPClassifier, features: np.ndarray) -> np.ndarray:
     (float64 classifier, ties made exact by ``results.probabilities_from_logits``)."""
     import torch
 
-    from virnucpro.pipeline.results import probabilities_from_logits
+    from virnucpro.pipeline.report.results import probabilities_from_logits
 
     scorer = MLPClassifier(model.input_dim, model.hidden_layer.out_features, model.num_classes,
                            bn_eps=model.bn1.eps).double().eval()

@@ -17,7 +17,7 @@ import numpy as np
 from virnucpro import __version__
 from virnucpro.log import add_log_file, remove_log_file
 from virnucpro.pipeline.checkpoint import atomic_write_text, make_dir, output_dir_lock
-from virnucpro.pipeline.options import PredictOptions
+from virnucpro.pipeline.run.options import PredictOptions
 from virnucpro.sequence import ids
 from virnucpro.training.dataset import (
     NEGATIVE,
@@ -178,7 +178,7 @@ def _metrics(held_out: dict[str, Any], data: LabelledData, result: TrainResult) 
 
 def _write_held_out_scores(path: Path, data: LabelledData, result: TrainResult, probabilities: np.ndarray) -> None:
     """``input  frame_id  label  score1  score2`` per held-out frame, scores as ``predict`` prints them."""
-    from virnucpro.pipeline.results import format_score
+    from virnucpro.pipeline.report.results import format_score
 
     frame_ids = data.frame_ids
     lines = ["input\tframe_id\tlabel\tscore1\tscore2\n"]

@@ -1,0 +1,175 @@
+"""The answer per input sequence: chunk scores, sequence scores and calls, the viral FASTA.
+
+The published tool stops at a call per chunk; these files add the answer per
+sequence without touching the two published tables.
+
+* Chunk score: ``(max + min) / 2`` of the virus scores (``score2``) of the
+  chunk's kept frames (:attr:`ChunkCall.chunk_score`); ``>= 0.5`` exactly when
+  the published ``Is_Virus`` is True, knife-edge chunks aside.
+* Sequence score ``virus_score``: mean of the chunk scores of the chunks with a
+  kept frame, rounded to float32; the call is ``virus`` when it is ``>= min_score``,
+  ``not_virus`` otherwise, ``no_call`` when the sequence has no chunk with a kept
+  frame or was not scored (``status``: ``empty_skipped``, ``too_short``, ``no_kept_frame``).
+
+Formats:
+
+* ``chunk_scores.tsv``: :data:`CHUNK_SCORES_HEADER`, one row per chunk of every
+  scored sequence, in input order; ``start``/``end`` 1-based inclusive on the
+  input sequence; ``NA`` scores for a chunk without a kept frame; ``is_virus``
+  is the published call.
+* ``contig_summary.tsv``: :data:`CONTIG_SUMMARY_HEADER` (the earlier columns,
+  then ``virus_score``, ``virus_chunk_fraction``, ``call``).
+* ``viral_contigs.fa``: the sequences called ``virus``, header line and sequence
+  as read, wrapped at :data:`VIRAL_FASTA_WIDTH`.
+
+Every writer takes a stream of rows (``cluster/merge`` reuses them); memory
+holds one sequence's chunk calls at most.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, BinaryIO, TextIO, cast
+
+import numpy as np
+
+from virnucpro.io.fasta import FastaBytesRecord, FastaWriter
+from virnucpro.pipeline.report.results import ChunkCall, ContigRow, format_score
+from virnucpro.sequence import ids
+from virnucpro.sequence.chunking import chunk_bounds
+
+CHUNK_SCORES_HEADER = (
+    "sequence_id\tchunk\tstart\tend\tkept_frames\tmax_virus_score\tchunk_score\tis_virus\n"
+)
+#: Header of ``contig_summary.tsv`` before the per-sequence columns existed (recognised to say so).
+EARLIER_CONTIG_SUMMARY_HEADER = (
+    "sequence_id\tlength\tchunks\tchunks_with_frames\tchunks_virus\tmax_virus_score\tstatus\n"
+)
+CONTIG_SUMMARY_HEADER = EARLIER_CONTIG_SUMMARY_HEADER.rstrip("\n") + "\tvirus_score\tvirus_chunk_fraction\tcall\n"
+CALL_VIRUS, CALL_NOT_VIRUS, NO_CALL = "virus", "not_virus", "no_call"
+CALLS = (CALL_VIRUS, CALL_NOT_VIRUS, NO_CALL)
+STATUS_TOO_SHORT = "too_short"
+VIRAL_FASTA_WIDTH = 60
+DEFAULT_MIN_SCORE = 0.5
+
+
+@dataclass(frozen=True)
+class SequenceCall:
+    """Score and call of one input sequence (``virus_score`` None when there is none)."""
+
+    virus_score: np.float32 | None
+    virus_chunk_fraction: float | None
+    call: str
+
+
+def call_sequence(calls: Sequence[ChunkCall], min_score: float) -> SequenceCall:
+    """Score and call of a sequence from its chunks with a kept frame (grouped from frame rows)."""
+    if not calls:
+        return SequenceCall(None, None, NO_CALL)
+    score = np.float32(sum(float(c.chunk_score) for c in calls) / len(calls))
+    fraction = sum(c.is_virus for c in calls) / len(calls)
+    return SequenceCall(score, fraction, CALL_VIRUS if score >= min_score else CALL_NOT_VIRUS)
+
+
+@dataclass(frozen=True)
+class SequenceResult:
+    """Everything the per-sequence tables say about one input sequence.
+
+    Attributes:
+        contig: the translate stage's row (length, chunks, chunks with frames).
+        status: ``scored``, ``no_kept_frame``, ``empty_skipped`` or ``too_short``.
+        calls: chunk calls of its chunks with a kept frame, in chunk order (empty unless scored).
+        call: its score and call.
+    """
+
+    contig: ContigRow
+    status: str
+    calls: Sequence[ChunkCall]
+    call: SequenceCall
+
+    @property
+    def scored(self) -> bool:
+        return self.status not in ("empty_skipped", STATUS_TOO_SHORT)
+
+
+def sequence_result(contig: ContigRow, calls: Sequence[ChunkCall], min_score: float,
+                    too_short: bool = False) -> SequenceResult:
+    """The result of one sequence (``too_short``: below ``--min-length``, so not scored)."""
+    status = STATUS_TOO_SHORT if too_short and contig.length > 0 else contig.status
+    if status == STATUS_TOO_SHORT:
+        calls = []
+    return SequenceResult(contig, status, calls, call_sequence(calls, min_score))
+
+
+def _text(value: np.float32 | None) -> str:
+    return "NA" if value is None else format_score(value)
+
+
+def contig_summary_line(result: SequenceResult) -> str:
+    """One row of ``contig_summary.tsv``."""
+    info, calls, call = result.contig, result.calls, result.call
+    virus_chunks = sum(c.is_virus for c in calls)
+    max_virus = _text(np.float32(max(c.max_virus for c in calls))) if calls else "NA"
+    fraction = "NA" if call.virus_chunk_fraction is None else f"{call.virus_chunk_fraction:.6g}"
+    with_frames = 0 if result.status == STATUS_TOO_SHORT else info.chunks_with_frames
+    return (
+        f"{info.sequence_id}\t{info.length}\t{info.chunks}\t{with_frames}\t{virus_chunks}\t{max_virus}\t"
+        f"{result.status}\t{_text(call.virus_score)}\t{fraction}\t{call.call}\n"
+    )
+
+
+def chunk_score_lines(result: SequenceResult, chunk_length: int) -> Iterator[str]:
+    """Rows of ``chunk_scores.tsv`` for one sequence: every chunk when it was scored, none otherwise."""
+    if not result.scored or result.contig.length == 0:
+        return
+    seq_id = result.contig.sequence_id
+    by_id = {c.chunk_id: c for c in result.calls}
+    for k, (start, end) in enumerate(chunk_bounds(result.contig.length, chunk_length), start=1):
+        chunk = ids.chunk_id(seq_id, k)
+        call = by_id.get(chunk)
+        if call is None:
+            yield f"{seq_id}\t{chunk}\t{start + 1}\t{end}\t0\tNA\tNA\tNA\n"
+        else:
+            yield (
+                f"{seq_id}\t{chunk}\t{start + 1}\t{end}\t{call.frames}\t{format_score(np.float32(call.max_virus))}\t"
+                f"{format_score(call.chunk_score)}\t{call.is_virus}\n"
+            )
+
+
+def write_chunk_score_lines(lines: Iterable[str], out: TextIO, header: bool = True) -> int:
+    """Write ``chunk_scores.tsv`` rows (from :func:`chunk_score_lines` or a part's file); returns the rows."""
+    if header:
+        out.write(CHUNK_SCORES_HEADER)
+    n = 0
+    for line in lines:
+        out.write(line)
+        n += 1
+    return n
+
+
+def write_viral_fasta(records: Iterable[FastaBytesRecord], out: IO[bytes]) -> int:
+    """Write records as ``viral_contigs.fa`` does: the header line as read (``description``),
+    the sequence in the input's case, wrapped at :data:`VIRAL_FASTA_WIDTH`; returns the count."""
+    writer = FastaWriter(cast(BinaryIO, out), line_width=VIRAL_FASTA_WIDTH)
+    for record in records:
+        writer.write(record.description or record.id, record.sequence)
+    return writer.count
+
+
+def read_summary_calls(path: Path) -> Iterator[tuple[str, str, str]]:
+    """``(sequence_id, status, call)`` of each row of a ``contig_summary.tsv``, in file order.
+
+    Raises:
+        ValueError: the file lacks the per-sequence columns (written by an older version).
+    """
+    with open(path, encoding="utf-8") as handle:
+        header = handle.readline().rstrip("\n").split("\t")
+        try:
+            id_col, status_col, call_col = (header.index(c) for c in ("sequence_id", "status", "call"))
+        except ValueError:
+            raise ValueError(f"{path}: no 'call' column (made by an older virnucpro)") from None
+        for line in handle:
+            fields = line.rstrip("\n").split("\t")
+            yield fields[id_col], fields[status_col], fields[call_col]

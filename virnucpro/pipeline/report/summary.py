@@ -1,0 +1,145 @@
+"""What a ``predict`` run learns as it goes, and ``run_summary.json`` made from it."""
+
+from __future__ import annotations
+
+import json
+import platform
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from virnucpro import __version__
+from virnucpro.errors import EXIT_OK
+from virnucpro.pipeline.checkpoint import atomic_write_text
+from virnucpro.pipeline.outputs import RunPaths
+from virnucpro.pipeline.run.config import RunSetup
+from virnucpro.pipeline.stages.work_files import ShardInfo
+
+
+@dataclass
+class RunCounts:
+    """Counts reported in the summary (the translate ones are also kept in the shard index).
+
+    ``frames_virus`` and ``chunks_virus`` are None (unknown) until the tables are assembled.
+    ``<kind>_reused_frames``: kept frames whose embedding by that model is not computed but
+    reused from an identical frame of the run (``pipeline/reuse.py``; named by
+    ``stages.translate._reused_count``).
+    """
+
+    sequences: int = 0
+    skipped_empty: int = 0
+    bases: int = 0
+    chunks: int = 0
+    chunks_with_frames: int = 0
+    kept_frames: int = 0
+    frames_virus: int | None = None
+    chunks_virus: int | None = None
+    shards: int = 0
+    frames_scored: int = 0
+    too_short: int = 0
+    sequences_scored: int = 0
+    sequences_virus: int = 0
+    sequences_not_virus: int = 0
+    sequences_no_call: int = 0
+    dnabert_reused_frames: int = 0
+    esm_reused_frames: int = 0
+
+
+@dataclass
+class StageReport:
+    """Wall time and work of one stage (``reused``: shards whose verified results were kept;
+    ``duplicate_frames``: computed frames that reused an identical frame's embedding;
+    ``workers``: the score stage's pool processes, 0 = scored in the main process; None and
+    left out of the summary for the other stages)."""
+
+    seconds: float = 0.0
+    frames: int = 0
+    computed_shards: int = 0
+    reused_shards: int = 0
+    duplicate_frames: int = 0
+    workers: int | None = None
+
+    @property
+    def frames_per_second(self) -> float | None:
+        return round(self.frames / self.seconds, 2) if self.seconds > 0 and self.frames else None
+
+
+@dataclass
+class RunState:
+    """What a run learns as it goes; becomes ``run_summary.json``."""
+
+    counts: RunCounts = field(default_factory=RunCounts)
+    stages: dict[str, StageReport] = field(default_factory=dict)
+    shards: list[ShardInfo] = field(default_factory=list)
+    viral_fasta: bool | None = None  # written (True), impossible for a stream input (False), not yet (None)
+
+
+def write_summary(
+    setup: RunSetup,
+    state: RunState,
+    seconds: float,
+    status: str = "ok",
+    error: str | None = None,
+    exit_code: int = EXIT_OK,
+) -> None:
+    """Write ``run_summary.json``: what batch scripts read instead of the log."""
+    import numpy
+    import torch
+
+    options, paths, config, models = setup.options, setup.paths, setup.config, setup.models
+    stages = {
+        name: {**{key: value for key, value in asdict(report).items() if key != "workers" or value is not None},
+               "frames_per_second": report.frames_per_second}
+        for name, report in state.stages.items()
+    }
+    summary = {
+        "status": status,
+        "exit_code": exit_code,
+        "error": error,
+        "virnucpro_version": __version__,
+        "input": str(options.input_path),
+        "output_dir": str(paths.root.resolve()),
+        # Only files that exist now (an interrupted run has not written its tables yet).
+        "outputs": {
+            "predictions": _present(paths.predictions),
+            "highest_score": _present(paths.highest_score),
+            "contig_summary": _present(paths.contig_summary),
+            "chunk_scores": _present(paths.chunk_scores),
+            "viral_fasta": _present(paths.viral_fasta) if state.viral_fasta else None,
+            "log": _present(paths.log),
+            "features": str(paths.features_dir) if status == "ok" and _kept_features(paths) else None,
+        },
+        "notice": models.notice if models.demo else None,
+        "counts": asdict(state.counts),
+        "calls": {
+            "virus": state.counts.sequences_virus,
+            "not_virus": state.counts.sequences_not_virus,
+            "no_call": state.counts.sequences_no_call,
+            "min_score": config.min_score,
+            "min_length": config.min_length,
+        },
+        "stages": stages,
+        "wall_seconds": round(seconds, 3),
+        "devices": setup.plan.devices,
+        "precision": config.precision,
+        # The --compile mode asked for (speed only, so in no identity and not in run.json).
+        "compile": options.compile,
+        "chunk_length": config.chunk_length,
+        "shard_size": config.shard_size,
+        "models": config.models,
+        "software": {
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "numpy": numpy.__version__,
+            "platform": platform.platform(),
+        },
+    }
+    atomic_write_text(paths.run_summary, json.dumps(summary, indent=1) + "\n")
+
+
+def _present(path: Path) -> str | None:
+    """The file's name inside the output directory when it exists, else None."""
+    return path.name if path.is_file() else None
+
+
+def _kept_features(paths: RunPaths) -> bool:
+    return paths.features_dir.is_dir() and any(paths.features_dir.glob("*.safetensors"))

@@ -1,0 +1,235 @@
+"""Before any work: which model files, which devices, which precision.
+
+Everything here runs in the parent process. It never initialises CUDA when
+workers will be spawned (GPUs are discovered through NVML); only the
+single-device, in-process mode asks torch about the device, because there the
+parent is the worker.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from virnucpro.errors import DeviceSelectionError, ModelNotAvailableError
+from virnucpro.hashing import cached_sha256
+from virnucpro.models import registry
+from virnucpro.pipeline.run.options import PredictOptions
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ResolvedModels:
+    """The three model files of a run and their identities (name + sha256)."""
+
+    esm_path: Path
+    dnabert_dir: Path
+    classifier_path: Path
+    identities: dict[str, Any]
+    demo: bool = False
+    notice: str = ""
+
+
+@dataclass(frozen=True)
+class DevicePlan:
+    """Where the embedding workers run.
+
+    Attributes:
+        devices: one entry per worker (``cuda:N`` or ``cpu``).
+        in_process: run the single worker inside this process (no spawn).
+        precision: concrete precision name (``fp32``, ``bf16``, ``fp16``) used by every worker.
+    """
+
+    devices: list[str]
+    in_process: bool
+    precision: str
+
+
+# --------------------------------------------------------------------------- models
+
+
+def resolve_models(options: PredictOptions, *, with_classifier: bool = True) -> ResolvedModels:
+    """Find (or fetch) the model files and check that they fit together.
+
+    Args:
+        with_classifier: False for the embedders only (``virnucpro train``): the
+            classifier is neither resolved nor named in the identities.
+
+    Raises:
+        ModelNotAvailableError: a model is missing, unsafe, the classifier's input
+            size is not DNABERT-S dim + ESM-2 dim, or a trained classifier's
+            ``model.json`` names other feature models or another chunk length.
+    """
+    from virnucpro.models.classifier import (
+        check_input_dim,
+        check_model_card,
+        classifier_file,
+        load_classifier,
+    )
+
+    classifier_path = Path()
+    if options.models == "demo":
+        from virnucpro.models.demo import DemoModelSet, ensure_demo_models
+
+        if options.esm_model or options.dnabert_model:
+            raise DeviceSelectionError("--models demo cannot be combined with --esm-model or --dnabert-model")
+        demo = ensure_demo_models()
+        esm_path, dnabert_dir = demo.esm_path, demo.dnabert_dir
+        # --model-path: a classifier trained on the demo embedders (``virnucpro train --models demo``).
+        if with_classifier:
+            classifier_path = classifier_file(options.model_path) if options.model_path else demo.classifier_path
+        esm_name, dnabert_name = "demo-esm2", "demo-dnabert-s"
+        classifier_name = options.model_path or "demo-classifier"
+        notice = DemoModelSet.NOTICE
+    else:
+        esm_name = options.esm_model or registry.DEFAULT_ESM_MODEL
+        dnabert_name = options.dnabert_model or registry.DEFAULT_DNABERT_MODEL
+        classifier_name = options.model_path or f"{options.model_type}_model.pth"
+        if with_classifier:
+            model_file = classifier_file(options.model_path) if options.model_path else None
+            classifier_path = registry.resolve_classifier(options.model_type, model_file, offline=options.offline)
+        dnabert_dir = registry.resolve_dnabert_model(dnabert_name, options.dnabert_revision, offline=options.offline)
+        esm_path = registry.resolve_esm_model(esm_name, offline=options.offline)
+        notice = ""
+
+    dnabert_dim = dnabert_hidden_size(dnabert_dir)
+    esm_dim = esm_embed_dim(esm_path)
+    identities: dict[str, dict[str, Any]] = {
+        "dnabert": {"name": dnabert_name, "revision": options.dnabert_revision, "sha256": dnabert_fingerprint(dnabert_dir), "dim": dnabert_dim},
+        "esm": {"name": esm_name, "sha256": cached_sha256(esm_path), "dim": esm_dim},
+    }
+    located = [("esm", esm_path), ("dnabert", dnabert_dir)]
+    if with_classifier:
+        check_model_card(classifier_path, dict(identities), options.effective_chunk_length)
+        classifier = load_classifier(classifier_path)
+        check_input_dim(classifier, dnabert_dim, esm_dim, dnabert_name=dnabert_name, esm_name=esm_name,
+                        classifier_name=str(classifier_name))
+        identities["classifier"] = {"name": str(classifier_name), "sha256": cached_sha256(classifier_path),
+                                    "git_blob_sha1": registry.git_blob_sha1(classifier_path)}
+        located.append(("classifier", classifier_path))
+    for kind, path in located:
+        logger.info("%s model: %s (%s)", kind, identities[kind]["name"], path)
+    return ResolvedModels(esm_path, dnabert_dir, classifier_path, identities, options.models == "demo", notice)
+
+
+def dnabert_hidden_size(model_dir: Path) -> int:
+    """``hidden_size`` from a DNABERT-S directory's ``config.json``."""
+    config = model_dir / "config.json"
+    try:
+        return int(json.loads(config.read_text(encoding="utf-8"))["hidden_size"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ModelNotAvailableError(f"{config}: cannot read hidden_size ({exc})") from None
+
+
+def esm_embed_dim(path: Path) -> int:
+    """Embedding size of an ESM-2 checkpoint (memory-mapped: the weights are not read)."""
+    from virnucpro.models.esm2_checkpoint import load_esm2_checkpoint
+
+    return load_esm2_checkpoint(path).embed_dim
+
+
+def dnabert_fingerprint(model_dir: Path) -> str:
+    """One sha256 over the files that decide DNABERT-S's numbers (config, tokenizer, weights)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for name in ("config.json", "tokenizer.json", *registry.DNABERT_WEIGHT_FILES):
+        path = model_dir / name
+        if path.is_file():
+            digest.update(f"{name}:{cached_sha256(path)}\n".encode())
+    return digest.hexdigest()
+
+
+# --------------------------------------------------------------------------- devices
+
+
+def available_cores() -> int:
+    """CPU cores this process may run on (its affinity mask, which SLURM and taskset narrow)."""
+    import os
+
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def plan_devices(options: PredictOptions) -> DevicePlan:
+    """Turn ``--device/--parallel/--gpus/--workers/--precision`` into a worker plan.
+
+    Raises:
+        DeviceSelectionError / GpuSelectionError: contradictory options or absent devices (exit 2).
+    """
+    precision = options.precision.lower()
+    if options.gpus is not None or options.parallel:
+        from virnucpro.pipeline.report.gpu_monitor import parse_gpu_list, visible_gpus
+
+        if options.workers:
+            raise DeviceSelectionError("--workers runs CPU workers; it cannot be combined with --parallel/--gpus")
+        if options.device not in ("auto", "cuda") and not options.device.startswith("cuda"):
+            raise DeviceSelectionError(f"--device {options.device} contradicts --parallel/--gpus (GPU workers)")
+        gpus = visible_gpus()
+        ordinals = parse_gpu_list(options.gpus or "all", gpus)
+        if precision == "auto":
+            chosen = [g for g in gpus if g.ordinal in ordinals]
+            precision = "bf16" if chosen and all(g.supports_bf16 for g in chosen) else "fp32"
+        return DevicePlan([f"cuda:{i}" for i in ordinals], in_process=False, precision=precision)
+
+    if options.workers:
+        if options.device not in ("auto", "cpu"):
+            raise DeviceSelectionError("--workers runs CPU worker processes; use --gpus for GPU workers")
+        cores = available_cores()
+        if options.workers > cores:
+            logger.warning("--workers %d is more than the %d CPU core(s) available: the workers share them "
+                           "(one thread each) and each holds its own copy of the models", options.workers, cores)
+        return DevicePlan(["cpu"] * options.workers, in_process=False,
+                          precision="fp32" if precision == "auto" else precision)
+
+    from virnucpro.models.precision import precision_name, resolve_device, resolve_precision
+
+    try:
+        device = resolve_device(options.device)
+        dtype = resolve_precision(precision, device)
+    except ValueError as exc:
+        raise DeviceSelectionError(str(exc)) from None
+    return DevicePlan([str(device)], in_process=True, precision=precision_name(dtype))
+
+
+# --------------------------------------------------------------------------- shard size
+
+#: ``--shard-size auto`` bounds: the largest shard (also the size when the work is unknown, e.g.
+#: a stream) and the smallest (below it, per-shard costs such as reading, writing and
+#: checksumming outweigh what the balance gains).
+AUTO_SHARD_MAX = 10_000
+AUTO_SHARD_MIN = 1_000
+#: Shards per worker ``auto`` aims at: the last shards then leave a worker idle for at most
+#: about a quarter of its share of the work.
+SHARDS_PER_WORKER = 4
+
+
+def auto_shard_size(estimated_frames: int | None, workers: int) -> int:
+    """Frames per shard for about :data:`SHARDS_PER_WORKER` shards per worker, rounded up to
+    a multiple of 100, within [:data:`AUTO_SHARD_MIN`, :data:`AUTO_SHARD_MAX`]."""
+    if estimated_frames is None:
+        return AUTO_SHARD_MAX
+    per_shard = -(-max(0, estimated_frames) // (max(1, workers) * SHARDS_PER_WORKER))
+    return min(AUTO_SHARD_MAX, max(AUTO_SHARD_MIN, -(-per_shard // 100) * 100))
+
+
+def resolve_shard_size(options: PredictOptions, recorded: int | None, chunks: int | None,
+                       plan: DevicePlan) -> int:
+    """The run's shard size: ``--shard-size`` when given; for ``auto``, the size an earlier run
+    in the directory recorded (so resuming on other devices reuses every shard), else sized to
+    the work (about one kept frame per chunk) and the number of workers."""
+    if options.shard_size is not None:
+        return options.shard_size
+    if recorded is not None and not options.force:
+        logger.debug("shard size: %d frames, as the earlier run in this directory chose", recorded)
+        return recorded
+    size = auto_shard_size(chunks, len(plan.devices))
+    logger.info("shard size: %d frames (auto: %s chunk(s), %d worker(s))", size,
+                "unknown" if chunks is None else chunks, len(plan.devices))
+    return size

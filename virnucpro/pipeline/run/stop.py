@@ -1,0 +1,76 @@
+"""SIGINT/SIGTERM for a whole ``predict`` run, not only while a work queue runs.
+
+:func:`stop_on_signals` holds a raising handler for the run's lifetime: a signal
+that arrives while the parent itself works (translate, scoring, assembly,
+model loading, between stages) stops the run at once. While a stage's
+:class:`~virnucpro.pipeline.workqueue.manager.BatchQueueManager` runs, the queue's own
+handler takes over (stop the workers, then raise); a signal the queue recorded
+but did not act on (it arrived just as the last shard finished) is found by
+:func:`check_stop` at the next stage boundary, so no further stage starts.
+
+Fault hook for the tests: ``VIRNUCPRO_SIGNAL_AT=BOUNDARY[:INT|:TERM]`` sends the
+real signal (SIGTERM by default) to this process at ``BOUNDARY``:
+
+* ``after:translate``, ``after:dnabert``, ``after:esm``, ``after:score``:
+  once that stage returned;
+* ``during:assemble``: after the first result table is written;
+* ``last:dnabert``, ``last:esm``: while the queue still runs, as its last shard
+  finishes (the signal the queue records but no longer acts on).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+from collections.abc import Iterator
+
+from virnucpro.pipeline.workqueue.signals import StopSignals, clear_stop_signal, stop_signal_seen
+from virnucpro.pipeline.workqueue.tasks import RunInterrupted
+
+logger = logging.getLogger(__name__)
+
+SIGNAL_AT_ENV = "VIRNUCPRO_SIGNAL_AT"
+
+
+@contextlib.contextmanager
+def stop_on_signals() -> Iterator[None]:
+    """SIGINT/SIGTERM raise :class:`RunInterrupted` (a ``KeyboardInterrupt``) anywhere in the block."""
+    clear_stop_signal()
+    try:
+        with StopSignals(raise_at_once=True):
+            yield
+    finally:
+        clear_stop_signal()
+
+
+def check_stop(boundary: str) -> None:
+    """Stop at a stage boundary when a signal was caught (and not yet acted on) before it.
+
+    Args:
+        boundary: where the run is, e.g. ``after:dnabert`` (also the fault hook's name).
+
+    Raises:
+        RunInterrupted: a stop signal was seen; no further stage may start.
+    """
+    signal_at(boundary)
+    signum = stop_signal_seen()
+    if signum is not None:
+        logger.warning("%s received: stopping %s; finished work is kept, re-run the same command to continue",
+                       signal.Signals(signum).name, boundary.replace(":", " "))
+        raise RunInterrupted(signum)
+
+
+def signal_at(boundary: str) -> None:
+    """The fault hook: send the configured signal to this process if ``boundary`` is the one named."""
+    wanted = os.environ.get(SIGNAL_AT_ENV, "")
+    if not wanted:
+        return
+    name, _, which = wanted.partition(":")
+    target, _, kind = which.partition(":")
+    if f"{name}:{target}" != boundary:
+        return
+    signum = signal.SIGINT if kind.upper() in ("INT", "SIGINT") else signal.SIGTERM
+    logger.debug("%s: sending %s at %s", SIGNAL_AT_ENV, signal.Signals(signum).name, boundary)
+    os.kill(os.getpid(), signum)

@@ -1,0 +1,252 @@
+"""Stage 5 of ``predict``: the result tables from the shard score files, in input order.
+
+``work/contigs.tsv`` is walked in input order beside one stream of frame rows
+per length group of shards (see :mod:`.translate`); records below
+``--min-length`` are left out of every table but ``contig_summary.tsv``
+(status ``too_short``). From that one ordered walk:
+
+* ``prediction_results.txt``: the frame rows under the header;
+* ``contig_summary.tsv`` and ``chunk_scores.tsv`` (:mod:`.per_sequence`);
+* ``prediction_results_highestscore.csv``: chunk calls sorted in bounded runs
+  into ``work/assembly/`` and k-way merged (memory: one run);
+* ``viral_contigs.fa``: a second streaming pass over the input, which must
+  still have the sha256 the run was accepted under.
+
+Every table is written atomically; all of it depends on the score files and
+the two report-only settings (``min_score``, ``min_length``), so re-thresholding a
+finished run re-does only this stage. After success :func:`remove_intermediates`
+drops what is large and cheap to remake.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from typing import IO
+
+from virnucpro.errors import InputError
+from virnucpro.io.fasta import FastaBytesRecord, read_fasta_bytes
+from virnucpro.io.fasta_open import is_stream
+from virnucpro.pipeline.checkpoint import atomic_write, hash_input, make_dir
+from virnucpro.pipeline.outputs import RunPaths
+from virnucpro.pipeline.report import per_sequence, results
+from virnucpro.pipeline.report.summary import RunState, StageReport
+from virnucpro.pipeline.run.config import RunSetup
+from virnucpro.pipeline.run.options import PredictOptions
+from virnucpro.pipeline.stages.work_files import (
+    ShardInfo,
+    read_contigs,
+    read_sorted_chunk_calls,
+    write_sorted_chunk_calls,
+)
+from virnucpro.sequence import ids
+
+logger = logging.getLogger(__name__)
+
+#: Chunk calls per sorted run of the external sort behind the highest-score table.
+SORT_RUN_CALLS = 200_000
+
+
+class _GroupRows:
+    """The frame rows of one length group of shards, taken record by record in input order."""
+
+    def __init__(self, paths: RunPaths, shards: list[ShardInfo]) -> None:
+        self._rows = (row for s in shards for row in results.read_score_file(paths.shard_scores(s.index)))
+        self._next = next(self._rows, None)
+
+    def take(self, record_id: str) -> Iterator[results.FrameScore]:
+        while self._next is not None and ids.record_of_chunk(ids.chunk_of_frame(self._next.frame_id)) == record_id:
+            yield self._next
+            self._next = next(self._rows, None)
+
+    def leftover(self) -> str | None:
+        return None if self._next is None else self._next.frame_id
+
+
+RecordRows = tuple[results.ContigRow, bool, Iterator[results.FrameScore]]
+
+
+def _records(setup: RunSetup, shards: list[ShardInfo]) -> Iterator[RecordRows]:
+    """``(contig, too_short, frame rows)`` per input record in input order; rows are empty for a
+    record below ``min_length``. Each row iterator must be consumed before the next record.
+
+    Raises:
+        ValueError: the score files and ``contigs.tsv`` disagree.
+    """
+    paths, min_length = setup.paths, setup.config.min_length
+    keys = sorted({(s.min_length, s.below) for s in shards}, key=lambda k: k[0])
+    groups = [(key, _GroupRows(paths, [s for s in shards if (s.min_length, s.below) == key])) for key in keys]
+    for contig in read_contigs(paths.contigs_table):
+        too_short = contig.length < min_length
+        holder = next((g for (lo, below), g in groups if lo <= contig.length and (below is None or contig.length < below)),
+                      None)
+        rows = holder.take(contig.sequence_id) if holder is not None else iter(())
+        if too_short:
+            for _ in rows:
+                pass
+            rows = iter(())
+        yield contig, too_short, rows
+        for _ in rows:  # whatever the consumer left
+            pass
+    for _, group in groups:
+        left = group.leftover()
+        if left is not None:
+            raise ValueError(f"frame {left} matches no input sequence in order")
+
+
+def _text_writer(fill: Callable[[io.TextIOWrapper], None]) -> Callable[[IO[bytes]], None]:
+    def write(handle: IO[bytes]) -> None:
+        text = io.TextIOWrapper(handle, encoding="utf-8", newline="")
+        fill(text)
+        text.flush()
+        text.detach()
+    return write
+
+
+def assemble(setup: RunSetup, state: RunState, on_table: Callable[[], None] | None = None) -> None:
+    """Write every result table and record the virus counts in ``state``.
+
+    Args:
+        on_table: called after each table is in place (the run's stop check: a stop
+            signal ends the assembly there; a re-run writes every table again).
+    """
+    def table_done() -> None:
+        if on_table is not None:
+            on_table()
+
+    paths, config = setup.paths, setup.config
+    began = time.monotonic()
+    shards = state.shards
+    counts = state.counts
+
+    def write_predictions(text: io.TextIOWrapper) -> None:
+        text.write(results.PREDICTIONS_HEADER)
+        frames = virus = 0
+        for _contig, _short, rows in _records(setup, shards):
+            for row in rows:
+                text.write(row.line())
+                frames += 1
+                virus += row.label == "virus"
+        counts.frames_virus, counts.frames_scored = virus, frames
+
+    atomic_write(paths.predictions, _text_writer(write_predictions))
+    table_done()
+
+    make_dir(paths.assembly_dir)
+    sort_runs = 0
+    viral: list[int] = []  # input ordinals of the sequences called virus
+    tally = dict.fromkeys(per_sequence.CALLS, 0)
+    too_short = scored = 0
+
+    def write_chunk_scores(chunk_text: io.TextIOWrapper) -> None:
+        def write_summary(summary_text: io.TextIOWrapper) -> None:
+            nonlocal sort_runs, too_short, scored
+            summary_text.write(per_sequence.CONTIG_SUMMARY_HEADER)
+            chunk_text.write(per_sequence.CHUNK_SCORES_HEADER)
+            pending: list[results.ChunkCall] = []
+            for ordinal, (contig, short, rows) in enumerate(_records(setup, shards)):
+                calls = list(results.chunk_calls(rows))
+                result = per_sequence.sequence_result(contig, calls, config.min_score, too_short=short)
+                summary_text.write(per_sequence.contig_summary_line(result))
+                chunk_text.writelines(per_sequence.chunk_score_lines(result, config.chunk_length))
+                tally[result.call.call] += 1
+                too_short += result.status == per_sequence.STATUS_TOO_SHORT
+                scored += result.call.virus_score is not None
+                if result.call.call == per_sequence.CALL_VIRUS:
+                    viral.append(ordinal)
+                pending.extend(calls)
+                if len(pending) >= SORT_RUN_CALLS:
+                    sort_runs += 1
+                    write_sorted_chunk_calls(paths.sorted_chunk_calls(sort_runs), sorted(pending, key=_chunk_key))
+                    pending = []
+            if pending or not sort_runs:
+                sort_runs += 1
+                write_sorted_chunk_calls(paths.sorted_chunk_calls(sort_runs), sorted(pending, key=_chunk_key))
+
+        atomic_write(paths.contig_summary, _text_writer(write_summary))
+
+    atomic_write(paths.chunk_scores, _text_writer(write_chunk_scores))
+    table_done()
+
+    def write_highest(text: io.TextIOWrapper) -> None:
+        text.write(results.HIGHEST_SCORE_HEADER)
+        merged = results.merge_sorted_chunk_calls(
+            read_sorted_chunk_calls(paths.sorted_chunk_calls(k)) for k in range(1, sort_runs + 1)
+        )
+        _rows, counts.chunks_virus = results.write_highest_score_rows(merged, text)
+
+    atomic_write(paths.highest_score, _text_writer(write_highest))
+    shutil.rmtree(paths.assembly_dir, ignore_errors=True)
+    table_done()
+
+    counts.sequences_virus = tally[per_sequence.CALL_VIRUS]
+    counts.sequences_not_virus = tally[per_sequence.CALL_NOT_VIRUS]
+    counts.sequences_no_call = tally[per_sequence.NO_CALL]
+    counts.sequences_scored, counts.too_short = scored, too_short
+    state.viral_fasta = write_viral_fasta(setup, viral)
+    state.stages["assemble"] = StageReport(seconds=time.monotonic() - began, frames=counts.frames_scored)
+
+
+def _chunk_key(call: results.ChunkCall) -> str:
+    return call.chunk_id
+
+
+def write_viral_fasta(setup: RunSetup, viral: list[int]) -> bool:
+    """Write ``viral_contigs.fa`` from a second pass over the input; False when the input is a
+    stream (read once already), in which case no viral FASTA is written.
+
+    Raises:
+        InputError: the input changed since the run was accepted.
+    """
+    paths, input_path = setup.paths, setup.options.input_path
+    if setup.config.input_sha256 is None or is_stream(input_path):
+        paths.viral_fasta.unlink(missing_ok=True)
+        logger.warning("no %s: the input was a stream, which cannot be read twice; run on a file to get it",
+                       paths.viral_fasta.name)
+        return False
+
+    def records() -> Iterator[FastaBytesRecord]:
+        wanted = iter(viral)
+        target = next(wanted, None)
+        if target is None:
+            return
+        with read_fasta_bytes(input_path) as reader:
+            for ordinal, record in enumerate(reader):
+                if ordinal == target:
+                    yield record
+                    target = next(wanted, None)
+                    if target is None:
+                        return
+
+    atomic_write(paths.viral_fasta, lambda handle: per_sequence.write_viral_fasta(records(), handle))
+    if viral and hash_input(input_path) != setup.config.input_sha256:
+        paths.viral_fasta.unlink(missing_ok=True)
+        raise InputError(f"{input_path}: the input changed during the run; re-run with --force")
+    return True
+
+
+def remove_intermediates(paths: RunPaths, options: PredictOptions) -> None:
+    """After success, drop what is large and cheap to remake: the shard FASTA files (the
+    translate stage re-creates them in seconds) and the feature files, unless kept.
+
+    Features are kept with ``--keep-features`` and also when an earlier ``--keep-features``
+    run asked for them (``work/features/KEPT``): hours of GPU work are removed only on
+    request (``--discard-features`` or ``--force``). The small score files stay, so
+    re-running a finished command only re-translates.
+    """
+    shutil.rmtree(paths.shards_dir, ignore_errors=True)
+    features = sorted(paths.features_dir.glob("*.safetensors")) if paths.features_dir.is_dir() else []
+    kept_before = paths.kept_features_marker.exists()
+    if options.keep_features or (kept_before and not options.discard_features):
+        if features:
+            why = "--keep-features" if options.keep_features else "an earlier --keep-features run"
+            hint = "" if options.keep_features else "; --discard-features deletes them"
+            logger.info("kept %d feature file(s) in %s (asked for by %s)%s", len(features), paths.features_dir,
+                        why, hint)
+        return
+    if kept_before and features:
+        logger.info("--discard-features: removed %d kept feature file(s) from %s", len(features), paths.features_dir)
+    shutil.rmtree(paths.features_dir, ignore_errors=True)
