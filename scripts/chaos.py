@@ -434,7 +434,7 @@ def run_round(number: int, kind: str, campaign: Campaign, root: Path, rng: rando
         if kind in ("truncate", "flip"):
             what = corrupt(kind, out, rng)
             result.landed = what is not None
-            result.detail += f"; {what or 'no file to corrupt yet'}"
+            result.detail = "; ".join(part for part in (result.detail, what or "no file to corrupt yet") if part)
 
         for _ in range(RERUNS):
             before = verified_results(out) if out.exists() else {}
@@ -464,6 +464,8 @@ def run_round(number: int, kind: str, campaign: Campaign, root: Path, rng: rando
         left += [f"$TMPDIR/{p.name}" for p in (root / "tmp").iterdir()]
         if left:
             result.problems.append(f"temporary files left: {left[:3]}")
+        if disk is not None and disk.mounted and not result.passed and out.exists():
+            shutil.copytree(out, directory / "out", symlinks=True)  # the tmpfs goes with the round
     if result.passed:
         shutil.rmtree(directory, ignore_errors=True)
     return result
