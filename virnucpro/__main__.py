@@ -3,7 +3,8 @@
 :func:`run` turns SIGTERM into an interruption before anything heavy is imported: the
 commands install their own SIGINT/SIGTERM handlers only once they start (``predict``
 after its imports, about half a second in), and a SIGTERM before that killed the
-process outright (status -15 instead of the documented exit code 143).
+process outright (status -15 instead of the documented exit code 143). Once the command
+has returned, stop signals are ignored: the outcome is decided.
 """
 
 import signal
@@ -28,7 +29,13 @@ def run() -> int:
 
         print("virnucpro: interrupted", file=sys.stderr)
         return exit_code_for_signal(getattr(exc, "signum", None))
-    return main()
+    code = main()
+    # The command is over and its files are written. The interpreter's teardown (threads joined,
+    # atexit, torch freed) can take a second, and Python resets its handlers to the default
+    # during it: a stop signal then killed a finished run (status -15 or -2). Now it is ignored.
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, signal.SIG_IGN)
+    return code
 
 
 if __name__ == "__main__":

@@ -55,3 +55,30 @@ def test_a_stop_signal_before_the_command_handles_signals(tmp_path, target, sign
 def test_the_console_script_is_the_entry_with_the_early_handler():
     text = (REPO_ROOT / "pyproject.toml").read_text()
     assert 'virnucpro = "virnucpro.__main__:run"' in text
+
+
+# ``virnucpro ARGS``, with an object that sends SIGNAL to the process as the interpreter tears
+# its modules down (after the command returned; Python has reset its own handlers by then).
+STOPPED_AT_TEARDOWN = """
+import os, runpy, signal, sys, time, types
+signum = int(sys.argv[1])
+class SignalAtTeardown:
+    def __del__(self):
+        os.kill(os.getpid(), signum)
+        time.sleep(0.2)
+late = types.ModuleType("late")
+late.obj = SignalAtTeardown()
+sys.modules["late"] = late
+sys.argv = ["virnucpro", *sys.argv[2:]]
+runpy.run_module("virnucpro", run_name="__main__", alter_sys=True)
+"""
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_stop_signal_after_the_command_finished_keeps_its_exit_code(signum):
+    """Found by the campaign: a SIGTERM that came as a finished run was exiting gave status -15."""
+    env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
+    result = subprocess.run([sys.executable, "-c", STOPPED_AT_TEARDOWN, str(int(signum)), "--help"],
+                            capture_output=True, text=True, env=env, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "Usage" in result.stdout and "Traceback" not in result.stderr
