@@ -620,4 +620,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:  # SIGINT/SIGTERM: the finally blocks have cleaned up
+        print("chaos: stopped", file=sys.stderr)
+        sys.exit(130)
