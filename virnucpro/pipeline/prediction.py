@@ -211,6 +211,9 @@ def _run_stages(setup: RunSetup, state: RunState) -> None:
     assemble(setup, state, on_table=lambda: check_stop("during:assemble"))
     check_stop("after:assemble")
     remove_intermediates(setup.paths, setup.options)
+    # A worker or score-pool process killed mid-write (and redone) left its temp file; every
+    # writer of this run has stopped now, so none of them is still being written.
+    clean_temporaries(setup.paths.root)
 
 
 def _shards_to_embed(setup: RunSetup, shards: list[ShardInfo], pending: list[ShardInfo]) -> list[ShardInfo]:

@@ -28,7 +28,7 @@ import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 
@@ -68,18 +68,45 @@ class Features:
     reused: list[ReusedRow] = field(default_factory=list)
 
 
+def safetensors_header(metadata: Mapping[str, str], rows: int, dim: int) -> bytes:
+    """The length prefix and JSON header of a one-tensor (``embeddings``, F32 ``[rows, dim]``)
+    safetensors file, with the metadata keys sorted: the same bytes from the same inputs in
+    any process (the safetensors library orders metadata by a per-process hash map).
+
+    Layout (the safetensors format): 8-byte little-endian header length, the JSON header
+    padded with spaces to a multiple of 8 bytes, then the tensor's bytes.
+    """
+    header = {
+        "__metadata__": {key: metadata[key] for key in sorted(metadata)},
+        EMBEDDINGS_KEY: {"dtype": "F32", "shape": [rows, dim], "data_offsets": [0, rows * dim * 4]},
+    }
+    text = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    text += b" " * (-len(text) % 8)
+    return len(text).to_bytes(8, "little") + text
+
+
 def write_features(path: Path, ids: Sequence[str], embeddings: np.ndarray, info: Mapping[str, Any],
                    reused: Sequence[ReusedRow] = ()) -> None:
-    """Write a feature file atomically (no ``.done`` marker; the caller adds it)."""
-    from safetensors.numpy import save
+    """Write a feature file atomically (no ``.done`` marker; the caller adds it).
 
-    array = np.ascontiguousarray(embeddings, dtype=np.float32)
-    if array.shape[0] != len(ids):
-        raise ValueError(f"{len(ids)} ids but {array.shape[0]} embedding rows for {path}")
+    Byte-reproducible: the header is written here with sorted metadata keys
+    (:func:`safetensors_header`), so the same ids, embeddings and info give the same file in
+    any process. Files written by ``safetensors.numpy.save`` (earlier versions) read the same.
+    """
+    array = np.ascontiguousarray(embeddings, dtype="<f4")
+    if array.ndim != 2 or array.shape[0] != len(ids):
+        raise ValueError(f"{len(ids)} ids but embedding rows of shape {array.shape} for {path}")
     metadata = {IDS_KEY: json.dumps(list(ids)), **{k: json.dumps(v) for k, v in info.items()}}
     if reused:
         metadata[REUSED_KEY] = json.dumps([[r.frame_id, r.position, r.source_shard, r.source_row] for r in reused])
-    atomic_write(path, save({EMBEDDINGS_KEY: array}, metadata=metadata))
+    header = safetensors_header(metadata, array.shape[0], array.shape[1])
+
+    def write(handle: IO[bytes]) -> None:
+        handle.write(header)
+        if array.size:
+            handle.write(array.data.cast("B"))
+
+    atomic_write(path, write)
 
 
 def _reused_rows(metadata: dict[str, str]) -> list[ReusedRow]:
