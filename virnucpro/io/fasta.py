@@ -19,9 +19,14 @@ Reading:
   header; spaces, tabs, CR and LF are removed from the sequence; blank lines
   are ignored. The sequence keeps its case.
 
+FASTQ: an input whose first record starts with ``@`` is read as FASTQ by
+:mod:`virnucpro.io.fastq` (qualities ignored); its records are the same
+:class:`FastaBytesRecord` values, validated the same way, as the FASTA of the
+same reads, and :attr:`FastaReader.format` says ``fastq``.
+
 Validation (each failure is one :class:`~virnucpro.errors.InputError` line
 that names the file): missing or unreadable file, closed standard input, empty
-input, no FASTA header, FASTQ, binary data, unsupported compression (zip,
+input, no FASTA header, a malformed or truncated FASTQ record, binary data, unsupported compression (zip,
 zstd), truncated or corrupt compressed data, a header without an ID, duplicate
 IDs, non-ASCII or control bytes in a sequence, and (when DNA is expected)
 protein sequences and characters that are not nucleotide codes.
@@ -63,6 +68,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from virnucpro.errors import InputError
+from virnucpro.io.fastq import parse_fastq
 from virnucpro.io.fasta_open import (
     BLOCK_SIZE,
     STDIN,
@@ -93,7 +99,7 @@ STREAM_STEM = "stream"
 _FD_PATH = re.compile(r"/(dev|proc/(self|\d+))/fd/\d+")
 
 FASTA_EXTENSIONS = (
-    ".fasta", ".fas", ".fa", ".fna", ".ffn", ".faa", ".frn", ".fsa", ".mfa", ".mpfa", ".seq",
+    ".fasta", ".fas", ".fa", ".fna", ".ffn", ".faa", ".frn", ".fsa", ".mfa", ".mpfa", ".seq", ".fastq", ".fq",
 )
 COMPRESSION_EXTENSIONS = (".gz", ".bgz", ".bz2", ".xz")
 
@@ -183,8 +189,8 @@ def input_stem(path: str | os.PathLike[str]) -> str:
     """Return the output file stem for an input path.
 
     Compression extensions (``.gz``, ``.bgz``, ``.bz2``, ``.xz``) and then one
-    FASTA extension (``.fa``, ``.fasta``, ``.fna``, ``.fas``, ``.ffn``,
-    ``.faa``, ...) are removed, case-insensitively. Standard input gives
+    FASTA or FASTQ extension (``.fa``, ``.fasta``, ``.fna``, ``.fas``, ``.ffn``,
+    ``.faa``, ``.fastq``, ``.fq``, ...) are removed, case-insensitively. Standard input gives
     ``stdin``; a file-descriptor path such as process substitution's
     ``/dev/fd/63`` gives ``stream`` (its number means nothing to the user).
 
@@ -209,7 +215,7 @@ class FastaReader:
     """Iterate over the records of one FASTA input, streaming.
 
     Opening the input and checking its first bytes happen in the constructor,
-    so a missing, empty, binary or FASTQ input fails before any work starts;
+    so a missing, empty or binary input fails before any work starts;
     later problems (duplicate IDs, truncated compressed data, protein records)
     are raised while iterating.
 
@@ -235,12 +241,14 @@ class FastaReader:
         self.stats = ReaderStats()
         self._stream, self.compression = open_input(path)
         self._what = f"{self.compression} data" if self.compression else "data"
+        #: ``fasta`` or ``fastq`` (told from the first record).
+        self.format = "fasta"
         try:
             first = self._read_first()
         except BaseException:
             self.close()
             raise
-        self._records = self._parse(first)
+        self._records = self._parse_fastq(first) if self.format == "fastq" else self._parse(first)
 
     # -- reading -----------------------------------------------------------
 
@@ -278,7 +286,8 @@ class FastaReader:
         if _looks_binary(sniff):
             raise binary
         if stripped[:1] == b"@":
-            raise InputError(f"{self.name}: the input looks like FASTQ; a FASTA file is needed")
+            self.format = "fastq"
+            return stripped
         if stripped[:1] != b">":
             if not sniff.isascii() and len(sniff.translate(None, _HIGH_BYTES)) < 0.7 * len(sniff):
                 raise binary
@@ -323,10 +332,21 @@ class FastaReader:
                 return
             pos = nxt + 1
 
+    def _parse_fastq(self, data: bytes) -> Iterator[FastaBytesRecord]:
+        """FASTQ records (:mod:`virnucpro.io.fastq`), made and checked like FASTA ones."""
+        seen: dict[str, int] = {}
+        for number, title, sequence in parse_fastq(data, self._read, self.name):
+            yield self._record(title, sequence, number, seen)
+
     def _make_record(
         self, buf: bytearray, pos: int, newline: int, end: int, number: int, seen: dict[str, int]
     ) -> FastaBytesRecord:
-        title = bytes(buf[pos + 1 : newline]).decode("utf-8", "surrogateescape").rstrip()
+        sequence = bytes(memoryview(buf)[newline + 1 : end]).replace(b"\n", b"") if end > newline else b""
+        return self._record(bytes(buf[pos + 1 : newline]), sequence, number, seen)
+
+    def _record(self, header: bytes, sequence: bytes, number: int, seen: dict[str, int]) -> FastaBytesRecord:
+        """The record of a header line (after ``>`` or ``@``) and its sequence lines joined, checked."""
+        title = header.decode("utf-8", "surrogateescape").rstrip()
         parts = title.split(None, 1)
         if not parts:
             raise InputError(f"{self.name}: record {number} has an empty header line (no ID)")
@@ -336,7 +356,6 @@ class FastaReader:
             raise InputError(
                 f"{self.name}: duplicate record ID '{record_id}' (records {first} and {number})"
             )
-        sequence = bytes(memoryview(buf)[newline + 1 : end]).replace(b"\n", b"") if end > newline else b""
         if b"\r" in sequence or b" " in sequence or b"\t" in sequence:
             sequence = sequence.translate(None, _SEQ_WHITESPACE)
         if sequence:
