@@ -210,7 +210,7 @@ def _run_stages(setup: RunSetup, state: RunState) -> None:
         logger.info("every shard's scores reused: no embedding computed; re-writing the tables at --min-score %g, "
                     "--min-length %d", setup.config.min_score, setup.config.min_length)
     assemble(setup, state, on_table=lambda: check_stop("during:assemble"))
-    state.counts.viral_regions = write_run_regions(setup)
+    state.viral_regions = write_run_regions(setup)
     check_stop("after:assemble")
     remove_intermediates(setup.paths, setup.options)
 

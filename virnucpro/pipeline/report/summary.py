@@ -43,7 +43,6 @@ class RunCounts:
     sequences_no_call: int = 0
     dnabert_reused_frames: int = 0
     esm_reused_frames: int = 0
-    viral_regions: int | None = None  # rows of viral_regions.tsv (None until written)
 
 
 @dataclass
@@ -73,6 +72,9 @@ class RunState:
     stages: dict[str, StageReport] = field(default_factory=dict)
     shards: list[ShardInfo] = field(default_factory=list)
     viral_fasta: bool | None = None  # written (True), impossible for a stream input (False), not yet (None)
+    #: Rows of viral_regions.tsv (None until written); reported under ``counts`` but kept out of
+    #: RunCounts, whose fields the translate stage records in translate.json.
+    viral_regions: int | None = None
 
 
 def write_summary(
@@ -113,7 +115,7 @@ def write_summary(
             "features": str(paths.features_dir) if status == "ok" and _kept_features(paths) else None,
         },
         "notice": models.notice if models.demo else None,
-        "counts": asdict(state.counts),
+        "counts": {**asdict(state.counts), "viral_regions": state.viral_regions},
         "calls": {
             "virus": state.counts.sequences_virus,
             "not_virus": state.counts.sequences_not_virus,
