@@ -94,7 +94,7 @@ def test_regions_never_overlap_lie_inside_and_start_and_end_with_virus(virus, ga
         assert b_first - a_last - 1 > gap  # else they would have been merged
     if min_chunks == 1:  # every virus chunk is in a region
         assert sum(last - first + 1 for first, last in spans) >= sum(virus) and all(
-            any(f <= k <= l for f, l in spans) for k, hit in enumerate(virus) if hit)
+            any(f <= k <= e for f, e in spans) for k, hit in enumerate(virus) if hit)
 
 
 @settings(max_examples=300, deadline=None)
@@ -103,7 +103,7 @@ def test_merging_is_monotone_in_gap(virus, gap, min_chunks) -> None:
     """Each region at ``gap`` lies inside a region at ``gap + 1``."""
     wider = region_spans(virus, gap + 1, min_chunks)
     for first, last in region_spans(virus, gap, min_chunks):
-        assert any(f <= first and last <= l for f, l in wider)
+        assert any(f <= first and last <= e for f, e in wider)
 
 
 def write_chunk_scores(paths: RunPaths, sequences: dict[str, tuple[int, list[float | None]]]) -> None:

@@ -74,8 +74,8 @@ from virnucpro.pipeline.checkpoint import (  # noqa: E402
 from virnucpro.pipeline.outputs import RUN_SUMMARY_NAME, RunPaths  # noqa: E402
 from virnucpro.pipeline.report import per_sequence as _per_sequence  # noqa: E402
 from virnucpro.pipeline.report import regions as _regions  # noqa: E402
-from virnucpro.pipeline.report.multiqc import write_multiqc  # noqa: E402
 from virnucpro.pipeline.report import results as _results  # noqa: E402
+from virnucpro.pipeline.report.multiqc import write_multiqc  # noqa: E402
 
 #: Keys of ``run.json`` ``params`` that may differ between parts (everything else must match):
 #: ``--shard-size auto`` sizes each part's shards to its own work.

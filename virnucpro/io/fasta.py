@@ -60,26 +60,29 @@ from __future__ import annotations
 import logging
 import lzma
 import os
-import re
 import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import BinaryIO
 
 from virnucpro.errors import InputError
-from virnucpro.io.fastq import parse_fastq
-from virnucpro.io.fasta_open import (
+from virnucpro.io.fasta_open import (  # input_stem and its constants live there, re-exported here
     BLOCK_SIZE,
+    COMPRESSION_EXTENSIONS,
+    FASTA_EXTENSIONS,
     STDIN,
+    STDIN_STEM,
+    STREAM_STEM,
     check_stream_open,
     display_name,
+    input_stem,
     is_stream,
     one_line,
     open_error,
     open_input,
     sniff_compression,
 )
+from virnucpro.io.fastq import parse_fastq
 
 __all__ = [
     "COMPRESSION_EXTENSIONS", "DNA_SAMPLE_SIZE", "FASTA_EXTENSIONS", "NUCLEOTIDE_CODES", "STDIN", "STDIN_STEM",
@@ -90,18 +93,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-STDIN_STEM = "stdin"
-"""Output stem used when the input is standard input."""
-
-STREAM_STEM = "stream"
-"""Output stem used when the input is a file-descriptor path (``/dev/fd/N``)."""
-_FD_PATH = re.compile(r"/(dev|proc/(self|\d+))/fd/\d+")
-
-FASTA_EXTENSIONS = (
-    ".fasta", ".fas", ".fa", ".fna", ".ffn", ".faa", ".frn", ".fsa", ".mfa", ".mpfa", ".seq", ".fastq", ".fq",
-)
-COMPRESSION_EXTENSIONS = (".gz", ".bgz", ".bz2", ".xz")
 
 DNA_SAMPLE_SIZE = 2_000
 """Characters of each record inspected by the DNA-versus-protein rule."""
@@ -183,32 +174,6 @@ class ReaderStats:
     records: int = 0
     rna_records: int = 0
     rna_ids: list[str] = field(default_factory=list)
-
-
-def input_stem(path: str | os.PathLike[str]) -> str:
-    """Return the output file stem for an input path.
-
-    Compression extensions (``.gz``, ``.bgz``, ``.bz2``, ``.xz``) and then one
-    FASTA or FASTQ extension (``.fa``, ``.fasta``, ``.fna``, ``.fas``, ``.ffn``,
-    ``.faa``, ``.fastq``, ``.fq``, ...) are removed, case-insensitively. Standard input gives
-    ``stdin``; a file-descriptor path such as process substitution's
-    ``/dev/fd/63`` gives ``stream`` (its number means nothing to the user).
-
-    Examples:
-        ``reads/contigs.fa.gz`` -> ``contigs``; ``sample.v2.fasta`` -> ``sample.v2``.
-    """
-    if str(path) in (STDIN, "/dev/stdin"):
-        return STDIN_STEM
-    if _FD_PATH.fullmatch(str(path)):
-        return STREAM_STEM
-    name = Path(path).name
-    for extensions in (COMPRESSION_EXTENSIONS, FASTA_EXTENSIONS):
-        lower = name.lower()
-        for ext in extensions:
-            if lower.endswith(ext) and len(name) > len(ext):
-                name = name[: -len(ext)]
-                break
-    return name or Path(path).name
 
 
 class FastaReader:
