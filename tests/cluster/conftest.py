@@ -13,7 +13,7 @@ from tests.conftest import REPO_ROOT, TINY_REF, run_cli
 
 MODELS = TINY_REF / "models"
 RESULT_FILES = ("prediction_results.txt", "prediction_results_highestscore.csv", "contig_summary.tsv",
-                "chunk_scores.tsv", "viral_contigs.fa")
+                "chunk_scores.tsv", "viral_contigs.fa", "viral_regions.tsv", "viral_regions.bed", "viral_regions.gff3")
 
 #: Options of every predict run here: the tiny fixture models on CPU in FP32, one frame per
 #: model batch, so a frame's score cannot depend on its batch neighbours (see cluster/merge.py).

@@ -135,7 +135,8 @@ def test_run_summary_calls(run):
     answer, _ = expected_answer(run / "prediction_results.txt")
     calls = [v[2] for v in answer.values()]
     assert summary["calls"] == {"virus": calls.count("virus"), "not_virus": calls.count("not_virus"),
-                                "no_call": 160 - len(calls), "min_score": 0.5, "min_length": 0}
+                                "no_call": 160 - len(calls), "min_score": 0.5, "min_length": 0,
+                                "region_gap": 1, "region_min_chunks": 2}
     assert summary["outputs"]["chunk_scores"] == "chunk_scores.tsv"
     assert summary["outputs"]["viral_fasta"] == "viral_contigs.fa"
     assert summary["counts"]["sequences_scored"] == len(calls)

@@ -55,7 +55,7 @@ def bad_inputs(directory: Path, source: Path) -> dict[str, Path]:
     good = source.read_text()
     cases = {
         "protein": ">p\n" + "MKVLAAGIVGLLLAQWERTYIPASDFGHKLCVNM" * 3 + "\n",
-        "fastq": "@r1\nACGTACGT\n+\nIIIIIIII\n",
+        "truncated fastq": "@r1\nACGTACGT\n+\nIIII\n",
         "empty": "",
         "deep protein record": good + ">late\n" + "MKVLAAGIVGLLLAQWERTYIPASDFGHKLCVNM" * 3 + "\n",
         "deep bad character": good + ">late\nACGTACGT*ACGTACGT\n",

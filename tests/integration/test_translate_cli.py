@@ -99,7 +99,7 @@ ERROR_CASES = {
     "empty": (_write("empty.fa", b""), "empty"),
     "blank-lines-only": (_write("blank.fa", b"\n\n\r\n"), "empty"),
     "no-records": (_write("text.fa", b"just some text\nno header\n"), "no FASTA records"),
-    "fastq": (_write("reads.fa", b"@r1\nACGT\n+\nIIII\n"), "FASTQ"),
+    "truncated-fastq": (_write("reads.fq", b"@r1\nACGT\n+\nIIII\n@r2\nAC\n"), "FASTQ record 2 is truncated"),
     "binary": (_write("blob.fa", bytes(range(256)) * 64), "binary"),
     "truncated-gzip": (_write("cut.fa.gz", gzip.compress(_LONG)[:200]), "truncated or corrupt gzip"),
     "truncated-gzip-trailer": (_write("cut2.fa", gzip.compress(_LONG)[:-4]), "truncated or corrupt gzip"),

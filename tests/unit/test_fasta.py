@@ -126,7 +126,7 @@ def test_stdin_is_read_as_bytes() -> None:
     [
         (b"", "is empty"),
         (b"\n\n  \n", "empty"),
-        (b"@r1\nACGT\n+\nIIII\n", "FASTQ"),
+        (b"@r1\nACGT\n+\nII\n", "FASTQ record 1 is truncated"),
         (b"hello world\nthis is text\n", "no FASTA records"),
         (bytes(range(256)) * 10, "binary"),
         (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", "binary"),

@@ -155,3 +155,20 @@ def test_render_png_and_multipage_pdf(run_dir, tmp_path):
     assert pdf.read_bytes()[:5] == b"%PDF-"
     assert pdf.read_bytes().count(b"/Type /Page\n") + pdf.read_bytes().count(b"/Type /Page ") == 2
     assert not [p for p in tmp_path.rglob(".*tmp-*")]  # written atomically
+
+
+def test_regions_are_read_for_the_chosen_sequences_and_drawn(run_dir, tmp_path):
+    from virnucpro.pipeline.outputs import RunPaths
+    from virnucpro.pipeline.report.regions import write_regions
+
+    assert plotting.load_tracks(run_dir, ids=["long"])[1][0].regions == []  # a run made before regions
+    write_regions(RunPaths(run_dir), 0.5, gap=0, min_chunks=1)
+    info, tracks = plotting.load_tracks(run_dir, ids=["long", "huge"])
+    long, huge = tracks
+    bounds = chunk_bounds(1200, 500)
+    assert long.regions == [bounds[0], bounds[2]]  # chunks 1 and 3 (score >= 0.5), 0-based half-open
+    first, second = chunk_bounds(HUGE, 500)[999:1001]
+    assert huge.regions[0] == (first[0], second[1]) and len(huge.regions) == 2
+    pytest.importorskip("matplotlib")
+    png = plotting.render(tracks, info, tmp_path / "regions.png", "regions")
+    assert png.read_bytes()[:4] == b"\x89PNG"

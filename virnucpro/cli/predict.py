@@ -77,6 +77,11 @@ class ShardSize(click.ParamType):
 @click.option("--min-length", type=click.IntRange(min=0), default=0, show_default=True, metavar="BP",
               help="Do not score records shorter than this (status too_short). Raising it on a finished run "
                    "recomputes nothing; lowering it computes only the newly included records.")
+@click.option("--region-gap", type=click.IntRange(min=0), default=1, show_default=True, metavar="CHUNKS",
+              help="Viral regions (viral_regions.tsv/.bed/.gff3): merge runs of virus chunks across at most this "
+                   "many other chunks. Report-only, like --min-score.")
+@click.option("--region-min-chunks", type=click.IntRange(min=1), default=2, show_default=True, metavar="CHUNKS",
+              help="Virus chunks a viral region needs (a sequence with fewer chunks: all of them). Report-only.")
 @click.option("--score-workers", type=click.IntRange(min=0), default=None, metavar="N",
               help="Processes that score shards while the GPUs embed the next ones; 0 = score in this process "
                    "after the embeddings [default: 0 on CPU, else the spare cores, at most 8]. Scores are the same "
@@ -87,14 +92,16 @@ def predict(input_path: str, output_dir: str, model_type: str, model_path: str |
             gpus: str | None, workers: int, shard_size: int | None, force: bool, no_dashboard: bool,
             keep_features: bool, discard_features: bool, stall_timeout: float, allow_chunk_length: bool,
             min_score: float, min_length: int, compile_mode: str,
-            score_workers: int | None) -> None:
-    """Score every chunk of INPUT (DNA FASTA; '-' for stdin, or a named pipe) as virus or not.
+            score_workers: int | None, region_gap: int, region_min_chunks: int) -> None:
+    """Score every chunk of INPUT (DNA FASTA or FASTQ, plain or gz/bz2/xz; '-' for stdin, or a named pipe)
+    as virus or not.
 
     Writes in OUTPUT_DIR: prediction_results.txt (per frame),
     prediction_results_highestscore.csv (per chunk), chunk_scores.tsv (per
     chunk, with its chunk score), contig_summary.tsv (per input sequence, with
     its virus_score and call), viral_contigs.fa (the sequences called virus),
-    run_summary.json and virnucpro.log. Re-running the same command resumes an
+    viral_regions.tsv/.bed/.gff3 (runs of virus chunks), run_summary.json,
+    virnucpro_*mqc.json (MultiQC) and virnucpro.log. Re-running the same command resumes an
     interrupted run (not for stdin or a pipe, which is read once).
 
     \b
@@ -113,4 +120,5 @@ def predict(input_path: str, output_dir: str, model_type: str, model_path: str |
         gpus=gpus, workers=workers, force=force, no_dashboard=no_dashboard, keep_features=keep_features,
         stall_timeout=stall_timeout, discard_features=discard_features, allow_chunk_length=allow_chunk_length,
         min_score=min_score, min_length=min_length, compile=compile_mode, score_workers=score_workers,
+        region_gap=region_gap, region_min_chunks=region_min_chunks,
     ))

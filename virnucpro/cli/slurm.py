@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from virnucpro.cluster.predict_args import DEVICE_OWNED, predict_argv, with_predict_options
+from virnucpro.cluster.predict_args import note_ignored, predict_argv, with_predict_options
 
 
 @click.group()
@@ -15,7 +15,7 @@ def slurm() -> None:
     """Run virnucpro on a SLURM cluster (no Snakemake needed)."""
 
 
-@with_predict_options(exclude=DEVICE_OWNED)
+@with_predict_options()
 @slurm.command(context_settings={"show_default": True})
 @click.argument("input_path", metavar="INPUT", type=click.Path(dir_okay=False))
 @click.option("-o", "--output-dir", required=True, type=click.Path(file_okay=False),
@@ -38,7 +38,9 @@ def submit(input_path: str, output_dir: str, n_parts: int, partition: str | None
     """Split INPUT into N parts, predict each part in a job array, merge into OUTPUT_DIR.
 
     Any `virnucpro predict` option (models, chunk length, precision, ...) is
-    passed on to every part. Jobs are chained with --dependency=afterok;
+    passed on to every part; a pasted predict command line is accepted whole:
+    --no-dashboard, --force, --gpus and --parallel are ignored with a note
+    (jobs set them from their own resources). Jobs are chained with --dependency=afterok;
     submitting the same command again resumes (finished parts are reused).
 
     \b
@@ -53,9 +55,10 @@ def submit(input_path: str, output_dir: str, n_parts: int, partition: str | None
         raise click.UsageError("slurm submit needs an input file (a job cannot read this terminal's stdin)")
     if not Path(input_path).is_file():
         raise click.BadParameter(f"{input_path}: no such file", param_hint="INPUT")
+    note_ignored(predict_values)
     settings = SlurmSettings(
         input_path=input_path, out_dir=Path(output_dir), parts=n_parts,
-        predict_args=predict_argv(predict_values, exclude=DEVICE_OWNED), partition=partition,
+        predict_args=predict_argv(predict_values), partition=partition,
         gpus_per_part=gpus_per_part, cpus_per_part=cpus_per_part, mem=mem, time=time_limit, account=account,
         max_running=max_running,
     )

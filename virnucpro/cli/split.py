@@ -11,7 +11,7 @@ import click
 @click.option("-o", "--output-dir", required=True, type=click.Path(file_okay=False),
               help="Directory for part-0001.fa.gz ... and manifest.json (created if missing).")
 def split(input_path: str, n_parts: int, output_dir: str) -> None:
-    """Split INPUT (FASTA, plain or compressed; '-' for stdin) into N gzip parts.
+    """Split INPUT (FASTA or FASTQ, plain or compressed; '-' for stdin) into N gzip FASTA parts.
 
     Parts are contiguous in input order, balanced by bases, and never cut a
     record; the same input and N give byte-identical parts. Each part is then

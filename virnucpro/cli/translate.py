@@ -25,8 +25,8 @@ import click
 def translate(input_path: str, output_dir: str, chunk_length: int) -> None:
     """Cut each sequence of INPUT into chunks and translate six frames.
 
-    INPUT is a DNA FASTA file (plain, gzip, bzip2 or xz, told apart by
-    content); '-' reads stdin, and a named pipe or <(zcat x.fa.gz) works too.
+    INPUT is a DNA FASTA or FASTQ file (plain, gzip, bzip2 or xz, told apart
+    by content; FASTQ qualities are ignored); '-' reads stdin, and a named pipe or <(zcat x.fa.gz) works too.
     Sequences may hold the IUPAC codes ACGTUN RYSWKMBDHV (any case); RNA is
     read as DNA (U as T); any other character is an input error. Writes, in
     OUTPUT_DIR, <stem>_chunked<C>.fa

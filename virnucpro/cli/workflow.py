@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from virnucpro.cluster.predict_args import DEVICE_OWNED, predict_argv, with_predict_options
+from virnucpro.cluster.predict_args import note_ignored, predict_argv, with_predict_options
 
 
 @click.group()
@@ -15,14 +15,14 @@ def workflow() -> None:
     """Write workflows for workflow engines (Snakemake)."""
 
 
-@with_predict_options(exclude=DEVICE_OWNED)
+@with_predict_options()
 @workflow.command(context_settings={"show_default": True})
 @click.option("-o", "--workflow-dir", required=True, type=click.Path(file_okay=False),
               help="Directory for Snakefile, config.yaml and predict-part.sh.")
 @click.option("--input", "input_path", required=True, type=click.Path(dir_okay=False, exists=True),
               help="The FASTA input (plain or compressed).")
 @click.option("--parts", "n_parts", required=True, type=click.IntRange(min=1), help="Number of parts.")
-@click.option("--output", "output", required=True, type=click.Path(file_okay=False),
+@click.option("--output", "--output-dir", "output", required=True, type=click.Path(file_okay=False),
               help="Directory for the merged results (parts/, runs/ and logs/ go inside it).")
 @click.option("--gpus-per-part", type=click.IntRange(min=0), default=0, help="GPUs per predict job (resource gpu).")
 @click.option("--cpus-per-part", type=click.IntRange(min=1), default=4, help="Threads per predict job.")
@@ -36,7 +36,9 @@ def snakemake(workflow_dir: str, input_path: str, n_parts: int, output: str, gpu
     """Write a Snakemake workflow that splits --input into --parts parts, predicts each, merges into --output.
 
     Any `virnucpro predict` option is passed on to every part and kept in
-    config.yaml. Needs Snakemake only to run it: pip install 'virnucpro[workflow]'.
+    config.yaml; --no-dashboard, --force, --gpus and --parallel are accepted and
+    ignored with a note (jobs set them from their own resources), and predict's
+    --output-dir is another name for --output. Needs Snakemake only to run it: pip install 'virnucpro[workflow]'.
 
     \b
     Examples:
@@ -46,9 +48,10 @@ def snakemake(workflow_dir: str, input_path: str, n_parts: int, output: str, gpu
     """
     from virnucpro.cluster.snakemake import WorkflowSettings, write_workflow
 
+    note_ignored(predict_values)
     settings = WorkflowSettings(
         input_path=input_path, parts=n_parts, output=Path(output),
-        predict_args=predict_argv(predict_values, exclude=DEVICE_OWNED), gpus_per_part=gpus_per_part,
+        predict_args=predict_argv(predict_values), gpus_per_part=gpus_per_part,
         cpus_per_part=cpus_per_part, mem_mb=mem_mb, runtime_minutes=runtime, partition=partition, account=account,
     )
     snakefile = write_workflow(settings, workflow_dir)

@@ -73,7 +73,9 @@ from virnucpro.pipeline.checkpoint import (  # noqa: E402
 )
 from virnucpro.pipeline.outputs import RUN_SUMMARY_NAME, RunPaths  # noqa: E402
 from virnucpro.pipeline.report import per_sequence as _per_sequence  # noqa: E402
+from virnucpro.pipeline.report import regions as _regions  # noqa: E402
 from virnucpro.pipeline.report import results as _results  # noqa: E402
+from virnucpro.pipeline.report.multiqc import write_multiqc  # noqa: E402
 
 #: Keys of ``run.json`` ``params`` that may differ between parts (everything else must match):
 #: ``--shard-size auto`` sizes each part's shards to its own work.
@@ -97,7 +99,7 @@ CONCATENATED_TABLES: tuple[ConcatenatedTable, ...] = (
     ConcatenatedTable(RunPaths(Path(".")).viral_fasta.name, b"", required=False),
 )
 #: ``run_summary.json`` ``calls`` entries that every part must share (the report-only settings).
-SHARED_CALL_SETTINGS = ("min_score", "min_length")
+SHARED_CALL_SETTINGS = ("min_score", "min_length", "region_gap", "region_min_chunks")
 HIGHEST_SCORE_NAME = RunPaths(Path(".")).highest_score.name
 HIGHEST_SCORE_HEADER = _results.HIGHEST_SCORE_HEADER.encode()
 
@@ -424,10 +426,12 @@ def _merge(run_dirs: Sequence[str | Path], out: Path, paths: RunPaths, manifest_
             for p in parts
         ],
     }
+    counts["viral_regions"] = _write_regions(paths, summary["calls"])
     if counts.get("chunks_virus", chunks_virus) != chunks_virus:
         logger.warning("parts report %s virus chunks but their tables hold %d", counts.get("chunks_virus"), chunks_virus)
     summary["merge_seconds"] = round(time.monotonic() - began, 3)
     atomic_write_text(paths.run_summary, json.dumps(summary, indent=1) + "\n")
+    write_multiqc(paths, summary)
     logger.info(
         "merge: %d part(s), %d sequences, %d chunks (%d called virus) in %.1f s; results in %s",
         len(parts), counts.get("sequences", 0), chunk_rows, chunks_virus, summary["merge_seconds"], out,
@@ -441,6 +445,17 @@ def _merge(run_dirs: Sequence[str | Path], out: Path, paths: RunPaths, manifest_
 
 
 __all__ = ["CONCATENATED_TABLES", "MergeError", "PartRun", "check_parts", "merge_runs"]
+
+
+def _write_regions(paths: RunPaths, calls: dict[str, Any]) -> int:
+    """The merged run's viral regions, from its chunk_scores.tsv at the parts' shared settings
+    (the defaults for parts made before regions existed)."""
+    def setting(key: str, default: Any) -> Any:
+        return default if calls.get(key) is None else calls[key]
+
+    return _regions.write_regions(paths, float(setting("min_score", _per_sequence.DEFAULT_MIN_SCORE)),
+                                  int(setting("region_gap", _regions.DEFAULT_REGION_GAP)),
+                                  int(setting("region_min_chunks", _regions.DEFAULT_REGION_MIN_CHUNKS)))
 
 
 def _shared(values: Iterable[Any]) -> Any:

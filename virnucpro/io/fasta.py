@@ -19,9 +19,14 @@ Reading:
   header; spaces, tabs, CR and LF are removed from the sequence; blank lines
   are ignored. The sequence keeps its case.
 
+FASTQ: an input whose first record starts with ``@`` is read as FASTQ by
+:mod:`virnucpro.io.fastq` (qualities ignored); its records are the same
+:class:`FastaBytesRecord` values, validated the same way, as the FASTA of the
+same reads, and :attr:`FastaReader.format` says ``fastq``.
+
 Validation (each failure is one :class:`~virnucpro.errors.InputError` line
 that names the file): missing or unreadable file, closed standard input, empty
-input, no FASTA header, FASTQ, binary data, unsupported compression (zip,
+input, no FASTA header, a malformed or truncated FASTQ record, binary data, unsupported compression (zip,
 zstd), truncated or corrupt compressed data, a header without an ID, duplicate
 IDs, non-ASCII or control bytes in a sequence, and (when DNA is expected)
 protein sequences and characters that are not nucleotide codes.
@@ -55,25 +60,29 @@ from __future__ import annotations
 import logging
 import lzma
 import os
-import re
 import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import BinaryIO
 
 from virnucpro.errors import InputError
-from virnucpro.io.fasta_open import (
+from virnucpro.io.fasta_open import (  # input_stem and its constants live there, re-exported here
     BLOCK_SIZE,
+    COMPRESSION_EXTENSIONS,
+    FASTA_EXTENSIONS,
     STDIN,
+    STDIN_STEM,
+    STREAM_STEM,
     check_stream_open,
     display_name,
+    input_stem,
     is_stream,
     one_line,
     open_error,
     open_input,
     sniff_compression,
 )
+from virnucpro.io.fastq import parse_fastq
 
 __all__ = [
     "COMPRESSION_EXTENSIONS", "DNA_SAMPLE_SIZE", "FASTA_EXTENSIONS", "NUCLEOTIDE_CODES", "STDIN", "STDIN_STEM",
@@ -84,18 +93,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-STDIN_STEM = "stdin"
-"""Output stem used when the input is standard input."""
-
-STREAM_STEM = "stream"
-"""Output stem used when the input is a file-descriptor path (``/dev/fd/N``)."""
-_FD_PATH = re.compile(r"/(dev|proc/(self|\d+))/fd/\d+")
-
-FASTA_EXTENSIONS = (
-    ".fasta", ".fas", ".fa", ".fna", ".ffn", ".faa", ".frn", ".fsa", ".mfa", ".mpfa", ".seq",
-)
-COMPRESSION_EXTENSIONS = (".gz", ".bgz", ".bz2", ".xz")
 
 DNA_SAMPLE_SIZE = 2_000
 """Characters of each record inspected by the DNA-versus-protein rule."""
@@ -179,37 +176,11 @@ class ReaderStats:
     rna_ids: list[str] = field(default_factory=list)
 
 
-def input_stem(path: str | os.PathLike[str]) -> str:
-    """Return the output file stem for an input path.
-
-    Compression extensions (``.gz``, ``.bgz``, ``.bz2``, ``.xz``) and then one
-    FASTA extension (``.fa``, ``.fasta``, ``.fna``, ``.fas``, ``.ffn``,
-    ``.faa``, ...) are removed, case-insensitively. Standard input gives
-    ``stdin``; a file-descriptor path such as process substitution's
-    ``/dev/fd/63`` gives ``stream`` (its number means nothing to the user).
-
-    Examples:
-        ``reads/contigs.fa.gz`` -> ``contigs``; ``sample.v2.fasta`` -> ``sample.v2``.
-    """
-    if str(path) in (STDIN, "/dev/stdin"):
-        return STDIN_STEM
-    if _FD_PATH.fullmatch(str(path)):
-        return STREAM_STEM
-    name = Path(path).name
-    for extensions in (COMPRESSION_EXTENSIONS, FASTA_EXTENSIONS):
-        lower = name.lower()
-        for ext in extensions:
-            if lower.endswith(ext) and len(name) > len(ext):
-                name = name[: -len(ext)]
-                break
-    return name or Path(path).name
-
-
 class FastaReader:
     """Iterate over the records of one FASTA input, streaming.
 
     Opening the input and checking its first bytes happen in the constructor,
-    so a missing, empty, binary or FASTQ input fails before any work starts;
+    so a missing, empty or binary input fails before any work starts;
     later problems (duplicate IDs, truncated compressed data, protein records)
     are raised while iterating.
 
@@ -235,12 +206,14 @@ class FastaReader:
         self.stats = ReaderStats()
         self._stream, self.compression = open_input(path)
         self._what = f"{self.compression} data" if self.compression else "data"
+        #: ``fasta`` or ``fastq`` (told from the first record).
+        self.format = "fasta"
         try:
             first = self._read_first()
         except BaseException:
             self.close()
             raise
-        self._records = self._parse(first)
+        self._records = self._parse_fastq(first) if self.format == "fastq" else self._parse(first)
 
     # -- reading -----------------------------------------------------------
 
@@ -278,7 +251,8 @@ class FastaReader:
         if _looks_binary(sniff):
             raise binary
         if stripped[:1] == b"@":
-            raise InputError(f"{self.name}: the input looks like FASTQ; a FASTA file is needed")
+            self.format = "fastq"
+            return stripped
         if stripped[:1] != b">":
             if not sniff.isascii() and len(sniff.translate(None, _HIGH_BYTES)) < 0.7 * len(sniff):
                 raise binary
@@ -323,10 +297,21 @@ class FastaReader:
                 return
             pos = nxt + 1
 
+    def _parse_fastq(self, data: bytes) -> Iterator[FastaBytesRecord]:
+        """FASTQ records (:mod:`virnucpro.io.fastq`), made and checked like FASTA ones."""
+        seen: dict[str, int] = {}
+        for number, title, sequence in parse_fastq(data, self._read, self.name):
+            yield self._record(title, sequence, number, seen)
+
     def _make_record(
         self, buf: bytearray, pos: int, newline: int, end: int, number: int, seen: dict[str, int]
     ) -> FastaBytesRecord:
-        title = bytes(buf[pos + 1 : newline]).decode("utf-8", "surrogateescape").rstrip()
+        sequence = bytes(memoryview(buf)[newline + 1 : end]).replace(b"\n", b"") if end > newline else b""
+        return self._record(bytes(buf[pos + 1 : newline]), sequence, number, seen)
+
+    def _record(self, header: bytes, sequence: bytes, number: int, seen: dict[str, int]) -> FastaBytesRecord:
+        """The record of a header line (after ``>`` or ``@``) and its sequence lines joined, checked."""
+        title = header.decode("utf-8", "surrogateescape").rstrip()
         parts = title.split(None, 1)
         if not parts:
             raise InputError(f"{self.name}: record {number} has an empty header line (no ID)")
@@ -336,7 +321,6 @@ class FastaReader:
             raise InputError(
                 f"{self.name}: duplicate record ID '{record_id}' (records {first} and {number})"
             )
-        sequence = bytes(memoryview(buf)[newline + 1 : end]).replace(b"\n", b"") if end > newline else b""
         if b"\r" in sequence or b" " in sequence or b"\t" in sequence:
             sequence = sequence.translate(None, _SEQ_WHITESPACE)
         if sequence:

@@ -16,8 +16,10 @@ import gzip
 import io
 import lzma
 import os
+import re
 import stat
 import sys
+from pathlib import Path
 from typing import BinaryIO
 
 from virnucpro.errors import InputError
@@ -231,3 +233,42 @@ class _ClosingDecompressor(io.BufferedIOBase):
         finally:
             self._raw.close()
             super().close()
+
+
+STDIN_STEM = "stdin"
+"""Output stem used when the input is standard input."""
+
+STREAM_STEM = "stream"
+"""Output stem used when the input is a file-descriptor path (``/dev/fd/N``)."""
+_FD_PATH = re.compile(r"/(dev|proc/(self|\d+))/fd/\d+")
+
+FASTA_EXTENSIONS = (
+    ".fasta", ".fas", ".fa", ".fna", ".ffn", ".faa", ".frn", ".fsa", ".mfa", ".mpfa", ".seq", ".fastq", ".fq",
+)
+COMPRESSION_EXTENSIONS = (".gz", ".bgz", ".bz2", ".xz")
+
+
+def input_stem(path: str | os.PathLike[str]) -> str:
+    """Return the output file stem for an input path.
+
+    Compression extensions (``.gz``, ``.bgz``, ``.bz2``, ``.xz``) and then one
+    FASTA or FASTQ extension (``.fa``, ``.fasta``, ``.fna``, ``.fas``, ``.ffn``,
+    ``.faa``, ``.fastq``, ``.fq``, ...) are removed, case-insensitively. Standard input gives
+    ``stdin``; a file-descriptor path such as process substitution's
+    ``/dev/fd/63`` gives ``stream`` (its number means nothing to the user).
+
+    Examples:
+        ``reads/contigs.fa.gz`` -> ``contigs``; ``sample.v2.fasta`` -> ``sample.v2``.
+    """
+    if str(path) in (STDIN, "/dev/stdin"):
+        return STDIN_STEM
+    if _FD_PATH.fullmatch(str(path)):
+        return STREAM_STEM
+    name = Path(path).name
+    for extensions in (COMPRESSION_EXTENSIONS, FASTA_EXTENSIONS):
+        lower = name.lower()
+        for ext in extensions:
+            if lower.endswith(ext) and len(name) > len(ext):
+                name = name[: -len(ext)]
+                break
+    return name or Path(path).name

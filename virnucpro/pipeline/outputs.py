@@ -11,6 +11,9 @@ Layout of an output directory::
       contig_summary.tsv                  per input sequence (with virus_score and call)
       chunk_scores.tsv                    per chunk: position, kept frames, chunk score
       viral_contigs.fa                    the sequences called virus, as in the input
+      viral_regions.tsv / .bed / .gff3    runs of virus chunks inside sequences (report/regions.py)
+      virnucpro_mqc.json                  MultiQC custom content: bar plot of the calls (report/multiqc.py)
+      virnucpro_generalstats_mqc.json     MultiQC custom content: the run's General Statistics row
       run_summary.json                    counts, timings, devices, versions
       run.json                            parameters that change numbers (resume check)
       virnucpro.log                       full debug log of every run in DIR
@@ -45,6 +48,11 @@ HIGHEST_SCORE_NAME = "prediction_results_highestscore.csv"
 CONTIG_SUMMARY_NAME = "contig_summary.tsv"
 CHUNK_SCORES_NAME = "chunk_scores.tsv"
 VIRAL_FASTA_NAME = "viral_contigs.fa"
+REGIONS_TSV_NAME = "viral_regions.tsv"
+REGIONS_BED_NAME = "viral_regions.bed"
+REGIONS_GFF_NAME = "viral_regions.gff3"
+MULTIQC_NAME = "virnucpro_mqc.json"
+MULTIQC_GENERAL_STATS_NAME = "virnucpro_generalstats_mqc.json"
 RUN_SUMMARY_NAME = "run_summary.json"
 RUN_JSON_NAME = "run.json"
 LOG_NAME = "virnucpro.log"
@@ -83,6 +91,28 @@ class RunPaths:
     @property
     def viral_fasta(self) -> Path:
         return self.root / VIRAL_FASTA_NAME
+
+    @property
+    def regions_tsv(self) -> Path:
+        return self.root / REGIONS_TSV_NAME
+
+    @property
+    def regions_bed(self) -> Path:
+        return self.root / REGIONS_BED_NAME
+
+    @property
+    def regions_gff(self) -> Path:
+        return self.root / REGIONS_GFF_NAME
+
+    @property
+    def multiqc(self) -> Path:
+        """MultiQC custom content (the ``_mqc.json`` suffix is what MultiQC looks for)."""
+        return self.root / MULTIQC_NAME
+
+    @property
+    def multiqc_general_stats(self) -> Path:
+        """MultiQC custom content for the General Statistics table (one file makes one thing)."""
+        return self.root / MULTIQC_GENERAL_STATS_NAME
 
     @property
     def run_summary(self) -> Path:
@@ -169,7 +199,8 @@ class RunPaths:
     def final_outputs(self) -> list[Path]:
         """The result files a finished run leaves for the user."""
         return [self.predictions, self.highest_score, self.contig_summary, self.chunk_scores, self.viral_fasta,
-                self.run_summary]
+                self.regions_tsv, self.regions_bed, self.regions_gff, self.run_summary, self.multiqc,
+                self.multiqc_general_stats]
 
     def state_paths(self) -> list[Path]:
         """Everything a run creates that ``--force`` may delete (never other user files)."""

@@ -56,6 +56,7 @@ from virnucpro.pipeline.checkpoint import (
 )
 from virnucpro.pipeline.model_kinds import MODEL_KINDS
 from virnucpro.pipeline.outputs import RunPaths
+from virnucpro.pipeline.report.regions import write_run_regions
 from virnucpro.pipeline.report.summary import RunState, write_summary
 from virnucpro.pipeline.run.checks import check_input, check_options
 from virnucpro.pipeline.run.config import WORK_FORMAT, RunConfig, RunSetup
@@ -209,6 +210,7 @@ def _run_stages(setup: RunSetup, state: RunState) -> None:
         logger.info("every shard's scores reused: no embedding computed; re-writing the tables at --min-score %g, "
                     "--min-length %d", setup.config.min_score, setup.config.min_length)
     assemble(setup, state, on_table=lambda: check_stop("during:assemble"))
+    state.viral_regions = write_run_regions(setup)
     check_stop("after:assemble")
     remove_intermediates(setup.paths, setup.options)
     # A worker or score-pool process killed mid-write (and redone) left its temp file; every

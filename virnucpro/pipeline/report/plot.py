@@ -19,6 +19,8 @@ published ``drew_fig.py``):
   span per island, never joined into one band.
 * a dashed line at the run's ``--min-score`` (the sequence-call threshold),
   not drawn on a panel without chunks (empty or too short sequences).
+* a purple bar along the top of the panel for each viral region of
+  ``viral_regions.tsv`` (:mod:`.regions`), when the run has that file.
 
 Sequences are taken by ``virus_score`` by default (highest first, ties in
 input order). Reading streams ``contig_summary.tsv`` and ``chunk_scores.tsv``
@@ -42,7 +44,7 @@ from typing import IO
 from virnucpro.errors import InputError, OutputError, PlotUsageError, VirnucproError
 from virnucpro.pipeline.checkpoint import atomic_write
 from virnucpro.pipeline.outputs import RunPaths
-from virnucpro.pipeline.report import per_sequence
+from virnucpro.pipeline.report import per_sequence, regions
 from virnucpro.sequence.ids import parse_chunk_id
 
 logger = logging.getLogger(__name__)
@@ -57,6 +59,7 @@ VIRUS_COLOUR = "#D55E00"
 OTHERS_COLOUR = "#0072B2"
 NO_FRAME_COLOUR = "#BBBBBB"
 OVERLAP_COLOUR = "#333333"
+REGION_COLOUR = "#CC79A7"
 #: A scored island narrower than this fraction of its panel is widened to it (else it is invisible).
 MIN_VISIBLE_FRACTION = 0.003
 
@@ -90,6 +93,8 @@ class SequenceTrack:
     virus_score: float | None
     call: str = per_sequence.NO_CALL
     chunks: list[ChunkScore] = field(default_factory=list)
+    #: Viral regions (``viral_regions.tsv``) as 0-based half-open ``(start, end)``.
+    regions: list[tuple[int, int]] = field(default_factory=list)
 
     @property
     def virus_chunks(self) -> int:
@@ -213,6 +218,10 @@ def load_tracks(run_dir: str | Path, top: int = DEFAULT_TOP, ids: Sequence[str] 
                 raise InputError(f"{paths.chunk_scores}, line {number}: malformed chunk ID {chunk_id!r}")
             track.chunks.append(ChunkScore(key[1], int(start) - 1, int(end), None if score == "NA" else float(score),
                                            None if is_virus == "NA" else is_virus == "True"))
+    if paths.regions_tsv.is_file():  # runs made before regions existed have none
+        for region_seq, region_start, region_end in regions.read_regions(paths.regions_tsv):
+            if region_seq in chosen:
+                chosen[region_seq].regions.append((region_start - 1, region_end))
     return info, tracks
 
 
@@ -339,6 +348,8 @@ def _draw_panel(ax, track: SequenceTrack, min_score: float, show_xlabel: bool) -
         ax.add_patch(Rectangle((chunk.start, 0), width, score, facecolor="none", edgecolor=colour,
                                linewidth=0.7, zorder=1.5))
         ax.hlines(score, chunk.start, chunk.end, colors=colour, linewidth=2.4, zorder=2)
+    for start, end in track.regions:
+        ax.add_patch(Rectangle((start, 0.94), end - start, 0.06, facecolor=REGION_COLOUR, linewidth=0, zorder=3.5))
     if track.chunks:
         ax.axhline(min_score, color="#444444", linestyle="--", linewidth=0.8)
     else:
@@ -355,8 +366,9 @@ def _draw_panel(ax, track: SequenceTrack, min_score: float, show_xlabel: bool) -
     else:
         verdict = f"no call ({track.status.replace('_', ' ')})"
     ax.set_title(track.sequence_id, loc="left", fontsize=9, fontweight="bold")
+    regions_text = f", {len(track.regions)} viral region{'s' if len(track.regions) != 1 else ''}" if track.regions else ""
     ax.set_title(f"{format_length(track.length)}, {n} chunk{'s' if n != 1 else ''}, {track.virus_chunks} called "
-                 f"virus; {verdict}", loc="right", fontsize=8, color="#444444")
+                 f"virus{regions_text}; {verdict}", loc="right", fontsize=8, color="#444444")
     ax.set_ylabel("chunk score", fontsize=8)
     ax.tick_params(labelsize=7)
     if show_xlabel:
@@ -374,10 +386,11 @@ def _legend(fig, min_score: float) -> None:
         Patch(facecolor=OTHERS_COLOUR, alpha=0.6, label="chunk called others"),
         Patch(facecolor="#F0F0F0", edgecolor=NO_FRAME_COLOUR, hatch="///", label="no kept frame"),
         Patch(facecolor=OVERLAP_COLOUR, label="chunks overlap"),
+        Patch(facecolor=REGION_COLOUR, label="viral region"),
         Line2D([0], [0], color="#444444", linestyle="--", linewidth=0.8, label=f"--min-score {min_score:g}"),
     ]
     fig.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 1.0 - 0.55 / fig.get_figheight()),
-               ncol=5, fontsize=8, frameon=False)
+               ncol=6, fontsize=8, frameon=False)
 
 
 def _page(Figure, tracks: Sequence[SequenceTrack], info: RunInfo, title: str, page: str = ""):

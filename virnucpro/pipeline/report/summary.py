@@ -11,6 +11,7 @@ from virnucpro import __version__
 from virnucpro.errors import EXIT_OK
 from virnucpro.pipeline.checkpoint import atomic_write_text
 from virnucpro.pipeline.outputs import RunPaths
+from virnucpro.pipeline.report.multiqc import remove_multiqc, write_multiqc
 from virnucpro.pipeline.run.config import RunSetup
 from virnucpro.pipeline.stages.work_files import ShardInfo
 
@@ -71,6 +72,9 @@ class RunState:
     stages: dict[str, StageReport] = field(default_factory=dict)
     shards: list[ShardInfo] = field(default_factory=list)
     viral_fasta: bool | None = None  # written (True), impossible for a stream input (False), not yet (None)
+    #: Rows of viral_regions.tsv (None until written); reported under ``counts`` but kept out of
+    #: RunCounts, whose fields the translate stage records in translate.json.
+    viral_regions: int | None = None
 
 
 def write_summary(
@@ -104,18 +108,22 @@ def write_summary(
             "highest_score": _present(paths.highest_score),
             "contig_summary": _present(paths.contig_summary),
             "chunk_scores": _present(paths.chunk_scores),
+            "viral_regions": [name for name in map(_present, (paths.regions_tsv, paths.regions_bed,
+                                                              paths.regions_gff)) if name] or None,
             "viral_fasta": _present(paths.viral_fasta) if state.viral_fasta else None,
             "log": _present(paths.log),
             "features": str(paths.features_dir) if status == "ok" and _kept_features(paths) else None,
         },
         "notice": models.notice if models.demo else None,
-        "counts": asdict(state.counts),
+        "counts": {**asdict(state.counts), "viral_regions": state.viral_regions},
         "calls": {
             "virus": state.counts.sequences_virus,
             "not_virus": state.counts.sequences_not_virus,
             "no_call": state.counts.sequences_no_call,
             "min_score": config.min_score,
             "min_length": config.min_length,
+            "region_gap": config.region_gap,
+            "region_min_chunks": config.region_min_chunks,
         },
         "stages": stages,
         "wall_seconds": round(seconds, 3),
@@ -134,6 +142,10 @@ def write_summary(
         },
     }
     atomic_write_text(paths.run_summary, json.dumps(summary, indent=1) + "\n")
+    if status == "ok":
+        write_multiqc(paths, summary)
+    else:
+        remove_multiqc(paths)
 
 
 def _present(path: Path) -> str | None:

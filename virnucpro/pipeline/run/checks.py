@@ -68,7 +68,7 @@ def check_input(input_path: str, chunk_length: int | None = None) -> CheckedInpu
         chunk_length: count the chunks at this length (the result's ``chunks``).
 
     Raises:
-        InputError: unusable input (format, protein, FASTQ, empty, a bad character...).
+        InputError: unusable input (format, protein, truncated FASTQ, empty, a bad character...).
     """
     if is_stream(input_path):
         check_stream_open(input_path)

@@ -11,7 +11,7 @@ from here:
   sha256 of the shard file it read and of its reuse plan;
 * scores: the classifier's identity and both feature identities.
 
-``min_score`` and ``min_length`` are deliberately in no identity and not in
+``min_score``, ``min_length`` and the region settings are deliberately in no identity and not in
 ``run.json``: they choose what is reported from the kept scores, never how a
 number is computed, so changing them on a finished run recomputes no embedding
 (a lower ``min_length`` only adds shards for the newly included records, see
@@ -50,6 +50,7 @@ class RunConfig:
         work_format: :data:`WORK_FORMAT`.
         min_score: ``--min-score``, the sequence-call threshold (no identity).
         min_length: ``--min-length``, records shorter are not scored (no identity).
+        region_gap, region_min_chunks: ``--region-gap``, ``--region-min-chunks`` (viral regions; no identity).
     """
 
     input_sha256: str | None
@@ -60,6 +61,8 @@ class RunConfig:
     work_format: int = WORK_FORMAT
     min_score: float = 0.5
     min_length: int = 0
+    region_gap: int = 1
+    region_min_chunks: int = 2
 
     @classmethod
     def build(cls, options: PredictOptions, models: ResolvedModels, plan: DevicePlan,
@@ -67,7 +70,8 @@ class RunConfig:
         """The config of a run of ``options`` with these models on this device plan
         (``shard_size``: ``run.setup.resolve_shard_size``)."""
         return cls(input_sha256, options.effective_chunk_length, shard_size, plan.precision,
-                   models.identities, min_score=options.min_score, min_length=options.min_length)
+                   models.identities, min_score=options.min_score, min_length=options.min_length,
+                   region_gap=options.region_gap, region_min_chunks=options.region_min_chunks)
 
     def run_params(self) -> dict[str, Any]:
         """What ``run.json`` records under ``params``."""

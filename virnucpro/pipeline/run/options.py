@@ -34,6 +34,8 @@ class PredictOptions:
     allow_chunk_length: bool = False
     min_score: float = 0.5
     min_length: int = 0
+    region_gap: int = 1  # report-only, like min_score (report/regions.py)
+    region_min_chunks: int = 2
     #: ``--compile``: ``auto`` | ``on`` | ``off`` (:mod:`virnucpro.models.fusion`); speed only, in no identity.
     compile: str = "auto"
     score_workers: int | None = None  # None = auto (score_pool.pool_size)
