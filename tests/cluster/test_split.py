@@ -110,9 +110,19 @@ def test_compressed_input_gives_the_same_parts(tmp_path):
     assert a["parts"] == b["parts"] and a["input_sha256"] != b["input_sha256"]
 
 
+def test_fastq_input_gives_the_parts_of_the_same_reads_as_fasta(tmp_path):
+    records = list(zip(*read_small_fasta(INPUT)))
+    fastq = tmp_path / "reads.fq.gz"
+    fastq.write_bytes(gzip.compress("".join(f"@{rid} a read\n{seq}\n+\n{'I' * len(seq)}\n"
+                                            for rid, seq in records).encode()))
+    a, b = split(INPUT, 2, tmp_path / "a"), split(fastq, 2, tmp_path / "b")
+    assert len(a["parts"]) == len(b["parts"]) == 2
+    for part_a, part_b in zip(a["parts"], b["parts"]):  # FASTA parts holding the same reads
+        assert part_records(tmp_path / "a", part_a["file"]) == part_records(tmp_path / "b", part_b["file"])
+
 @pytest.mark.parametrize(
     ("content", "message"),
-    [(None, "no such file"), (b"", "empty"), (b"@r1\nACGT\n+\nIIII\n", "FASTQ"),
+    [(None, "no such file"), (b"", "empty"), (b"@r1\nACGT\n+\nII\n", "FASTQ record 1 is truncated"),
      (b">a\nACGT\n>a\nACGT\n", "duplicate record ID 'a'")],
 )
 def test_bad_input_is_one_line(tmp_path, content, message):
