@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import platform
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -71,6 +72,13 @@ class RunState:
     stages: dict[str, StageReport] = field(default_factory=dict)
     shards: list[ShardInfo] = field(default_factory=list)
     viral_fasta: bool | None = None  # written (True), impossible for a stream input (False), not yet (None)
+    started: float = field(default_factory=time.monotonic)  # the run's start (time.monotonic)
+    times: dict[str, dict[str, float]] = field(default_factory=dict)  # stage -> start_s/end_s
+
+    def mark(self, stage: str, which: str) -> None:
+        """Record that ``stage`` starts (``which="start"``) or ends (``"end"``) now, in seconds
+        from the run's start: ``stages.<stage>.start_s`` / ``end_s`` of the summary."""
+        self.times.setdefault(stage, {})[f"{which}_s"] = round(time.monotonic() - self.started, 3)
 
 
 def write_summary(
@@ -88,7 +96,9 @@ def write_summary(
     options, paths, config, models = setup.options, setup.paths, setup.config, setup.models
     stages = {
         name: {**{key: value for key, value in asdict(report).items() if key != "workers" or value is not None},
-               "frames_per_second": report.frames_per_second}
+               "frames_per_second": report.frames_per_second,
+               "start_s": state.times.get(name, {}).get("start_s"),
+               "end_s": state.times.get(name, {}).get("end_s")}
         for name, report in state.stages.items()
     }
     summary = {
