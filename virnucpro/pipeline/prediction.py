@@ -62,7 +62,7 @@ from virnucpro.pipeline.run.config import WORK_FORMAT, RunConfig, RunSetup
 from virnucpro.pipeline.run.options import PredictOptions
 from virnucpro.pipeline.run.setup import plan_devices, resolve_models, resolve_shard_size
 from virnucpro.pipeline.run.stop import check_stop, stop_on_signals
-from virnucpro.pipeline.stages.assemble import assemble, remove_intermediates
+from virnucpro.pipeline.stages.assemble import AssemblyWalk, assemble, remove_intermediates
 from virnucpro.pipeline.stages.embed import feature_stage
 from virnucpro.pipeline.stages.feature_files import reuse_sources
 from virnucpro.pipeline.stages.score import shards_to_score
@@ -181,7 +181,10 @@ def _run_stages(setup: RunSetup, state: RunState, chunks: int | None = None) -> 
 
     DNABERT-S embeds each shard as soon as translate wrote it (:mod:`.stages.stream`). With a
     score pool (``--score-workers``, see :mod:`.score_pool`) scoring overlaps ESM-2: each shard
-    is submitted as its ESM-2 features are written. Each stage's start and end are recorded
+    is submitted as its ESM-2 features are written. The result tables are walked in input order
+    as shards are scored (:class:`.stages.assemble.AssemblyWalk`, started with ESM-2), so after the
+    last shard only its rows, the highest-score merge and the viral FASTA are left. Each stage's
+    start and end are recorded
     (``stages.<name>.start_s``/``end_s`` of ``run_summary.json``)."""
     try:
         translate_and_embed(setup, state, chunks)
@@ -197,28 +200,34 @@ def _run_stages(setup: RunSetup, state: RunState, chunks: int | None = None) -> 
     if scored_before:
         logger.info("%d of %d shard(s) already scored and verified; reusing them", scored_before, len(state.shards))
     to_embed = _shards_to_embed(setup, state.shards, pending)
-    with ScorePool(setup, state, pending, scored_before, pool_size(setup.options, setup.plan)) as scoring:
-        scoring.start()
-        for kind in MODEL_KINDS[1:]:
-            on_shard_done = None
-            state.mark(kind.name, "start")
-            if kind is MODEL_KINDS[-1] and scoring.overlaps:
-                state.mark("score", "start")
-                scoring.submit_ready()  # resume: shards whose features an earlier run made
-                on_shard_done = scoring.submit_if_ready
-            feature_stage(kind, to_embed, setup, state, on_shard_done=on_shard_done)
-            state.mark(kind.name, "end")
-            check_stop(f"after:{kind.name}")
-        if not scoring.overlaps:
-            state.mark("score", "start")
-        scoring.finish()
-        state.mark("score", "end")
-    check_stop("after:score")
     if state.shards and not pending and setup.outcome == "resume":
         logger.info("every shard's scores reused: no embedding computed; re-writing the tables at --min-score %g, "
                     "--min-length %d", setup.config.min_score, setup.config.min_length)
-    state.mark("assemble", "start")
-    assemble(setup, state, on_table=lambda: check_stop("during:assemble"))
+    # The tables are walked on a thread as shards are scored, in input order (AssemblyWalk).
+    walk = AssemblyWalk(setup, state)
+    try:
+        with ScorePool(setup, state, pending, scored_before, pool_size(setup.options, setup.plan)) as scoring:
+            scoring.start()
+            state.mark("assemble", "start")
+            walk.start()
+            for kind in MODEL_KINDS[1:]:
+                on_shard_done = None
+                state.mark(kind.name, "start")
+                if kind is MODEL_KINDS[-1] and scoring.overlaps:
+                    state.mark("score", "start")
+                    scoring.submit_ready()  # resume: shards whose features an earlier run made
+                    on_shard_done = scoring.submit_if_ready
+                feature_stage(kind, to_embed, setup, state, on_shard_done=on_shard_done)
+                state.mark(kind.name, "end")
+                check_stop(f"after:{kind.name}")
+            if not scoring.overlaps:
+                state.mark("score", "start")
+            scoring.finish()
+            state.mark("score", "end")
+        check_stop("after:score")
+        assemble(setup, state, on_table=lambda: check_stop("during:assemble"), walk=walk)
+    finally:
+        walk.cancel()  # a no-op once the walk ended
     state.mark("assemble", "end")
     check_stop("after:assemble")
     remove_intermediates(setup.paths, setup.options)

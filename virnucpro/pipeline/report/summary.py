@@ -77,8 +77,12 @@ class RunState:
 
     def mark(self, stage: str, which: str) -> None:
         """Record that ``stage`` starts (``which="start"``) or ends (``"end"``) now, in seconds
-        from the run's start: ``stages.<stage>.start_s`` / ``end_s`` of the summary."""
-        self.times.setdefault(stage, {})[f"{which}_s"] = round(time.monotonic() - self.started, 3)
+        from the run's start: ``stages.<stage>.start_s`` / ``end_s`` of the summary
+        (``"first_shard"``: an embedding stage's first shard began, ``first_shard_s``; kept once)."""
+        times = self.times.setdefault(stage, {})
+        if which == "first_shard" and "first_shard_s" in times:
+            return
+        times[f"{which}_s"] = round(time.monotonic() - self.started, 3)
 
 
 def write_summary(
@@ -97,8 +101,7 @@ def write_summary(
     stages = {
         name: {**{key: value for key, value in asdict(report).items() if key != "workers" or value is not None},
                "frames_per_second": report.frames_per_second,
-               "start_s": state.times.get(name, {}).get("start_s"),
-               "end_s": state.times.get(name, {}).get("end_s")}
+               "start_s": None, "end_s": None, **state.times.get(name, {})}
         for name, report in state.stages.items()
     }
     summary = {

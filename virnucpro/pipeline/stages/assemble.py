@@ -23,6 +23,7 @@ from __future__ import annotations
 import io
 import logging
 import shutil
+import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import IO
@@ -53,8 +54,8 @@ SORT_RUN_CALLS = 200_000
 class _GroupRows:
     """The frame rows of one length group of shards, taken record by record in input order."""
 
-    def __init__(self, paths: RunPaths, shards: list[ShardInfo]) -> None:
-        self._rows = (row for s in shards for row in results.read_score_file(paths.shard_scores(s.index)))
+    def __init__(self, paths: RunPaths, shards: list[ShardInfo], ready: Callable[[ShardInfo], None]) -> None:
+        self._rows = (row for s in shards for row in _score_rows(paths, s, ready))
         self._next = next(self._rows, None)
 
     def take(self, record_id: str) -> Iterator[results.FrameScore]:
@@ -66,19 +67,27 @@ class _GroupRows:
         return None if self._next is None else self._next.frame_id
 
 
+def _score_rows(paths: RunPaths, shard: ShardInfo, ready: Callable[[ShardInfo], None]) -> Iterator[results.FrameScore]:
+    ready(shard)  # read only once the shard is scored (a streamed walk waits here)
+    yield from results.read_score_file(paths.shard_scores(shard.index))
+
+
 RecordRows = tuple[results.ContigRow, bool, Iterator[results.FrameScore]]
 
 
-def _records(setup: RunSetup, shards: list[ShardInfo]) -> Iterator[RecordRows]:
+def _records(setup: RunSetup, shards: list[ShardInfo],
+             ready: Callable[[ShardInfo], None] = lambda shard: None) -> Iterator[RecordRows]:
     """``(contig, too_short, frame rows)`` per input record in input order; rows are empty for a
     record below ``min_length``. Each row iterator must be consumed before the next record.
+    ``ready(shard)`` is called before a shard's score file is read (it may wait for it).
 
     Raises:
         ValueError: the score files and ``contigs.tsv`` disagree.
     """
     paths, min_length = setup.paths, setup.config.min_length
     keys = sorted({(s.min_length, s.below) for s in shards}, key=lambda k: k[0])
-    groups = [(key, _GroupRows(paths, [s for s in shards if (s.min_length, s.below) == key])) for key in keys]
+    groups = [(key, _GroupRows(paths, [s for s in shards if (s.min_length, s.below) == key], ready))
+              for key in keys]
     for contig in read_contigs(paths.contigs_table):
         too_short = contig.length < min_length
         holder = next((g for (lo, below), g in groups if lo <= contig.length and (below is None or contig.length < below)),
@@ -106,75 +115,35 @@ def _text_writer(fill: Callable[[io.TextIOWrapper], None]) -> Callable[[IO[bytes
     return write
 
 
-def assemble(setup: RunSetup, state: RunState, on_table: Callable[[], None] | None = None) -> None:
+def assemble(setup: RunSetup, state: RunState, on_table: Callable[[], None] | None = None,
+             walk: AssemblyWalk | None = None) -> None:
     """Write every result table and record the virus counts in ``state``.
 
     Args:
-        on_table: called after each table is in place (the run's stop check: a stop
-            signal ends the assembly there; a re-run writes every table again).
+        on_table: called after the tables of the walk, then after each later table, are in
+            place (the run's stop check: a stop signal ends the assembly there; a re-run writes
+            every table again).
+        walk: the walk over the records, started earlier on its thread to keep pace with the
+            scoring (:meth:`AssemblyWalk.start`); None: walked here.
     """
     def table_done() -> None:
         if on_table is not None:
             on_table()
 
-    paths, config = setup.paths, setup.config
+    paths, counts = setup.paths, state.counts
     began = time.monotonic()
-    shards = state.shards
-    counts = state.counts
-
-    def write_predictions(text: io.TextIOWrapper) -> None:
-        text.write(results.PREDICTIONS_HEADER)
-        frames = virus = 0
-        for _contig, _short, rows in _records(setup, shards):
-            for row in rows:
-                text.write(row.line())
-                frames += 1
-                virus += row.label == "virus"
-        counts.frames_virus, counts.frames_scored = virus, frames
-
-    atomic_write(paths.predictions, _text_writer(write_predictions))
-    table_done()
-
-    make_dir(paths.assembly_dir)
-    sort_runs = 0
-    viral: list[int] = []  # input ordinals of the sequences called virus
-    tally = dict.fromkeys(per_sequence.CALLS, 0)
-    too_short = scored = 0
-
-    def write_chunk_scores(chunk_text: io.TextIOWrapper) -> None:
-        def write_summary(summary_text: io.TextIOWrapper) -> None:
-            nonlocal sort_runs, too_short, scored
-            summary_text.write(per_sequence.CONTIG_SUMMARY_HEADER)
-            chunk_text.write(per_sequence.CHUNK_SCORES_HEADER)
-            pending: list[results.ChunkCall] = []
-            for ordinal, (contig, short, rows) in enumerate(_records(setup, shards)):
-                calls = list(results.chunk_calls(rows))
-                result = per_sequence.sequence_result(contig, calls, config.min_score, too_short=short)
-                summary_text.write(per_sequence.contig_summary_line(result))
-                chunk_text.writelines(per_sequence.chunk_score_lines(result, config.chunk_length))
-                tally[result.call.call] += 1
-                too_short += result.status == per_sequence.STATUS_TOO_SHORT
-                scored += result.call.virus_score is not None
-                if result.call.call == per_sequence.CALL_VIRUS:
-                    viral.append(ordinal)
-                pending.extend(calls)
-                if len(pending) >= SORT_RUN_CALLS:
-                    sort_runs += 1
-                    write_sorted_chunk_calls(paths.sorted_chunk_calls(sort_runs), sorted(pending, key=_chunk_key))
-                    pending = []
-            if pending or not sort_runs:
-                sort_runs += 1
-                write_sorted_chunk_calls(paths.sorted_chunk_calls(sort_runs), sorted(pending, key=_chunk_key))
-
-        atomic_write(paths.contig_summary, _text_writer(write_summary))
-
-    atomic_write(paths.chunk_scores, _text_writer(write_chunk_scores))
+    if walk is None:
+        walk = AssemblyWalk(setup, state)
+        walk.run()
+    else:
+        began = walk.began
+        walk.join()
     table_done()
 
     def write_highest(text: io.TextIOWrapper) -> None:
         text.write(results.HIGHEST_SCORE_HEADER)
         merged = results.merge_sorted_chunk_calls(
-            read_sorted_chunk_calls(paths.sorted_chunk_calls(k)) for k in range(1, sort_runs + 1)
+            read_sorted_chunk_calls(paths.sorted_chunk_calls(k)) for k in range(1, walk.sort_runs + 1)
         )
         _rows, counts.chunks_virus = results.write_highest_score_rows(merged, text)
 
@@ -182,12 +151,136 @@ def assemble(setup: RunSetup, state: RunState, on_table: Callable[[], None] | No
     shutil.rmtree(paths.assembly_dir, ignore_errors=True)
     table_done()
 
+    tally = walk.tally
     counts.sequences_virus = tally[per_sequence.CALL_VIRUS]
     counts.sequences_not_virus = tally[per_sequence.CALL_NOT_VIRUS]
     counts.sequences_no_call = tally[per_sequence.NO_CALL]
-    counts.sequences_scored, counts.too_short = scored, too_short
-    state.viral_fasta = write_viral_fasta(setup, viral)
+    counts.sequences_scored, counts.too_short = walk.scored, walk.too_short
+    state.viral_fasta = write_viral_fasta(setup, walk.viral)
     state.stages["assemble"] = StageReport(seconds=time.monotonic() - began, frames=counts.frames_scored)
+
+
+class WalkCancelled(Exception):
+    """The run stopped while a streamed walk waited for a shard's scores."""
+
+
+class AssemblyWalk:
+    """One walk over the records in input order, writing ``prediction_results.txt``,
+    ``contig_summary.tsv``, ``chunk_scores.tsv`` and the sorted runs of chunk calls.
+
+    :meth:`run` walks here; :meth:`start` walks on a thread, waiting for each shard's score
+    file to verify before reading it (shards are scored as ESM-2 finishes them), so when the
+    last shard is scored only its rows are left to walk. Tables are written atomically: a
+    cancelled walk leaves none of them.
+    """
+
+    POLL_SECONDS = 0.05
+
+    def __init__(self, setup: RunSetup, state: RunState) -> None:
+        self.setup, self.state = setup, state
+        self.began = time.monotonic()
+        self.sort_runs = 0
+        self.viral: list[int] = []  # input ordinals of the sequences called virus
+        self.tally = dict.fromkeys(per_sequence.CALLS, 0)
+        self.too_short = self.scored = 0
+        self._cancel = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+        self._wait = False
+
+    def start(self) -> None:
+        """Walk on a thread, keeping pace with the scoring."""
+        self._wait = True
+        self._thread = threading.Thread(target=self._run_caught, name="virnucpro-assemble", daemon=True)
+        self._thread.start()
+
+    def cancel(self) -> None:
+        """Stop a started walk (it raises :class:`WalkCancelled` on its thread) and wait for it."""
+        self._cancel.set()
+        if self._thread is not None:
+            self._thread.join()
+
+    def join(self) -> None:
+        """Wait for a started walk; raises what it raised."""
+        if self._thread is not None:
+            self._thread.join()
+        if self._error is not None:
+            raise self._error
+
+    def _run_caught(self) -> None:
+        try:
+            self.run()
+        except BaseException as exc:  # noqa: BLE001 - raised by join() in the main thread
+            self._error = exc
+
+    def _ready(self, shard: ShardInfo) -> None:
+        if not self._wait:
+            return
+        from virnucpro.pipeline.checkpoint import verify_done
+        from virnucpro.pipeline.stages.score import score_identity
+
+        path = self.setup.paths.shard_scores(shard.index)
+        marker = path.with_name(path.name + ".done")
+        identity = None
+        while True:
+            if self._cancel.is_set():
+                raise WalkCancelled("the run stopped")
+            if marker.exists():
+                identity = identity or score_identity(self.setup, shard)
+                if verify_done(path, identity):
+                    return
+            self._cancel.wait(self.POLL_SECONDS)
+
+    def run(self) -> None:
+        """Walk every record once and write the three tables and the sorted runs."""
+        paths, config, counts = self.setup.paths, self.setup.config, self.state.counts
+        make_dir(paths.assembly_dir)
+        shards = self.state.shards
+
+        def walk(predictions: io.TextIOWrapper, chunk_text: io.TextIOWrapper,
+                 summary_text: io.TextIOWrapper) -> None:
+            predictions.write(results.PREDICTIONS_HEADER)
+            summary_text.write(per_sequence.CONTIG_SUMMARY_HEADER)
+            chunk_text.write(per_sequence.CHUNK_SCORES_HEADER)
+            frames = virus = 0
+            pending: list[results.ChunkCall] = []
+            for ordinal, (contig, short, rows) in enumerate(_records(self.setup, shards, self._ready)):
+                rows_of_record = list(rows)
+                for row in rows_of_record:
+                    predictions.write(row.line())
+                frames += len(rows_of_record)
+                virus += sum(row.label == "virus" for row in rows_of_record)
+                calls = list(results.chunk_calls(iter(rows_of_record)))
+                result = per_sequence.sequence_result(contig, calls, config.min_score, too_short=short)
+                summary_text.write(per_sequence.contig_summary_line(result))
+                chunk_text.writelines(per_sequence.chunk_score_lines(result, config.chunk_length))
+                self.tally[result.call.call] += 1
+                self.too_short += result.status == per_sequence.STATUS_TOO_SHORT
+                self.scored += result.call.virus_score is not None
+                if result.call.call == per_sequence.CALL_VIRUS:
+                    self.viral.append(ordinal)
+                pending.extend(calls)
+                if len(pending) >= SORT_RUN_CALLS:
+                    self.sort_runs += 1
+                    write_sorted_chunk_calls(paths.sorted_chunk_calls(self.sort_runs),
+                                             sorted(pending, key=_chunk_key))
+                    pending = []
+            if pending or not self.sort_runs:
+                self.sort_runs += 1
+                write_sorted_chunk_calls(paths.sorted_chunk_calls(self.sort_runs), sorted(pending, key=_chunk_key))
+            counts.frames_virus, counts.frames_scored = virus, frames
+
+        # One walk fills three tables: each is written atomically, renamed innermost first.
+        def fill_predictions(predictions: io.TextIOWrapper) -> None:
+            def fill_chunks(chunks: io.TextIOWrapper) -> None:
+                def fill_summary(summary: io.TextIOWrapper) -> None:
+                    walk(predictions, chunks, summary)
+
+                atomic_write(paths.contig_summary, _text_writer(fill_summary))
+
+            atomic_write(paths.chunk_scores, _text_writer(fill_chunks))
+
+        atomic_write(paths.predictions, _text_writer(fill_predictions))
 
 
 def _chunk_key(call: results.ChunkCall) -> str:

@@ -24,7 +24,7 @@ from virnucpro.pipeline.run.config import RunSetup
 from virnucpro.pipeline.run.stop import signal_at
 from virnucpro.pipeline.stages.work_files import ShardInfo
 from virnucpro.pipeline.workqueue.feed import TaskFeed
-from virnucpro.pipeline.workqueue.manager import BatchQueueManager, Event, Task, TaskFinished
+from virnucpro.pipeline.workqueue.manager import BatchQueueManager, Event, Task, TaskFinished, TaskStarted
 
 logger = logging.getLogger(__name__)
 
@@ -135,6 +135,8 @@ class FeatureQueue:
     def _on_event(self, dashboard: Dashboard, event: Event) -> None:
         # Counted as shards finish, so an interrupted run's summary tells what was done.
         dashboard.handle(event)
+        if isinstance(event, TaskStarted):
+            self.state.mark(self.kind.name, "first_shard")
         if not isinstance(event, TaskFinished):
             return
         with self._lock:
