@@ -16,7 +16,7 @@ def test_both_arrangements_are_measured_in_one_run(account) -> None:
     measured = account["measured"]
     assert account["shards"] >= 2
     assert 0 < measured["first_shard_handed_out"] < measured["translate"]
-    assert measured["walk_last_shard"] > 0 and measured["highest_score_and_viral_fasta"] > 0
+    assert measured["walk_last_shard"] > 0 and measured["highest_score_merge"] > 0
     assert account["serial_arrangement_total"] == pytest.approx(sum(account["serial_arrangement"].values()))
     assert account["streamed_total"] == pytest.approx(sum(account["streamed"].values()))
     assert "streamed, overlapping nothing" in account["lines"][-1]

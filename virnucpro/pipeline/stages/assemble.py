@@ -22,14 +22,15 @@ from __future__ import annotations
 
 import io
 import logging
+import os
 import shutil
 import threading
 import time
 from collections.abc import Callable, Iterator
-from typing import IO
+from typing import IO, BinaryIO, cast
 
 from virnucpro.errors import InputError
-from virnucpro.io.fasta import FastaBytesRecord, read_fasta_bytes
+from virnucpro.io.fasta import FastaBytesRecord, FastaWriter, read_fasta_bytes
 from virnucpro.io.fasta_open import is_stream
 from virnucpro.pipeline.checkpoint import atomic_write, hash_input, make_dir
 from virnucpro.pipeline.outputs import RunPaths
@@ -138,6 +139,7 @@ def assemble(setup: RunSetup, state: RunState, on_table: Callable[[], None] | No
     else:
         began = walk.began
         walk.join()
+    counts.frames_virus, counts.frames_scored = walk.frames_virus, walk.frames_scored
     table_done()
 
     def write_highest(text: io.TextIOWrapper) -> None:
@@ -156,8 +158,10 @@ def assemble(setup: RunSetup, state: RunState, on_table: Callable[[], None] | No
     counts.sequences_not_virus = tally[per_sequence.CALL_NOT_VIRUS]
     counts.sequences_no_call = tally[per_sequence.NO_CALL]
     counts.sequences_scored, counts.too_short = walk.scored, walk.too_short
-    state.viral_fasta = write_viral_fasta(setup, walk.viral)
-    state.stages["assemble"] = StageReport(seconds=time.monotonic() - began, frames=counts.frames_scored)
+    state.viral_fasta = _check_viral_fasta(setup, walk)
+    # Busy time: a streamed walk's waits for the scores are not assembly work.
+    state.stages["assemble"] = StageReport(seconds=time.monotonic() - began - walk.waited,
+                                           frames=counts.frames_scored)
 
 
 class WalkCancelled(Exception):
@@ -183,6 +187,10 @@ class AssemblyWalk:
         self.viral: list[int] = []  # input ordinals of the sequences called virus
         self.tally = dict.fromkeys(per_sequence.CALLS, 0)
         self.too_short = self.scored = 0
+        self.frames_virus = self.frames_scored = 0
+        self.waited = 0.0  # seconds spent waiting for score files
+        self.viral_fasta = False  # written by the walk
+        self.input_stat: tuple[int, int, int] | None = None  # the input's (inode, size, mtime) as it was read
         self._cancel = threading.Event()
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
@@ -222,23 +230,28 @@ class AssemblyWalk:
         path = self.setup.paths.shard_scores(shard.index)
         marker = path.with_name(path.name + ".done")
         identity = None
-        while True:
-            if self._cancel.is_set():
-                raise WalkCancelled("the run stopped")
-            if marker.exists():
-                identity = identity or score_identity(self.setup, shard)
-                if verify_done(path, identity):
-                    return
-            self._cancel.wait(self.POLL_SECONDS)
+        began = time.monotonic()
+        try:
+            while True:
+                if self._cancel.is_set():
+                    raise WalkCancelled("the run stopped")
+                if marker.exists():
+                    identity = identity or score_identity(self.setup, shard)
+                    if verify_done(path, identity):
+                        return
+                self._cancel.wait(self.POLL_SECONDS)
+        finally:
+            self.waited += time.monotonic() - began
 
     def run(self) -> None:
         """Walk every record once and write the three tables and the sorted runs."""
-        paths, config, counts = self.setup.paths, self.setup.config, self.state.counts
+        paths, config = self.setup.paths, self.setup.config
         make_dir(paths.assembly_dir)
         shards = self.state.shards
 
         def walk(predictions: io.TextIOWrapper, chunk_text: io.TextIOWrapper,
-                 summary_text: io.TextIOWrapper) -> None:
+                 summary_text: io.TextIOWrapper, viral_out: FastaWriter | None,
+                 inputs: Iterator[FastaBytesRecord]) -> None:
             predictions.write(results.PREDICTIONS_HEADER)
             summary_text.write(per_sequence.CONTIG_SUMMARY_HEADER)
             chunk_text.write(per_sequence.CHUNK_SCORES_HEADER)
@@ -257,8 +270,14 @@ class AssemblyWalk:
                 self.tally[result.call.call] += 1
                 self.too_short += result.status == per_sequence.STATUS_TOO_SHORT
                 self.scored += result.call.virus_score is not None
+                record = next(inputs, None) if viral_out is not None else None  # the input, in lock-step
                 if result.call.call == per_sequence.CALL_VIRUS:
                     self.viral.append(ordinal)
+                    if viral_out is not None:
+                        if record is None:
+                            raise InputError(f"{self.setup.options.input_path}: the input changed during the "
+                                             "run; re-run with --force")
+                        viral_out.write(record.description or record.id, record.sequence)
                 pending.extend(calls)
                 if len(pending) >= SORT_RUN_CALLS:
                     self.sort_runs += 1
@@ -268,13 +287,34 @@ class AssemblyWalk:
             if pending or not self.sort_runs:
                 self.sort_runs += 1
                 write_sorted_chunk_calls(paths.sorted_chunk_calls(self.sort_runs), sorted(pending, key=_chunk_key))
-            counts.frames_virus, counts.frames_scored = virus, frames
+            self.frames_virus, self.frames_scored = virus, frames
 
-        # One walk fills three tables: each is written atomically, renamed innermost first.
+        # One walk fills three tables and the viral FASTA (a second pass over the input, in
+        # lock-step with contigs.tsv): each is written atomically, renamed innermost first.
+        self.viral_fasta = viral_fasta_possible(self.setup)
+        if self.viral_fasta:
+            input_path = self.setup.options.input_path
+            if hash_input(input_path) != config.input_sha256:
+                raise InputError(f"{input_path}: the input changed during the run; re-run with --force")
+            self.input_stat = _stat_key(input_path)
+
+        def fill_viral(predictions: io.TextIOWrapper, chunks: io.TextIOWrapper, summary: io.TextIOWrapper,
+                       handle: IO[bytes] | None) -> None:
+            if handle is None:
+                walk(predictions, chunks, summary, None, iter(()))
+                return
+            with read_fasta_bytes(self.setup.options.input_path) as reader:
+                writer = FastaWriter(cast(BinaryIO, handle), line_width=per_sequence.VIRAL_FASTA_WIDTH)
+                walk(predictions, chunks, summary, writer, iter(reader))
+
         def fill_predictions(predictions: io.TextIOWrapper) -> None:
             def fill_chunks(chunks: io.TextIOWrapper) -> None:
                 def fill_summary(summary: io.TextIOWrapper) -> None:
-                    walk(predictions, chunks, summary)
+                    if self.viral_fasta:
+                        atomic_write(paths.viral_fasta, lambda handle: fill_viral(predictions, chunks, summary,
+                                                                                  handle))
+                    else:
+                        fill_viral(predictions, chunks, summary, None)
 
                 atomic_write(paths.contig_summary, _text_writer(fill_summary))
 
@@ -287,36 +327,35 @@ def _chunk_key(call: results.ChunkCall) -> str:
     return call.chunk_id
 
 
-def write_viral_fasta(setup: RunSetup, viral: list[int]) -> bool:
-    """Write ``viral_contigs.fa`` from a second pass over the input; False when the input is a
-    stream (read once already), in which case no viral FASTA is written.
-
-    Raises:
-        InputError: the input changed since the run was accepted.
-    """
+def viral_fasta_possible(setup: RunSetup) -> bool:
+    """False (and no ``viral_contigs.fa``, with a warning) when the input is a stream, read once
+    already: only a file can be read a second time for the viral sequences."""
     paths, input_path = setup.paths, setup.options.input_path
     if setup.config.input_sha256 is None or is_stream(input_path):
         paths.viral_fasta.unlink(missing_ok=True)
         logger.warning("no %s: the input was a stream, which cannot be read twice; run on a file to get it",
                        paths.viral_fasta.name)
         return False
+    return True
 
-    def records() -> Iterator[FastaBytesRecord]:
-        wanted = iter(viral)
-        target = next(wanted, None)
-        if target is None:
-            return
-        with read_fasta_bytes(input_path) as reader:
-            for ordinal, record in enumerate(reader):
-                if ordinal == target:
-                    yield record
-                    target = next(wanted, None)
-                    if target is None:
-                        return
 
-    atomic_write(paths.viral_fasta, lambda handle: per_sequence.write_viral_fasta(records(), handle))
-    if viral and hash_input(input_path) != setup.config.input_sha256:
-        paths.viral_fasta.unlink(missing_ok=True)
+def _stat_key(path: str) -> tuple[int, int, int]:
+    info = os.stat(path)
+    return info.st_ino, info.st_size, info.st_mtime_ns
+
+
+def _check_viral_fasta(setup: RunSetup, walk: AssemblyWalk) -> bool:
+    """Whether ``viral_contigs.fa`` was written; the input must be the file the run accepted: its
+    sha256 was checked before the walk read it again, its inode, size and mtime after.
+
+    Raises:
+        InputError: the input changed during the run (the viral FASTA is removed).
+    """
+    if not walk.viral_fasta:
+        return False
+    input_path = setup.options.input_path
+    if walk.viral and walk.input_stat != _stat_key(input_path):
+        setup.paths.viral_fasta.unlink(missing_ok=True)
         raise InputError(f"{input_path}: the input changed during the run; re-run with --force")
     return True
 

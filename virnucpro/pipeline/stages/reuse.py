@@ -134,9 +134,9 @@ class ReusePlanner:
             borrowed.append(Borrowed(int(position), *source))
         new = ~found
         if new.any():
-            known = np.concatenate((self._known, uniq[new]))
-            shard = np.concatenate((self._shard, np.full(int(new.sum()), index, dtype=np.int64)))
-            row = np.concatenate((self._row, feature_row[first_in_shard[new]]))
-            order = np.argsort(known, kind="stable")
-            self._known, self._shard, self._row = known[order], shard[order], row[order]
+            # uniq is sorted and at[new] are its insertion points: a linear merge, no re-sort.
+            where = at[new]
+            self._known = np.insert(self._known, where, uniq[new])
+            self._shard = np.insert(self._shard, where, index)
+            self._row = np.insert(self._row, where, feature_row[first_in_shard[new]])
         return borrowed
