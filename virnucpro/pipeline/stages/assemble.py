@@ -26,10 +26,11 @@ import os
 import shutil
 import threading
 import time
-from collections.abc import Callable, Iterator
-from typing import IO, BinaryIO, cast
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import IO, Any, BinaryIO, cast
 
-from virnucpro.errors import InputError
+from virnucpro.errors import InputError, OutputError
 from virnucpro.io.fasta import FastaBytesRecord, FastaWriter, read_fasta_bytes
 from virnucpro.io.fasta_open import is_stream
 from virnucpro.pipeline.checkpoint import atomic_write, hash_input, make_dir
@@ -164,6 +165,24 @@ def assemble(setup: RunSetup, state: RunState, on_table: Callable[[], None] | No
                                            frames=counts.frames_scored)
 
 
+class _Attributed:
+    """One table's handle for the walk, which writes four at once: a write error names this
+    table (inside the nested atomic writes it would otherwise be blamed on the innermost file)."""
+
+    def __init__(self, handle: Any, path: Path) -> None:
+        self._handle, self._path = handle, path
+
+    def write(self, data: Any) -> Any:
+        try:
+            return self._handle.write(data)
+        except OSError as exc:
+            raise OutputError(f"cannot write {self._path}: {exc.strerror or exc}") from exc
+
+    def writelines(self, lines: Iterable[Any]) -> None:
+        for line in lines:
+            self.write(line)
+
+
 class WalkCancelled(Exception):
     """The run stopped while a streamed walk waited for a shard's scores."""
 
@@ -249,8 +268,7 @@ class AssemblyWalk:
         make_dir(paths.assembly_dir)
         shards = self.state.shards
 
-        def walk(predictions: io.TextIOWrapper, chunk_text: io.TextIOWrapper,
-                 summary_text: io.TextIOWrapper, viral_out: FastaWriter | None,
+        def walk(predictions: Any, chunk_text: Any, summary_text: Any, viral_out: FastaWriter | None,
                  inputs: Iterator[FastaBytesRecord]) -> None:
             predictions.write(results.PREDICTIONS_HEADER)
             summary_text.write(per_sequence.CONTIG_SUMMARY_HEADER)
@@ -298,18 +316,23 @@ class AssemblyWalk:
                 raise InputError(f"{input_path}: the input changed during the run; re-run with --force")
             self.input_stat = _stat_key(input_path)
 
-        def fill_viral(predictions: io.TextIOWrapper, chunks: io.TextIOWrapper, summary: io.TextIOWrapper,
-                       handle: IO[bytes] | None) -> None:
+        def fill_viral(predictions: Any, chunks: Any, summary: Any, handle: IO[bytes] | None) -> None:
             if handle is None:
                 walk(predictions, chunks, summary, None, iter(()))
                 return
             with read_fasta_bytes(self.setup.options.input_path) as reader:
-                writer = FastaWriter(cast(BinaryIO, handle), line_width=per_sequence.VIRAL_FASTA_WIDTH)
+                writer = FastaWriter(cast(BinaryIO, _Attributed(handle, paths.viral_fasta)),
+                                     line_width=per_sequence.VIRAL_FASTA_WIDTH)
                 walk(predictions, chunks, summary, writer, iter(reader))
 
-        def fill_predictions(predictions: io.TextIOWrapper) -> None:
-            def fill_chunks(chunks: io.TextIOWrapper) -> None:
-                def fill_summary(summary: io.TextIOWrapper) -> None:
+        def fill_predictions(predictions_handle: io.TextIOWrapper) -> None:
+            predictions = _Attributed(predictions_handle, paths.predictions)
+
+            def fill_chunks(chunks_handle: io.TextIOWrapper) -> None:
+                chunks = _Attributed(chunks_handle, paths.chunk_scores)
+
+                def fill_summary(summary_handle: io.TextIOWrapper) -> None:
+                    summary = _Attributed(summary_handle, paths.contig_summary)
                     if self.viral_fasta:
                         atomic_write(paths.viral_fasta, lambda handle: fill_viral(predictions, chunks, summary,
                                                                                   handle))
