@@ -132,8 +132,10 @@ def test_file_size_limit_mid_run_then_rerun_gives_identical_results(tmp_path, cl
     args = fixture_args(out, "--shard-size", SHARD_SIZE)
     failed = run_virnucpro(args, preexec=file_size_limit(SIZE_LIMIT))
     assert failed.returncode == 1, failed.stderr
-    line = assert_one_error_line(failed.stderr, "prediction_results.txt")
-    assert line.startswith(f"virnucpro: error: cannot write {out / 'prediction_results.txt'}: File too large; "
+    # The assembly walk writes the tables and the viral FASTA together: the largest file (the
+    # viral FASTA, written unbuffered) reaches the limit first, and the error names it.
+    line = assert_one_error_line(failed.stderr, "viral_contigs.fa")
+    assert line.startswith(f"virnucpro: error: cannot write {out / 'viral_contigs.fa'}: File too large; "
                            "finished work is kept, re-run")
     assert failed.stderr.count("cannot write the log file") == 1
     assert not (out / "prediction_results.txt").exists()

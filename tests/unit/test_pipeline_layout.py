@@ -15,7 +15,7 @@ from pathlib import Path
 from tests.unit.test_no_import_cycles import PACKAGE_ROOT, import_graph
 
 PIPELINE = PACKAGE_ROOT / "pipeline"
-STAGE_BODIES = {f"virnucpro.pipeline.stages.{name}" for name in ("translate", "embed", "score", "score_pool", "assemble")}
+STAGE_BODIES = {f"virnucpro.pipeline.stages.{name}" for name in ("translate", "stream", "embed", "score", "score_pool", "assemble")}
 
 
 def _imports_of(package: str) -> dict[str, set[str]]:

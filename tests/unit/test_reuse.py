@@ -73,3 +73,23 @@ def test_digest_count_must_match_the_frames() -> None:
 
     with pytest.raises(ValueError, match="2 digests for 3 frames"):
         plan_reuse(sequence_digest("A") + sequence_digest("C"), [(1, 3)])
+
+
+@settings(max_examples=300, deadline=None)
+@given(seqs=st.lists(st.sampled_from(["ACG", "TTT", "GGGA", "C", "ACGT", "A", "GG"]), max_size=80),
+       data=st.data())
+def test_shard_by_shard_planner_gives_the_whole_group_plan(seqs, data) -> None:
+    """Streaming translate plans each shard as it is written: identical to the plan of the whole group."""
+    from virnucpro.pipeline.stages.reuse import ReusePlanner
+
+    sizes: list[int] = []
+    left = len(seqs)
+    while left:
+        size = data.draw(st.integers(1, left))
+        sizes.append(size)
+        left -= size
+    shards = _split(seqs, sizes)
+    whole, _ = _simulate(shards, first_index=3)
+    planner = ReusePlanner()
+    for i, shard in enumerate(shards):
+        assert planner.add_shard(3 + i, b"".join(sequence_digest(s) for s in shard)) == whole[3 + i]

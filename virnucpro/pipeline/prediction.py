@@ -63,12 +63,12 @@ from virnucpro.pipeline.run.config import WORK_FORMAT, RunConfig, RunSetup
 from virnucpro.pipeline.run.options import PredictOptions
 from virnucpro.pipeline.run.setup import plan_devices, resolve_models, resolve_shard_size
 from virnucpro.pipeline.run.stop import check_stop, stop_on_signals
-from virnucpro.pipeline.stages.assemble import assemble, remove_intermediates
+from virnucpro.pipeline.stages.assemble import AssemblyWalk, assemble, remove_intermediates
 from virnucpro.pipeline.stages.embed import feature_stage
 from virnucpro.pipeline.stages.feature_files import reuse_sources
 from virnucpro.pipeline.stages.score import shards_to_score
 from virnucpro.pipeline.stages.score_pool import ScorePool, pool_size
-from virnucpro.pipeline.stages.translate import translate_stage
+from virnucpro.pipeline.stages.stream import translate_and_embed
 from virnucpro.pipeline.stages.work_files import ShardInfo
 
 __all__ = ["WORK_FORMAT", "PredictOptions", "check_input", "main"]
@@ -120,9 +120,9 @@ def _run(options: PredictOptions, paths: RunPaths, chunks: int | None) -> int:
     still leaves a ``run_summary.json`` (``chunks``: counted by the input check, None if not)."""
     started = time.monotonic()
     setup = _accept_run(options, paths, chunks)
-    state = RunState()
+    state = RunState(started=started)
     try:
-        _run_stages(setup, state)
+        _run_stages(setup, state, chunks)
         write_summary(setup, state, time.monotonic() - started)
         _finish(setup, state)
     except BaseException as exc:
@@ -176,41 +176,61 @@ def _recorded_shard_size(paths: RunPaths) -> int | None:
     return value if isinstance(value, int) and value > 0 else None
 
 
-def _run_stages(setup: RunSetup, state: RunState) -> None:
-    """translate -> DNABERT-S -> ESM-2 -> score -> assemble, each skipping verified work;
-    a stop signal caught in one stage ends the run before the next one starts.
+def _run_stages(setup: RunSetup, state: RunState, chunks: int | None = None) -> None:
+    """translate + DNABERT-S (overlapped) -> ESM-2 -> score -> assemble, each skipping verified
+    work; a stop signal caught in one stage ends the run before the next one starts.
 
-    With a score pool (``--score-workers``, see :mod:`.score_pool`) scoring overlaps ESM-2:
-    each shard is submitted as its ESM-2 features are written."""
+    DNABERT-S embeds each shard as soon as translate wrote it (:mod:`.stages.stream`). With a
+    score pool (``--score-workers``, see :mod:`.score_pool`) scoring overlaps ESM-2: each shard
+    is submitted as its ESM-2 features are written. The result tables are walked in input order
+    as shards are scored (:class:`.stages.assemble.AssemblyWalk`, started with ESM-2), so after the
+    last shard only its rows, the highest-score merge and the viral FASTA are left. Each stage's
+    start and end are recorded
+    (``stages.<name>.start_s``/``end_s`` of ``run_summary.json``)."""
     try:
-        translate_stage(setup, state)
+        translate_and_embed(setup, state, chunks)
     except InputError:
         if setup.outcome != "resume":  # nothing of this run is worth keeping; let a fixed input start afresh
             wipe_run_state(setup.paths.root, setup.paths.state_names())
         raise
-    check_stop("after:translate")
+    # after:translate is sent by translate itself (it ends while DNABERT-S still embeds).
+    check_stop(f"after:{MODEL_KINDS[0].name}")
 
     pending = shards_to_score(setup, state.shards)
     scored_before = len(state.shards) - len(pending)
     if scored_before:
         logger.info("%d of %d shard(s) already scored and verified; reusing them", scored_before, len(state.shards))
     to_embed = _shards_to_embed(setup, state.shards, pending)
-    with ScorePool(setup, state, pending, scored_before, pool_size(setup.options, setup.plan)) as scoring:
-        scoring.start()
-        for kind in MODEL_KINDS:
-            on_shard_done = None
-            if kind is MODEL_KINDS[-1] and scoring.overlaps:
-                scoring.submit_ready()  # resume: shards whose features an earlier run made
-                on_shard_done = scoring.submit_if_ready
-            feature_stage(kind, to_embed, setup, state, on_shard_done=on_shard_done)
-            check_stop(f"after:{kind.name}")
-        scoring.finish()
-    check_stop("after:score")
     if state.shards and not pending and setup.outcome == "resume":
         logger.info("every shard's scores reused: no embedding computed; re-writing the tables at --min-score %g, "
                     "--min-length %d", setup.config.min_score, setup.config.min_length)
-    assemble(setup, state, on_table=lambda: check_stop("during:assemble"))
-    state.viral_regions = write_run_regions(setup)
+    # The tables are walked on a thread as shards are scored, in input order (AssemblyWalk).
+    walk = AssemblyWalk(setup, state)
+    try:
+        with ScorePool(setup, state, pending, scored_before, pool_size(setup.options, setup.plan)) as scoring:
+            scoring.start()
+            state.mark("assemble", "start")
+            walk.start()
+            for kind in MODEL_KINDS[1:]:
+                on_shard_done = None
+                state.mark(kind.name, "start")
+                if kind is MODEL_KINDS[-1] and scoring.overlaps:
+                    state.mark("score", "start")
+                    scoring.submit_ready()  # resume: shards whose features an earlier run made
+                    on_shard_done = scoring.submit_if_ready
+                feature_stage(kind, to_embed, setup, state, on_shard_done=on_shard_done)
+                state.mark(kind.name, "end")
+                check_stop(f"after:{kind.name}")
+            if not scoring.overlaps:
+                state.mark("score", "start")
+            scoring.finish()
+            state.mark("score", "end")
+        check_stop("after:score")
+        assemble(setup, state, on_table=lambda: check_stop("during:assemble"), walk=walk)
+        state.viral_regions = write_run_regions(setup)
+    finally:
+        walk.cancel()  # a no-op once the walk ended
+    state.mark("assemble", "end")
     check_stop("after:assemble")
     remove_intermediates(setup.paths, setup.options)
     # A worker or score-pool process killed mid-write (and redone) left its temp file; every

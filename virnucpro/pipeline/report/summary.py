@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import platform
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -75,6 +76,17 @@ class RunState:
     #: Rows of viral_regions.tsv (None until written); reported under ``counts`` but kept out of
     #: RunCounts, whose fields the translate stage records in translate.json.
     viral_regions: int | None = None
+    started: float = field(default_factory=time.monotonic)  # the run's start (time.monotonic)
+    times: dict[str, dict[str, float]] = field(default_factory=dict)  # stage -> start_s/end_s
+
+    def mark(self, stage: str, which: str) -> None:
+        """Record that ``stage`` starts (``which="start"``) or ends (``"end"``) now, in seconds
+        from the run's start: ``stages.<stage>.start_s`` / ``end_s`` of the summary
+        (``"first_shard"``: an embedding stage's first shard began, ``first_shard_s``; kept once)."""
+        times = self.times.setdefault(stage, {})
+        if which == "first_shard" and "first_shard_s" in times:
+            return
+        times[f"{which}_s"] = round(time.monotonic() - self.started, 3)
 
 
 def write_summary(
@@ -92,7 +104,8 @@ def write_summary(
     options, paths, config, models = setup.options, setup.paths, setup.config, setup.models
     stages = {
         name: {**{key: value for key, value in asdict(report).items() if key != "workers" or value is not None},
-               "frames_per_second": report.frames_per_second}
+               "frames_per_second": report.frames_per_second,
+               "start_s": None, "end_s": None, **state.times.get(name, {})}
         for name, report in state.stages.items()
     }
     summary = {

@@ -9,13 +9,18 @@ but did not act on (it arrived just as the last shard finished) is found by
 :func:`check_stop` at the next stage boundary, so no further stage starts.
 
 Fault hook for the tests: ``VIRNUCPRO_SIGNAL_AT=BOUNDARY[:INT|:TERM]`` sends the
-real signal (SIGTERM by default) to this process at ``BOUNDARY``:
+real signal (SIGTERM by default; ``:KILL`` for SIGKILL) to this process at ``BOUNDARY``:
 
 * ``after:translate``, ``after:dnabert``, ``after:esm``, ``after:score``:
   once that stage returned;
 * ``during:assemble``: after the first result table is written;
 * ``last:dnabert``, ``last:esm``: while the queue still runs, as its last shard
-  finishes (the signal the queue records but no longer acts on).
+  finishes (the signal the queue records but no longer acts on);
+* ``overlap:translate``: while translate and DNABERT-S overlap, once the first
+  embedded shard is finished and before translate writes the next shard.
+
+``after:translate`` is sent by translate as it ends, while DNABERT-S embeds
+(the two overlap, see :mod:`virnucpro.pipeline.stages.stream`).
 """
 
 from __future__ import annotations
@@ -62,15 +67,20 @@ def check_stop(boundary: str) -> None:
         raise RunInterrupted(signum)
 
 
+def signal_wanted_at(boundary: str) -> bool:
+    """True when the fault hook names ``boundary``."""
+    name, _, which = os.environ.get(SIGNAL_AT_ENV, "").partition(":")
+    return f"{name}:{which.partition(':')[0]}" == boundary
+
+
 def signal_at(boundary: str) -> None:
-    """The fault hook: send the configured signal to this process if ``boundary`` is the one named."""
-    wanted = os.environ.get(SIGNAL_AT_ENV, "")
-    if not wanted:
+    """The fault hook: send the configured signal to this process if ``boundary`` is the one named
+    (``:KILL`` sends SIGKILL: the run dies at once, as by the OOM killer or ``kill -9``)."""
+    if not signal_wanted_at(boundary):
         return
-    name, _, which = wanted.partition(":")
-    target, _, kind = which.partition(":")
-    if f"{name}:{target}" != boundary:
-        return
-    signum = signal.SIGINT if kind.upper() in ("INT", "SIGINT") else signal.SIGTERM
+    kind = os.environ.get(SIGNAL_AT_ENV, "").split(":")[2:3]
+    kind_name = kind[0].upper() if kind else ""
+    signum = {"INT": signal.SIGINT, "SIGINT": signal.SIGINT, "KILL": signal.SIGKILL,
+              "SIGKILL": signal.SIGKILL}.get(kind_name, signal.SIGTERM)
     logger.debug("%s: sending %s at %s", SIGNAL_AT_ENV, signal.Signals(signum).name, boundary)
     os.kill(os.getpid(), signum)

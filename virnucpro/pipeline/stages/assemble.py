@@ -22,13 +22,16 @@ from __future__ import annotations
 
 import io
 import logging
+import os
 import shutil
+import threading
 import time
-from collections.abc import Callable, Iterator
-from typing import IO
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import IO, Any, BinaryIO, cast
 
-from virnucpro.errors import InputError
-from virnucpro.io.fasta import FastaBytesRecord, read_fasta_bytes
+from virnucpro.errors import InputError, OutputError
+from virnucpro.io.fasta import FastaBytesRecord, FastaWriter, read_fasta_bytes
 from virnucpro.io.fasta_open import is_stream
 from virnucpro.pipeline.checkpoint import atomic_write, hash_input, make_dir
 from virnucpro.pipeline.outputs import RunPaths
@@ -53,8 +56,8 @@ SORT_RUN_CALLS = 200_000
 class _GroupRows:
     """The frame rows of one length group of shards, taken record by record in input order."""
 
-    def __init__(self, paths: RunPaths, shards: list[ShardInfo]) -> None:
-        self._rows = (row for s in shards for row in results.read_score_file(paths.shard_scores(s.index)))
+    def __init__(self, paths: RunPaths, shards: list[ShardInfo], ready: Callable[[ShardInfo], None]) -> None:
+        self._rows = (row for s in shards for row in _score_rows(paths, s, ready))
         self._next = next(self._rows, None)
 
     def take(self, record_id: str) -> Iterator[results.FrameScore]:
@@ -66,19 +69,27 @@ class _GroupRows:
         return None if self._next is None else self._next.frame_id
 
 
+def _score_rows(paths: RunPaths, shard: ShardInfo, ready: Callable[[ShardInfo], None]) -> Iterator[results.FrameScore]:
+    ready(shard)  # read only once the shard is scored (a streamed walk waits here)
+    yield from results.read_score_file(paths.shard_scores(shard.index))
+
+
 RecordRows = tuple[results.ContigRow, bool, Iterator[results.FrameScore]]
 
 
-def _records(setup: RunSetup, shards: list[ShardInfo]) -> Iterator[RecordRows]:
+def _records(setup: RunSetup, shards: list[ShardInfo],
+             ready: Callable[[ShardInfo], None] = lambda shard: None) -> Iterator[RecordRows]:
     """``(contig, too_short, frame rows)`` per input record in input order; rows are empty for a
     record below ``min_length``. Each row iterator must be consumed before the next record.
+    ``ready(shard)`` is called before a shard's score file is read (it may wait for it).
 
     Raises:
         ValueError: the score files and ``contigs.tsv`` disagree.
     """
     paths, min_length = setup.paths, setup.config.min_length
     keys = sorted({(s.min_length, s.below) for s in shards}, key=lambda k: k[0])
-    groups = [(key, _GroupRows(paths, [s for s in shards if (s.min_length, s.below) == key])) for key in keys]
+    groups = [(key, _GroupRows(paths, [s for s in shards if (s.min_length, s.below) == key], ready))
+              for key in keys]
     for contig in read_contigs(paths.contigs_table):
         too_short = contig.length < min_length
         holder = next((g for (lo, below), g in groups if lo <= contig.length and (below is None or contig.length < below)),
@@ -106,75 +117,36 @@ def _text_writer(fill: Callable[[io.TextIOWrapper], None]) -> Callable[[IO[bytes
     return write
 
 
-def assemble(setup: RunSetup, state: RunState, on_table: Callable[[], None] | None = None) -> None:
+def assemble(setup: RunSetup, state: RunState, on_table: Callable[[], None] | None = None,
+             walk: AssemblyWalk | None = None) -> None:
     """Write every result table and record the virus counts in ``state``.
 
     Args:
-        on_table: called after each table is in place (the run's stop check: a stop
-            signal ends the assembly there; a re-run writes every table again).
+        on_table: called after the tables of the walk, then after each later table, are in
+            place (the run's stop check: a stop signal ends the assembly there; a re-run writes
+            every table again).
+        walk: the walk over the records, started earlier on its thread to keep pace with the
+            scoring (:meth:`AssemblyWalk.start`); None: walked here.
     """
     def table_done() -> None:
         if on_table is not None:
             on_table()
 
-    paths, config = setup.paths, setup.config
+    paths, counts = setup.paths, state.counts
     began = time.monotonic()
-    shards = state.shards
-    counts = state.counts
-
-    def write_predictions(text: io.TextIOWrapper) -> None:
-        text.write(results.PREDICTIONS_HEADER)
-        frames = virus = 0
-        for _contig, _short, rows in _records(setup, shards):
-            for row in rows:
-                text.write(row.line())
-                frames += 1
-                virus += row.label == "virus"
-        counts.frames_virus, counts.frames_scored = virus, frames
-
-    atomic_write(paths.predictions, _text_writer(write_predictions))
-    table_done()
-
-    make_dir(paths.assembly_dir)
-    sort_runs = 0
-    viral: list[int] = []  # input ordinals of the sequences called virus
-    tally = dict.fromkeys(per_sequence.CALLS, 0)
-    too_short = scored = 0
-
-    def write_chunk_scores(chunk_text: io.TextIOWrapper) -> None:
-        def write_summary(summary_text: io.TextIOWrapper) -> None:
-            nonlocal sort_runs, too_short, scored
-            summary_text.write(per_sequence.CONTIG_SUMMARY_HEADER)
-            chunk_text.write(per_sequence.CHUNK_SCORES_HEADER)
-            pending: list[results.ChunkCall] = []
-            for ordinal, (contig, short, rows) in enumerate(_records(setup, shards)):
-                calls = list(results.chunk_calls(rows))
-                result = per_sequence.sequence_result(contig, calls, config.min_score, too_short=short)
-                summary_text.write(per_sequence.contig_summary_line(result))
-                chunk_text.writelines(per_sequence.chunk_score_lines(result, config.chunk_length))
-                tally[result.call.call] += 1
-                too_short += result.status == per_sequence.STATUS_TOO_SHORT
-                scored += result.call.virus_score is not None
-                if result.call.call == per_sequence.CALL_VIRUS:
-                    viral.append(ordinal)
-                pending.extend(calls)
-                if len(pending) >= SORT_RUN_CALLS:
-                    sort_runs += 1
-                    write_sorted_chunk_calls(paths.sorted_chunk_calls(sort_runs), sorted(pending, key=_chunk_key))
-                    pending = []
-            if pending or not sort_runs:
-                sort_runs += 1
-                write_sorted_chunk_calls(paths.sorted_chunk_calls(sort_runs), sorted(pending, key=_chunk_key))
-
-        atomic_write(paths.contig_summary, _text_writer(write_summary))
-
-    atomic_write(paths.chunk_scores, _text_writer(write_chunk_scores))
+    if walk is None:
+        walk = AssemblyWalk(setup, state)
+        walk.run()
+    else:
+        began = walk.began
+        walk.join()
+    counts.frames_virus, counts.frames_scored = walk.frames_virus, walk.frames_scored
     table_done()
 
     def write_highest(text: io.TextIOWrapper) -> None:
         text.write(results.HIGHEST_SCORE_HEADER)
         merged = results.merge_sorted_chunk_calls(
-            read_sorted_chunk_calls(paths.sorted_chunk_calls(k)) for k in range(1, sort_runs + 1)
+            read_sorted_chunk_calls(paths.sorted_chunk_calls(k)) for k in range(1, walk.sort_runs + 1)
         )
         _rows, counts.chunks_virus = results.write_highest_score_rows(merged, text)
 
@@ -182,48 +154,231 @@ def assemble(setup: RunSetup, state: RunState, on_table: Callable[[], None] | No
     shutil.rmtree(paths.assembly_dir, ignore_errors=True)
     table_done()
 
+    tally = walk.tally
     counts.sequences_virus = tally[per_sequence.CALL_VIRUS]
     counts.sequences_not_virus = tally[per_sequence.CALL_NOT_VIRUS]
     counts.sequences_no_call = tally[per_sequence.NO_CALL]
-    counts.sequences_scored, counts.too_short = scored, too_short
-    state.viral_fasta = write_viral_fasta(setup, viral)
-    state.stages["assemble"] = StageReport(seconds=time.monotonic() - began, frames=counts.frames_scored)
+    counts.sequences_scored, counts.too_short = walk.scored, walk.too_short
+    state.viral_fasta = _check_viral_fasta(setup, walk)
+    # Busy time: a streamed walk's waits for the scores are not assembly work.
+    state.stages["assemble"] = StageReport(seconds=time.monotonic() - began - walk.waited,
+                                           frames=counts.frames_scored)
+
+
+class _Attributed:
+    """One table's handle for the walk, which writes four at once: a write error names this
+    table (inside the nested atomic writes it would otherwise be blamed on the innermost file)."""
+
+    def __init__(self, handle: Any, path: Path) -> None:
+        self._handle, self._path = handle, path
+
+    def write(self, data: Any) -> Any:
+        try:
+            return self._handle.write(data)
+        except OSError as exc:
+            raise OutputError(f"cannot write {self._path}: {exc.strerror or exc}") from exc
+
+    def writelines(self, lines: Iterable[Any]) -> None:
+        for line in lines:
+            self.write(line)
+
+
+class WalkCancelled(Exception):
+    """The run stopped while a streamed walk waited for a shard's scores."""
+
+
+class AssemblyWalk:
+    """One walk over the records in input order, writing ``prediction_results.txt``,
+    ``contig_summary.tsv``, ``chunk_scores.tsv`` and the sorted runs of chunk calls.
+
+    :meth:`run` walks here; :meth:`start` walks on a thread, waiting for each shard's score
+    file to verify before reading it (shards are scored as ESM-2 finishes them), so when the
+    last shard is scored only its rows are left to walk. Tables are written atomically: a
+    cancelled walk leaves none of them.
+    """
+
+    POLL_SECONDS = 0.05
+
+    def __init__(self, setup: RunSetup, state: RunState) -> None:
+        self.setup, self.state = setup, state
+        self.began = time.monotonic()
+        self.sort_runs = 0
+        self.viral: list[int] = []  # input ordinals of the sequences called virus
+        self.tally = dict.fromkeys(per_sequence.CALLS, 0)
+        self.too_short = self.scored = 0
+        self.frames_virus = self.frames_scored = 0
+        self.waited = 0.0  # seconds spent waiting for score files
+        self.viral_fasta = False  # written by the walk
+        self.input_stat: tuple[int, int, int] | None = None  # the input's (inode, size, mtime) as it was read
+        self._cancel = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+        self._wait = False
+
+    def start(self) -> None:
+        """Walk on a thread, keeping pace with the scoring."""
+        self._wait = True
+        self._thread = threading.Thread(target=self._run_caught, name="virnucpro-assemble", daemon=True)
+        self._thread.start()
+
+    def cancel(self) -> None:
+        """Stop a started walk (it raises :class:`WalkCancelled` on its thread) and wait for it."""
+        self._cancel.set()
+        if self._thread is not None:
+            self._thread.join()
+
+    def join(self) -> None:
+        """Wait for a started walk; raises what it raised."""
+        if self._thread is not None:
+            self._thread.join()
+        if self._error is not None:
+            raise self._error
+
+    def _run_caught(self) -> None:
+        try:
+            self.run()
+        except BaseException as exc:  # noqa: BLE001 - raised by join() in the main thread
+            self._error = exc
+
+    def _ready(self, shard: ShardInfo) -> None:
+        if not self._wait:
+            return
+        from virnucpro.pipeline.checkpoint import verify_done
+        from virnucpro.pipeline.stages.score import score_identity
+
+        path = self.setup.paths.shard_scores(shard.index)
+        marker = path.with_name(path.name + ".done")
+        identity = None
+        began = time.monotonic()
+        try:
+            while True:
+                if self._cancel.is_set():
+                    raise WalkCancelled("the run stopped")
+                if marker.exists():
+                    identity = identity or score_identity(self.setup, shard)
+                    if verify_done(path, identity):
+                        return
+                self._cancel.wait(self.POLL_SECONDS)
+        finally:
+            self.waited += time.monotonic() - began
+
+    def run(self) -> None:
+        """Walk every record once and write the three tables and the sorted runs."""
+        paths, config = self.setup.paths, self.setup.config
+        make_dir(paths.assembly_dir)
+        shards = self.state.shards
+
+        def walk(predictions: Any, chunk_text: Any, summary_text: Any, viral_out: FastaWriter | None,
+                 inputs: Iterator[FastaBytesRecord]) -> None:
+            predictions.write(results.PREDICTIONS_HEADER)
+            summary_text.write(per_sequence.CONTIG_SUMMARY_HEADER)
+            chunk_text.write(per_sequence.CHUNK_SCORES_HEADER)
+            frames = virus = 0
+            pending: list[results.ChunkCall] = []
+            for ordinal, (contig, short, rows) in enumerate(_records(self.setup, shards, self._ready)):
+                rows_of_record = list(rows)
+                for row in rows_of_record:
+                    predictions.write(row.line())
+                frames += len(rows_of_record)
+                virus += sum(row.label == "virus" for row in rows_of_record)
+                calls = list(results.chunk_calls(iter(rows_of_record)))
+                result = per_sequence.sequence_result(contig, calls, config.min_score, too_short=short)
+                summary_text.write(per_sequence.contig_summary_line(result))
+                chunk_text.writelines(per_sequence.chunk_score_lines(result, config.chunk_length))
+                self.tally[result.call.call] += 1
+                self.too_short += result.status == per_sequence.STATUS_TOO_SHORT
+                self.scored += result.call.virus_score is not None
+                record = next(inputs, None) if viral_out is not None else None  # the input, in lock-step
+                if result.call.call == per_sequence.CALL_VIRUS:
+                    self.viral.append(ordinal)
+                    if viral_out is not None:
+                        if record is None:
+                            raise InputError(f"{self.setup.options.input_path}: the input changed during the "
+                                             "run; re-run with --force")
+                        viral_out.write(record.description or record.id, record.sequence)
+                pending.extend(calls)
+                if len(pending) >= SORT_RUN_CALLS:
+                    self.sort_runs += 1
+                    write_sorted_chunk_calls(paths.sorted_chunk_calls(self.sort_runs),
+                                             sorted(pending, key=_chunk_key))
+                    pending = []
+            if pending or not self.sort_runs:
+                self.sort_runs += 1
+                write_sorted_chunk_calls(paths.sorted_chunk_calls(self.sort_runs), sorted(pending, key=_chunk_key))
+            self.frames_virus, self.frames_scored = virus, frames
+
+        # One walk fills three tables and the viral FASTA (a second pass over the input, in
+        # lock-step with contigs.tsv): each is written atomically, renamed innermost first.
+        self.viral_fasta = viral_fasta_possible(self.setup)
+        if self.viral_fasta:
+            input_path = self.setup.options.input_path
+            if hash_input(input_path) != config.input_sha256:
+                raise InputError(f"{input_path}: the input changed during the run; re-run with --force")
+            self.input_stat = _stat_key(input_path)
+
+        def fill_viral(predictions: Any, chunks: Any, summary: Any, handle: IO[bytes] | None) -> None:
+            if handle is None:
+                walk(predictions, chunks, summary, None, iter(()))
+                return
+            with read_fasta_bytes(self.setup.options.input_path) as reader:
+                writer = FastaWriter(cast(BinaryIO, _Attributed(handle, paths.viral_fasta)),
+                                     line_width=per_sequence.VIRAL_FASTA_WIDTH)
+                walk(predictions, chunks, summary, writer, iter(reader))
+
+        def fill_predictions(predictions_handle: io.TextIOWrapper) -> None:
+            predictions = _Attributed(predictions_handle, paths.predictions)
+
+            def fill_chunks(chunks_handle: io.TextIOWrapper) -> None:
+                chunks = _Attributed(chunks_handle, paths.chunk_scores)
+
+                def fill_summary(summary_handle: io.TextIOWrapper) -> None:
+                    summary = _Attributed(summary_handle, paths.contig_summary)
+                    if self.viral_fasta:
+                        atomic_write(paths.viral_fasta, lambda handle: fill_viral(predictions, chunks, summary,
+                                                                                  handle))
+                    else:
+                        fill_viral(predictions, chunks, summary, None)
+
+                atomic_write(paths.contig_summary, _text_writer(fill_summary))
+
+            atomic_write(paths.chunk_scores, _text_writer(fill_chunks))
+
+        atomic_write(paths.predictions, _text_writer(fill_predictions))
 
 
 def _chunk_key(call: results.ChunkCall) -> str:
     return call.chunk_id
 
 
-def write_viral_fasta(setup: RunSetup, viral: list[int]) -> bool:
-    """Write ``viral_contigs.fa`` from a second pass over the input; False when the input is a
-    stream (read once already), in which case no viral FASTA is written.
-
-    Raises:
-        InputError: the input changed since the run was accepted.
-    """
+def viral_fasta_possible(setup: RunSetup) -> bool:
+    """False (and no ``viral_contigs.fa``, with a warning) when the input is a stream, read once
+    already: only a file can be read a second time for the viral sequences."""
     paths, input_path = setup.paths, setup.options.input_path
     if setup.config.input_sha256 is None or is_stream(input_path):
         paths.viral_fasta.unlink(missing_ok=True)
         logger.warning("no %s: the input was a stream, which cannot be read twice; run on a file to get it",
                        paths.viral_fasta.name)
         return False
+    return True
 
-    def records() -> Iterator[FastaBytesRecord]:
-        wanted = iter(viral)
-        target = next(wanted, None)
-        if target is None:
-            return
-        with read_fasta_bytes(input_path) as reader:
-            for ordinal, record in enumerate(reader):
-                if ordinal == target:
-                    yield record
-                    target = next(wanted, None)
-                    if target is None:
-                        return
 
-    atomic_write(paths.viral_fasta, lambda handle: per_sequence.write_viral_fasta(records(), handle))
-    if viral and hash_input(input_path) != setup.config.input_sha256:
-        paths.viral_fasta.unlink(missing_ok=True)
+def _stat_key(path: str) -> tuple[int, int, int]:
+    info = os.stat(path)
+    return info.st_ino, info.st_size, info.st_mtime_ns
+
+
+def _check_viral_fasta(setup: RunSetup, walk: AssemblyWalk) -> bool:
+    """Whether ``viral_contigs.fa`` was written; the input must be the file the run accepted: its
+    sha256 was checked before the walk read it again, its inode, size and mtime after.
+
+    Raises:
+        InputError: the input changed during the run (the viral FASTA is removed).
+    """
+    if not walk.viral_fasta:
+        return False
+    input_path = setup.options.input_path
+    if walk.viral and walk.input_stat != _stat_key(input_path):
+        setup.paths.viral_fasta.unlink(missing_ok=True)
         raise InputError(f"{input_path}: the input changed during the run; re-run with --force")
     return True
 

@@ -19,6 +19,7 @@ import hashlib
 import io
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 from typing import IO, Any
@@ -32,7 +33,7 @@ from virnucpro.pipeline.report.results import ContigRow
 from virnucpro.pipeline.report.summary import RunCounts, RunState, StageReport
 from virnucpro.pipeline.run.config import RunSetup
 from virnucpro.pipeline.stages.frames import TranslateStats, iter_chunk_frames
-from virnucpro.pipeline.stages.reuse import plan_reuse, sequence_digest
+from virnucpro.pipeline.stages.reuse import ReusePlanner, sequence_digest
 from virnucpro.pipeline.stages.work_files import (
     ShardInfo,
     read_shard_index,
@@ -41,6 +42,7 @@ from virnucpro.pipeline.stages.work_files import (
     write_contig_row,
     write_shard_index,
 )
+from virnucpro.pipeline.workqueue.feed import FeedCancelled
 from virnucpro.sequence import ids
 
 logger = logging.getLogger(__name__)
@@ -48,8 +50,17 @@ logger = logging.getLogger(__name__)
 _ASSEMBLY_COUNTS = ("frames_virus", "chunks_virus")
 
 
-def translate_stage(setup: RunSetup, state: RunState) -> None:
-    """Fill ``state.shards`` and the translate counts, from verified files or by translating."""
+def translate_stage(setup: RunSetup, state: RunState, on_shard: Callable[[ShardInfo], None] | None = None,
+                    cancelled: Callable[[], bool] | None = None) -> None:
+    """Fill ``state.shards`` and the translate counts, from verified files or by translating.
+
+    Args:
+        on_shard: called with each shard as soon as its files, its reuse plans and their
+            ``.done`` markers exist (in index order when reused, as written when translating),
+            so a caller can embed shard 1 while later shards are translated.
+        cancelled: polled once per chunk; when it returns True the stage stops with
+            :class:`~virnucpro.pipeline.workqueue.feed.FeedCancelled` (nothing half-written is kept).
+    """
     paths, identity = setup.paths, setup.config.translate_identity()
     began = time.monotonic()
     report = state.stages["translate"] = StageReport()
@@ -72,6 +83,9 @@ def translate_stage(setup: RunSetup, state: RunState) -> None:
             report.seconds = time.monotonic() - began
             logger.info("translate: reusing %d verified shard(s) (%d kept frames)",
                         len(index.shards), state.counts.kept_frames)
+            if on_shard is not None:
+                for shard in index.shards:
+                    on_shard(shard)
             return
 
     if not groups:
@@ -80,7 +94,7 @@ def translate_stage(setup: RunSetup, state: RunState) -> None:
     stats = TranslateStats()
     chunk_length, shard_size = setup.config.chunk_length, setup.config.shard_size
 
-    writers = [_GroupWriter(paths, identity, shard_size, *g) for g in groups]
+    writers = [_GroupWriter(paths, identity, shard_size, *g, on_shard=on_shard) for g in groups]
 
     def translate_into_shards(contigs_table: IO[bytes]) -> None:
         # Contig rows are written as soon as a record's chunks have all passed, so memory
@@ -94,6 +108,8 @@ def translate_stage(setup: RunSetup, state: RunState) -> None:
                 write_contig_row(contigs_table, row)
 
         for chunk in iter_chunk_frames(setup.options.input_path, chunk_length, stats):
+            if cancelled is not None and cancelled():
+                raise FeedCancelled("translate stopped: the embedding queue stopped")
             write_finished_contigs(chunk.record_id)
             if not chunk.frames:
                 continue
@@ -149,12 +165,15 @@ class _GroupWriter:
     frames reuse an identical earlier frame's embedding (:mod:`.reuse`, per model kind)."""
 
     def __init__(self, paths: RunPaths, identity: dict[str, Any], shard_size: int,
-                 min_length: int, below: int | None, first: int) -> None:
+                 min_length: int, below: int | None, first: int,
+                 on_shard: Callable[[ShardInfo], None] | None = None) -> None:
         self.paths, self.identity, self.shard_size = paths, identity, shard_size
         self.min_length, self.below, self.next_index = min_length, below, first
+        self.on_shard = on_shard
         self.frames: list[tuple[str, str, str]] = []
         self.shards: list[ShardInfo] = []
-        self.digests = {kind.name: bytearray() for kind in MODEL_KINDS}
+        self.digests = {kind.name: bytearray() for kind in MODEL_KINDS}  # of the frames not yet in a shard
+        self.planners = {kind.name: ReusePlanner() for kind in MODEL_KINDS}
         self.reused = {kind.name: 0 for kind in MODEL_KINDS}
 
     def holds_length(self, length: int) -> bool:
@@ -169,22 +188,27 @@ class _GroupWriter:
                 self.flush()
 
     def flush(self) -> None:
-        if self.frames:
-            shard = _write_shard(self.paths, self.next_index, self.frames, self.identity)
-            self.shards.append(ShardInfo(shard.index, shard.frames, self.min_length, self.below))
-            self.next_index += 1
-            self.frames = []
+        """Write the shard of the frames held, then its reuse plans (final: every earlier shard of
+        the group is planned), then hand it on (``on_shard``)."""
+        if not self.frames:
+            return
+        shard = _write_shard(self.paths, self.next_index, self.frames, self.identity)
+        info = ShardInfo(shard.index, shard.frames, self.min_length, self.below)
+        for kind in MODEL_KINDS:
+            borrowed = self.planners[kind.name].add_shard(shard.index, bytes(self.digests[kind.name]))
+            _write_kept(kind.reuse(self.paths, shard.index), reuse_text(borrowed).encode(), self.identity,
+                        len(borrowed))
+            self.reused[kind.name] += len(borrowed)
+            self.digests[kind.name] = bytearray()
+        self.shards.append(info)
+        self.next_index += 1
+        self.frames = []
+        if self.on_shard is not None:
+            self.on_shard(info)
 
     def finish(self) -> None:
-        """Write the last shard, then every shard's reuse plans."""
+        """Write the last shard."""
         self.flush()
-        for kind in MODEL_KINDS:
-            plan = plan_reuse(bytes(self.digests[kind.name]), [(s.index, s.frames) for s in self.shards])
-            for index, borrowed in plan.items():
-                _write_kept(kind.reuse(self.paths, index), reuse_text(borrowed).encode(), self.identity,
-                            len(borrowed))
-                self.reused[kind.name] += len(borrowed)
-            self.digests[kind.name] = bytearray()
 
 
 def _check_groups(writers: list[_GroupWriter]) -> None:

@@ -2,7 +2,8 @@
 
 This package knows nothing of VirNucPro: no stage, model, file format or
 result table. A caller gives :class:`BatchQueueManager` module-level worker
-functions (load once, process one :class:`Task`) and a list of tasks; the
+functions (load once, process one :class:`Task`) and a list of tasks (or a
+:class:`TaskFeed` a producer thread fills while the queue runs); the
 queue starts a ``spawn``-context process per device, feeds each one task
 ahead (prefetch, background writes), restarts dead or stalled workers,
 retries their tasks, turns SIGINT/SIGTERM into :class:`RunInterrupted` and
@@ -12,6 +13,7 @@ returns a :class:`RunReport`. Its only import outside this package is
 Modules, from the caller inwards:
 
 - :mod:`.manager`: :class:`BatchQueueManager`, the one entry point;
+- :mod:`.feed`: :class:`TaskFeed`, tasks added while the queue runs (a producer thread);
 - :mod:`.tasks`: what callers see (``Task``, events, ``RunReport``, ``DeferredResult``);
 - :mod:`.scheduler`: the parent's heap of pending tasks, retries, hand-out and the report;
 - :mod:`.pool`: starting, restarting, stall detection and shutdown of worker processes;
@@ -21,6 +23,7 @@ Modules, from the caller inwards:
 - :mod:`.inbox`: inside a worker, the pipe reader, prefetch and background-writer threads.
 """
 
+from virnucpro.pipeline.workqueue.feed import FeedCancelled, TaskFeed
 from virnucpro.pipeline.workqueue.manager import (
     DEFAULT_INIT_TIMEOUT,
     PREFETCH_ENV,
@@ -49,11 +52,13 @@ __all__ = [
     "BatchQueueManager",
     "DeferredResult",
     "Event",
+    "FeedCancelled",
     "Progress",
     "RunInterrupted",
     "RunReport",
     "Task",
     "TaskFailed",
+    "TaskFeed",
     "TaskFinished",
     "TaskStarted",
     "WorkerDied",

@@ -83,6 +83,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
+from virnucpro.pipeline.workqueue.feed import FeedCancelled, TaskFeed
 from virnucpro.pipeline.workqueue.pool import WorkerPool
 from virnucpro.pipeline.workqueue.scheduler import QueueSettings, Scheduler, run_in_process
 from virnucpro.pipeline.workqueue.tasks import (
@@ -115,11 +116,13 @@ __all__ = [
     "BatchQueueManager",
     "DeferredResult",
     "Event",
+    "FeedCancelled",
     "Progress",
     "RunInterrupted",
     "RunReport",
     "Task",
     "TaskFailed",
+    "TaskFeed",
     "TaskFinished",
     "TaskStarted",
     "WorkerDied",
@@ -230,22 +233,40 @@ class BatchQueueManager:
             prefetch=self.prefetch, prefetch_spec=self.prefetch_spec,
         )
 
-    def run(self, tasks: Iterable[Task]) -> RunReport:
+    def run(self, tasks: Iterable[Task] | TaskFeed) -> RunReport:
         """Process every task; return when each one has finished or failed for good.
 
+        Args:
+            tasks: the tasks, or a :class:`~virnucpro.pipeline.workqueue.feed.TaskFeed` another
+                thread adds them to while the queue runs (workers start before the first one
+                arrives; the run ends once the feed is closed and its tasks are done).
+
         Raises:
-            RunInterrupted: SIGINT/SIGTERM arrived (workers are stopped first).
+            RunInterrupted: SIGINT/SIGTERM arrived (workers are stopped first; a feed is cancelled).
             ValueError: two tasks share a key.
         """
         scheduler = Scheduler(self.devices, self._settings(), self.on_event)
-        scheduler.add(tasks)
+        if isinstance(tasks, TaskFeed):
+            scheduler.feed = tasks
+        else:
+            scheduler.add(tasks)
         started = time.monotonic()
+        ended = False
         try:
-            if scheduler.pending:
+            if scheduler.pending or scheduler.more_coming:
                 if self.in_process:
                     run_in_process(scheduler)
                 else:
                     WorkerPool(scheduler).run()
+            ended = True
         finally:
             scheduler.report.seconds = time.monotonic() - started
+            feed = scheduler.feed
+            if feed is not None and not feed.exhausted:
+                # Stopped early (signal, no worker left): the producer must stop too.
+                leftover = feed.take()
+                feed.cancel()
+                if ended:
+                    scheduler.add(leftover)
+                    scheduler.fail_remaining()
         return scheduler.report

@@ -79,9 +79,10 @@ class WorkerPool:
         with StopSignals(raise_at_once=False) as signals:
             graceful = False
             try:
-                while scheduler.pending or any(slot.tasks for slot in self._slots):
+                while scheduler.pending or any(slot.tasks for slot in self._slots) or scheduler.more_coming:
                     if signals.signum is not None:
                         raise RunInterrupted(signals.signum)
+                    scheduler.take_fed()
                     self._start_needed_workers()
                     self._dispatch()
                     live = [slot for slot in self._slots if slot.process is not None]
@@ -98,7 +99,7 @@ class WorkerPool:
 
     def _start_needed_workers(self) -> None:
         idle_or_starting = sum(1 for s in self._slots if s.process is not None and not s.tasks)
-        needed = self._scheduler.pending - idle_or_starting
+        needed = self._scheduler.workers_wanted() - idle_or_starting
         for slot in self._slots:
             if needed <= 0:
                 break
@@ -203,6 +204,8 @@ class WorkerPool:
         """Wait up to ``poll_interval`` for messages or exits, then handle them."""
         waitables: list[Any] = [slot.process.sentinel for slot in live]
         waitables += [slot.conn for slot in live if slot.conn is not None]
+        if self._scheduler.more_coming:
+            waitables.append(self._scheduler.feed)  # a new task is handed out at once
         ready = set(wait_for_ready(waitables, timeout=self._settings.poll_interval))
         for slot in live:
             if slot.conn is not None and slot.conn in ready:

@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any
 
+from virnucpro.pipeline.workqueue.feed import TaskFeed
 from virnucpro.pipeline.workqueue.messages import (
     ForwardedLog,
     FramesDone,
@@ -167,6 +168,8 @@ class Scheduler:
         self._seq = 0
         self._attempts: dict[str, int] = {}
         self._avoid: dict[str, set[int]] = {}  # task key -> worker ids whose device faulted on it
+        self.feed: TaskFeed | None = None  # tasks still arriving (see :mod:`.feed`)
+        self._fed = 0
 
     # ------------------------------------------------------------------ the queue
 
@@ -181,6 +184,27 @@ class Scheduler:
                 raise ValueError(f"duplicate task key {task.key!r}")
             self._attempts[task.key] = 0
             self.push(task)
+
+    def take_fed(self) -> None:
+        """Queue the tasks that arrived on the feed since the last call."""
+        if self.feed is not None:
+            tasks = self.feed.take()
+            self._fed += len(tasks)
+            self.add(tasks)
+
+    @property
+    def more_coming(self) -> bool:
+        """True while the feed may still bring tasks."""
+        return self.feed is not None and not self.feed.exhausted
+
+    def workers_wanted(self) -> int:
+        """How many workers the queued tasks, and those the feed still expects, can keep busy."""
+        wanted = self.pending
+        if self.more_coming:
+            assert self.feed is not None
+            expected = self.feed.expected
+            wanted = max(wanted, len(self.slots) if expected is None else expected - self._fed + self.pending)
+        return wanted
 
     def push(self, task: Task) -> None:
         """Queue a task (again); the largest comes out first, ties in the order queued."""
@@ -372,7 +396,14 @@ def run_in_process(scheduler: Scheduler) -> None:
         def send(message: FromWorker) -> None:
             scheduler.handle(slot, message)
 
-        while scheduler.pending:
+        while True:
+            scheduler.take_fed()
+            if not scheduler.pending:
+                if not scheduler.more_coming:
+                    break
+                assert scheduler.feed is not None
+                scheduler.feed.wait(settings.poll_interval)
+                continue
             task = scheduler.pop()
             scheduler.assign(slot, task)
             prepare = functools.partial(prefetch_fn, state, task) if prefetch_fn is not None else None

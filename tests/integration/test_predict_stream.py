@@ -1,0 +1,82 @@
+"""Translate feeds DNABERT-S as it goes: a run killed while both overlap resumes to identical tables,
+and run_summary.json tells when each stage started and ended.
+
+The kill is real: ``VIRNUCPRO_SIGNAL_AT=overlap:translate:KILL`` makes translate SIGKILL its own
+process once the first embedded shard is finished and before the next shard is written.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import run_cli
+from tests.integration.test_predict_stop import RESULTS, predict_args, small_input
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory) -> tuple[Path, dict[str, bytes], dict]:
+    directory = tmp_path_factory.mktemp("stream-reference")
+    source = small_input(directory)
+    out = directory / "out"
+    result = run_cli(*predict_args(source, out))
+    assert result.returncode == 0, result.stderr.decode()
+    summary = json.loads((out / "run_summary.json").read_text())
+    return source, {name: (out / name).read_bytes() for name in RESULTS}, summary
+
+
+def test_summary_records_when_each_stage_started_and_ended(reference) -> None:
+    _, _, summary = reference
+    stages = summary["stages"]
+    assert set(stages) >= {"translate", "dnabert", "esm", "score", "assemble"}
+    for name, report in stages.items():
+        assert 0 <= report["start_s"] <= report["end_s"] <= summary["wall_seconds"], (name, report)
+    # DNABERT-S's queue runs while translate does; ESM-2 only after DNABERT-S; tables after scores.
+    assert stages["dnabert"]["start_s"] <= stages["translate"]["end_s"]
+    assert stages["esm"]["start_s"] >= stages["dnabert"]["end_s"]
+    # The tables are walked as shards are scored: the walk starts with ESM-2, ends after scoring.
+    assert stages["esm"]["start_s"] >= stages["assemble"]["start_s"] >= stages["dnabert"]["end_s"]
+    assert stages["assemble"]["end_s"] >= stages["score"]["end_s"]
+    for name in ("dnabert", "esm"):
+        assert stages[name]["start_s"] <= stages[name]["first_shard_s"] <= stages[name]["end_s"]
+
+
+@pytest.mark.parametrize("extra", [(), ("--workers", "2")], ids=["in-process", "two-workers"])
+def test_sigkill_while_translate_and_dnabert_overlap_then_resume(tmp_path, reference, extra) -> None:
+    source, expected, _ = reference
+    out = tmp_path / "out"
+    killed = run_cli(*predict_args(source, out, *extra), env={"VIRNUCPRO_SIGNAL_AT": "overlap:translate:KILL"})
+    assert killed.returncode == -signal.SIGKILL, killed.stderr.decode()
+    work = out / "work"
+    # Killed in the overlap: a shard embedded, translate unfinished, nothing later started.
+    assert list((work / "features").glob("*.dnabert.safetensors.done"))
+    assert not (work / "translate.json.done").exists()
+    assert not list((work / "features").glob("*.esm.*")) and not (work / "scores").exists()
+    assert not (out / "prediction_results.txt").exists()
+
+    again = run_cli(*predict_args(source, out, *extra))
+    assert again.returncode == 0, again.stderr.decode()
+    assert {name: (out / name).read_bytes() for name in RESULTS} == expected
+    assert "dnabert: reusing 1 verified shard(s)" in (out / "virnucpro.log").read_text()
+
+
+def test_sigterm_while_translate_and_dnabert_overlap_then_resume(tmp_path, reference) -> None:
+    source, expected, _ = reference
+    out = tmp_path / "out"
+    stopped = run_cli(*predict_args(source, out), env={"VIRNUCPRO_SIGNAL_AT": "overlap:translate"})
+    err = stopped.stderr.decode()
+    assert stopped.returncode == 143, err
+    assert "Traceback" not in err and "finished work is kept" in err
+    summary = json.loads((out / "run_summary.json").read_text())
+    assert summary["status"] == "interrupted"
+    assert summary["stages"]["dnabert"]["computed_shards"] >= 1
+    assert "esm" not in summary["stages"]
+
+    again = run_cli(*predict_args(source, out))
+    assert again.returncode == 0, again.stderr.decode()
+    assert {name: (out / name).read_bytes() for name in RESULTS} == expected
