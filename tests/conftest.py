@@ -79,3 +79,22 @@ def one_error_line(stderr: bytes) -> str:
     errors = [line for line in text.splitlines() if line.startswith("virnucpro: error:")]
     assert len(errors) == 1, text
     return errors[0]
+
+
+@pytest.fixture(autouse=True)
+def _isolate_process_state():
+    """Each test leaves the pytest process as it found it.
+
+    Code run in-process can change what later tests inherit: ``main()`` turns the
+    ``virnucpro`` logger's propagation off (caplog then sees nothing), and an
+    in-process worker sets ``OMP_NUM_THREADS``/``MKL_NUM_THREADS``, which every later
+    ``run_cli`` subprocess would inherit (another thread count, other FP32 digits).
+    """
+    environ = dict(os.environ)
+    yield
+    from virnucpro.log import reset_logging
+
+    reset_logging()
+    if dict(os.environ) != environ:
+        os.environ.clear()
+        os.environ.update(environ)
