@@ -9,8 +9,6 @@ from pathlib import Path
 
 import pytest
 
-import virnucpro  # noqa: F401  - first, so MKL_CBWR is set before any test module loads torch
-
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DATA_DIR = REPO_ROOT / "tests" / "data"
 TINY_REF = DATA_DIR / "tiny_reference"

@@ -13,7 +13,7 @@ import sys
 
 def _interrupt(signum: int, _frame: object) -> None:
     exc = KeyboardInterrupt(signal.Signals(signum).name)
-    exc.signum = signum  # the CLI's exit code for it: 143 (errors.exit_code_for_signal)
+    exc.signum = signum  # type: ignore[attr-defined]  # the CLI's exit code for it: 143 (errors.exit_code_for_signal)
     raise exc
 
 
