@@ -47,7 +47,6 @@ def predict(args: list[str], input: bytes | None = None) -> None:
     assert result.returncode == 0, result.stderr.decode()
 
 
-@pytest.mark.flaky(reruns=1)  # cross-run FP32/timing flake, cause open (STATE.md, open risks)
 def test_fixture_models_fastq_equals_fasta(tmp_path: Path) -> None:
     fasta_out, fastq_out = tmp_path / "fa", tmp_path / "fq"
     predict(fixture_args(fasta_out, *PINNED))
@@ -68,7 +67,6 @@ def demo_reference(tmp_path_factory) -> Path:
     return reference
 
 
-@pytest.mark.flaky(reruns=1)  # cross-run FP32/timing flake, cause open (STATE.md, open risks)
 @pytest.mark.parametrize("how", ["bz2-wrapped", "xz", "stdin"])
 def test_demo_fastq_equals_fasta(tmp_path: Path, demo_reference: Path, how: str) -> None:
     reference = demo_reference

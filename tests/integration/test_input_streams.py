@@ -98,7 +98,6 @@ def test_closed_stdin_is_an_input_error(tmp_path: Path, command: list[str]) -> N
     assert "Traceback" not in err and "Error:" not in err
 
 
-@pytest.mark.flaky(reruns=1)  # cross-run FP32/timing flake, cause open (STATE.md, open risks)
 @pytest.mark.slow
 @pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash for process substitution")
 def test_predict_from_process_substitution(tmp_path: Path, tiny_ref: Path) -> None:

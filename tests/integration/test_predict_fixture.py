@@ -51,7 +51,6 @@ def test_result_files_match_published(fixture_run):
     assert (frames, chunks) == (1, 1)
 
 
-@pytest.mark.flaky(reruns=1)  # cross-run FP32/timing flake, cause open (STATE.md, open risks)
 def test_kept_features_match_published_embeddings(fixture_run):
     from virnucpro.pipeline.stages.feature_files import read_features
 
@@ -92,7 +91,6 @@ def test_run_summary_counts(fixture_run):
     assert summary["notice"] is None
 
 
-@pytest.mark.flaky(reruns=1)  # cross-run FP32/timing flake, cause open (STATE.md, open risks)
 def test_scores_do_not_depend_on_batching(tmp_path, fixture_run):
     out = tmp_path / "tiny-batches"
     result = run_cli(*fixture_args(out, "--batch-tokens", "64", "--shard-size", "37"))

@@ -66,7 +66,6 @@ def reference(tmp_path_factory) -> dict[str, bytes]:
     return results_of(out)
 
 
-@pytest.mark.flaky(reruns=1)  # cross-run FP32/timing flake, cause open (STATE.md, open risks)
 @pytest.mark.parametrize("workers", ["1", "2"])
 def test_cpu_workers_match_single_process(tmp_path, reference, workers):
     out = tmp_path / "out"
@@ -75,7 +74,6 @@ def test_cpu_workers_match_single_process(tmp_path, reference, workers):
     assert results_of(out) == reference
 
 
-@pytest.mark.flaky(reruns=1)  # cross-run FP32/timing flake, cause open (STATE.md, open risks)
 def test_sigkill_at_random_moments_then_resume(tmp_path, reference):
     out = tmp_path / "out"
     args = fixture_args(out, "--shard-size", "40", "--workers", "2")
@@ -98,7 +96,6 @@ def test_sigkill_at_random_moments_then_resume(tmp_path, reference):
     assert "reusing" in log or not before
 
 
-@pytest.mark.flaky(reruns=1)  # cross-run FP32/timing flake, cause open (STATE.md, open risks)
 @pytest.mark.parametrize("crash_at", [2, 9, 25, 60])
 def test_killed_just_before_a_rename(tmp_path, reference, crash_at):
     out = tmp_path / "out"
@@ -114,7 +111,6 @@ def test_killed_just_before_a_rename(tmp_path, reference, crash_at):
     assert not [p for p in out.rglob("*") if ".tmp-" in p.name]
 
 
-@pytest.mark.flaky(reruns=1)  # cross-run FP32/timing flake, cause open (STATE.md, open risks)
 def test_corrupted_shard_is_recomputed_alone(tmp_path, reference):
     out = tmp_path / "out"
     args = fixture_args(out, "--shard-size", "40")
@@ -131,7 +127,6 @@ def test_corrupted_shard_is_recomputed_alone(tmp_path, reference):
     assert stages["score"]["reused_shards"] == 10
 
 
-@pytest.mark.flaky(reruns=1)  # cross-run FP32/timing flake, cause open (STATE.md, open risks)
 def test_changed_settings_are_refused_until_force(tmp_path, reference):
     out = tmp_path / "out"
     assert run_cli(*fixture_args(out, "--shard-size", "40")).returncode == 0
@@ -190,7 +185,6 @@ def test_second_run_on_same_directory_is_refused(tmp_path):
     assert proc.returncode == 0
 
 
-@pytest.mark.flaky(reruns=1)  # cross-run FP32/timing flake, cause open (STATE.md, open risks)
 def test_workers_that_keep_dying_end_with_exit_5_and_keep_finished_shards(tmp_path, reference):
     """Each worker process is killed at its 3rd rename (after one finished shard), again after
     every restart: the run makes progress, runs out of restarts, exits 5 naming the failed

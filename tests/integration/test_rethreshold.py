@@ -68,7 +68,6 @@ def assert_same_answer(a: Path, b: Path) -> None:
     assert [r[0] for r in high_a] == [r[0] for r in high_b]
 
 
-@pytest.mark.flaky(reruns=1)  # cross-run FP32/timing flake, cause open (STATE.md, open risks)
 def test_rethreshold_recomputes_nothing_and_equals_a_fresh_run(subset, tmp_path, tmp_path_factory):
     run = tmp_path / "run"
     first = predict(subset, run, "--min-length", "500")

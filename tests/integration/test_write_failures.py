@@ -124,7 +124,6 @@ def clean_run(tmp_path_factory) -> Path:
     return shared_kept_run(tmp_path_factory)
 
 
-@pytest.mark.flaky(reruns=1)  # cross-run FP32/timing flake, cause open (STATE.md, open risks)
 def test_file_size_limit_mid_run_then_rerun_gives_identical_results(tmp_path, clean_run):
     out = tmp_path / "out"
     out.mkdir()

@@ -15,10 +15,12 @@ from virnucpro.models.batching import estimate_batch_tokens, plan_batches, shrin
 from virnucpro.models.esm2 import (
     CPU_BATCH_TOKENS,
     MEAN_WINDOW,
+    ROTARY_TOLERANCE,
     encode_sequences,
     esm1b_tokens,
     fill_token_matrix,
     load_esm2,
+    rotary_tables,
 )
 from virnucpro.models.esm2_checkpoint import load_esm2_checkpoint
 from virnucpro.models.esm2_reference import build_fair_esm_model, published_embed
@@ -199,3 +201,48 @@ def test_budget_estimate_and_shrink():
 def test_cpu_default_budget(embedder_fp32):
     assert embedder_fp32.batch_tokens == CPU_BATCH_TOKENS
     assert MEAN_WINDOW == 1024
+
+
+# ---- rotary tables: fair-esm's FP32 values, and the same in every process
+
+def _float64_angles(inv_freq: torch.Tensor, size: int) -> np.ndarray:
+    freqs = np.outer(np.arange(size, dtype=np.float32), inv_freq.numpy()).astype(np.float32)
+    return np.concatenate([freqs, freqs], axis=-1).astype(np.float64)
+
+
+def test_rotary_tables_are_torch_fp32_values_within_tolerance():
+    inv_freq = 1.0 / (10000 ** (torch.arange(0, 8, 2).float() / 8))
+    cos, sin = rotary_tables(inv_freq, 1024)
+    angles = _float64_angles(inv_freq, 1024)
+    assert np.abs(cos.numpy() - np.cos(angles)).max() <= ROTARY_TOLERANCE
+    assert np.abs(sin.numpy() - np.sin(angles)).max() <= ROTARY_TOLERANCE
+    # fair-esm's own construction in a warm process: the same bits
+    t = torch.arange(1024).type_as(inv_freq)
+    emb = torch.cat((torch.outer(t, inv_freq),) * 2, dim=-1)
+    assert torch.equal(cos, emb.cos()) and torch.equal(sin, emb.sin())
+
+
+_FRESH_PROCESS = """
+import hashlib, sys, torch
+from virnucpro.models.esm2 import rotary_tables
+inv_freq = 1.0 / (10000 ** (torch.arange(0, 8, 2).float() / 8))
+cos, sin = rotary_tables(inv_freq, 1024)
+print(hashlib.sha256(cos.numpy().tobytes() + sin.numpy().tobytes()).hexdigest())
+"""
+
+
+@pytest.mark.slow
+def test_rotary_tables_identical_in_fresh_processes():
+    """The table is the first trig a process computes: the case that came out off one time in five."""
+    import subprocess
+    import sys
+
+    digests = {
+        subprocess.run([sys.executable, "-c", _FRESH_PROCESS], check=True, capture_output=True, text=True).stdout
+        for _ in range(8)
+    }
+    inv_freq = 1.0 / (10000 ** (torch.arange(0, 8, 2).float() / 8))
+    cos, sin = rotary_tables(inv_freq, 1024)
+    import hashlib
+
+    assert digests == {hashlib.sha256(cos.numpy().tobytes() + sin.numpy().tobytes()).hexdigest() + "\n"}

@@ -118,12 +118,13 @@ def test_killed_worker_holding_two_tasks_both_complete_exactly_once(tmp_path: Pa
     assert ("t3", 1) in starts and ("t3", 2) not in starts  # sent ahead, never begun: not charged
 
 
-@pytest.mark.flaky(reruns=1)  # cross-run FP32/timing flake, cause open (STATE.md, open risks)
 def test_device_fault_with_a_task_sent_ahead_gives_that_task_back_uncharged(tmp_path: Path, caplog) -> None:
     sizes = {"t1": 30, "t2": 20, "t3": 10}
-    # t1 faults at 0.3 s, before the other worker runs out of work (and could ask t1's companion back).
-    tasks = _tasks(tmp_path, sizes, {"t1": "device_error_once", "t2": "slow", "t3": "slow"}, delay=0.05,
-                   fault_delay=0.3)
+    # t1 and t2 fault at 0.3 s on their first run. Which worker holds which task, and which
+    # task is sent ahead to whom, depends on which worker reports ready first; in every order a
+    # worker faults while holding a task sent ahead, before an idle worker could ask it back.
+    tasks = _tasks(tmp_path, sizes, {"t1": "device_error_once", "t2": "device_error_once", "t3": "slow"},
+                   delay=0.05, fault_delay=0.3)
     (tmp_path / "barrier").mkdir()
     events: list = []
     caplog.set_level(logging.DEBUG, logger="virnucpro.pipeline.workqueue")
@@ -132,11 +133,12 @@ def test_device_fault_with_a_task_sent_ahead_gives_that_task_back_uncharged(tmp_
                                max_task_retries=0, progress_interval=0.05).run(tasks)
     assert report.ok, report.failed
     _finished_once(events, tasks)
-    fault = next(e for e in events if isinstance(e, TaskFailed))
-    assert fault.task_key == "t1" and "illegal memory access" in fault.error and fault.will_retry
+    faults = [e for e in events if isinstance(e, TaskFailed)]
+    assert sorted(f.task_key for f in faults) == ["t1", "t2"]
+    assert all("illegal memory access" in f.error and f.will_retry for f in faults)
     assert all(e.attempt == 1 for e in events if isinstance(e, TaskStarted))
     given_back = [r.getMessage() for r in caplog.records if "sent ahead" in r.getMessage()]
-    assert any(f"worker cpu-{fault.worker_id}" in m for m in given_back), given_back
+    assert any(m.startswith(f"worker cpu-{f.worker_id}:") for f in faults for m in given_back), given_back
 
 
 def test_queued_task_is_asked_back_for_an_idle_worker(tmp_path: Path) -> None:

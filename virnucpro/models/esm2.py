@@ -177,6 +177,42 @@ def default_batch_tokens(device: torch.device, dim: int, heads: int, dtype: torc
 # --------------------------------------------------------------------------- model
 
 
+ROTARY_TOLERANCE = 1e-6
+"""Largest accepted distance of an FP32 rotary table entry from its float64 value (~16 ulp at 1.0)."""
+
+
+def rotary_tables(inv_freq: torch.Tensor, size: int, attempts: int = 3) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos/sin ``[size, head_dim]`` of positions ``0 .. size-1``, as fair-esm's RotaryEmbedding builds them.
+
+    fair-esm takes torch's FP32 ``cos``/``sin`` of ``outer(t, inv_freq)`` (repeated twice
+    along the last axis), and so do we, to the bit. One guard is added: with torch 2.13's
+    CPU wheel on an AVX-512 CPU, the first ``cos`` a process computes came out up to
+    1.5e-4 off about one time in five (MKL's threaded vector-math path; later calls are
+    within 1 ulp; ``MKL_NUM_THREADS=1`` hides it). That made the same input give one of
+    two ESM-2 embeddings from run to run. Each table is therefore checked against a
+    float64 numpy computation and recomputed when off; should it stay off, the float64
+    values rounded to FP32 are used (within 1 ulp of torch's accurate result).
+    """
+    t = torch.arange(size, device=inv_freq.device).type_as(inv_freq)
+    freqs = torch.outer(t, inv_freq)
+    emb = torch.cat((freqs, freqs), dim=-1)
+    angles = emb.detach().cpu().double().numpy()
+    exact = {"cos": np.cos(angles), "sin": np.sin(angles)}
+    tables = []
+    for name in ("cos", "sin"):
+        for _ in range(attempts):
+            table = getattr(emb, name)()
+            error = float(np.abs(table.detach().cpu().double().numpy() - exact[name]).max(initial=0.0))
+            if error <= ROTARY_TOLERANCE:
+                break
+            logger.debug("rotary %s table off by %.2e; computing it again", name, error)
+        else:
+            logger.warning("rotary %s table stayed %.2e off after %d tries; using float64 values", name, error, attempts)
+            table = torch.from_numpy(exact[name]).to(device=inv_freq.device, dtype=inv_freq.dtype)
+        tables.append(table)
+    return tables[0], tables[1]
+
+
 class _Layer(NamedTuple):
     ln1_w: torch.Tensor
     ln1_b: torch.Tensor
@@ -329,11 +365,7 @@ class Esm2Embedder:
     def _rotary_tables(self, length: int) -> tuple[torch.Tensor, torch.Tensor]:
         """cos/sin ``[length, 1, 1, head_dim]``, values exactly as fair-esm's RotaryEmbedding builds them."""
         if self._rot_cache is None or self._rot_cache[0].shape[0] < length:
-            size = max(length, 1024)
-            t = torch.arange(size, device=self.device).type_as(self._inv_freq)
-            freqs = torch.outer(t, self._inv_freq)
-            emb = torch.cat((freqs, freqs), dim=-1)
-            self._rot_cache = (emb.cos(), emb.sin())
+            self._rot_cache = rotary_tables(self._inv_freq, max(length, 1024))
         cos, sin = self._rot_cache
         return cos[:length, None, None, :], sin[:length, None, None, :]
 
