@@ -50,6 +50,10 @@ def test_small_benchmark_writes_tables_and_valid_json(tmp_path):
     assert "SPEC 8" in data["cpu_side"]["gpu_demand"]["source"]
     serial = data["cpu_side"]["serial"]
     assert serial["serial_seconds_total"] > 0 and serial["serial_fraction"] is None
+    assert serial["serial_seconds"] == serial["streamed"]["streamed"] and serial["streamed"]["shards"] >= 2
+    assert set(serial["serial_arrangement_seconds"]) == {"translate", "assemble", "score_last_shard"}
+    assert any(line.startswith("streamed, overlapping nothing") for line in serial["lines"])
+    assert "streamed, overlapping nothing" in stdout
     assert serial["lines"][-1] == "serial CPU share of the wall time: not measured"
     assert "serial CPU share of the wall time: not measured" in stdout
     assert [t["status"] for t in data["targets"]] == ["NOT MEASURED"] * 4

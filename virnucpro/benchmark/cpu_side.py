@@ -37,6 +37,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -262,23 +263,29 @@ def _run_setup(tmp: Path, total_bp: int, chunk_length: int, shard_size: int, see
 
 def serial_account(run_stages: list[StageTiming], gpu_frames_per_s: float | None = None,
                    frames: int = RUN_FRAMES, shard_size: int = SHARD_FRAMES,
-                   gpus: int = GPUS_COMPARED) -> dict[str, object]:
+                   gpus: int = GPUS_COMPARED, streamed: dict[str, Any] | None = None) -> dict[str, object]:
     """The CPU work of a ``frames``-frame run on ``gpus`` GPUs after the score pool: what overlaps
-    the GPUs, what stays serial, and the serial seconds from the measured per-core rates.
+    the GPUs, what stays serial, and the serial seconds.
 
     Args:
         run_stages: :func:`measure_run_stages`.
         gpu_frames_per_s: both models' frames/s of ONE GPU measured in this benchmark run
             (None: no GPU ran them here, the GPU side and the fraction are "not measured").
+        streamed: :func:`virnucpro.benchmark.streaming.measure_streamed_serial` of this run. Given,
+            the serial seconds are what overlaps nothing in today's streamed ``predict``, and the
+            per-core-rate account (translate, assembly and the last shard one after the other)
+            is kept beside them as ``serial_arrangement_seconds``; without it, that account
+            is the serial part.
     """
     rate = {s.name: s.frames_per_s for s in run_stages}
     last_shards = min(shard_size, frames)
-    serial = {
+    arrangement = {
         "translate": frames / rate["translate_stage"],
         "assemble": frames / rate["assemble"],
         # the last GPU's shard, scored after ESM-2 ends (the other GPUs' last shards in parallel beside it)
         "score_last_shard": last_shards / rate["score_shard"],
     }
+    serial = dict(streamed["streamed"]) if streamed is not None else arrangement
     serial_s = sum(serial.values())
     score_core_s = frames / rate["score_shard"]
     gpu_s = frames / (gpus * gpu_frames_per_s) if gpu_frames_per_s else None
@@ -286,9 +293,15 @@ def serial_account(run_stages: list[StageTiming], gpu_frames_per_s: float | None
     lines = [
         f"overlapping the GPUs: scoring ({score_core_s:,.0f} core-s for {frames:,} frames, in the score pool "
         f"while ESM-2 runs), except the last shard's; tokenising runs in the GPU workers",
-        "serial (nothing else runs): " + ", ".join(f"{name} {seconds:,.1f} s" for name, seconds in serial.items())
-        + f" = {serial_s:,.1f} s for {frames:,} frames (shards of {shard_size:,}), from the per-core rates",
     ]
+    if streamed is not None:
+        lines += [
+            "overlapping DNABERT-S and ESM-2 too: translate after its first shard, assembly up to the last shard",
+            *streamed["lines"],
+        ]
+    else:
+        lines.append("serial (nothing else runs): " + ", ".join(f"{k} {v:,.1f} s" for k, v in serial.items())
+                     + f" = {serial_s:,.1f} s for {frames:,} frames (shards of {shard_size:,}), from the per-core rates")
     if fraction is not None and gpu_s is not None:
         lines += [f"GPU side: {gpu_s:,.1f} s on {gpus} GPUs (this run's one-GPU rate x {gpus}, linear scaling assumed)",
                   f"serial CPU share of the wall time: {fraction:.1%} (target < 10%)"]
@@ -303,6 +316,8 @@ def serial_account(run_stages: list[StageTiming], gpu_frames_per_s: float | None
         "overlapped": {"score": score_core_s},
         "serial_seconds": serial,
         "serial_seconds_total": serial_s,
+        "serial_arrangement_seconds": arrangement,
+        "streamed": streamed,
         "gpu_seconds": gpu_s,
         "serial_fraction": fraction,
         "lines": lines,

@@ -266,8 +266,12 @@ def run_benchmark(options: BenchmarkOptions) -> dict[str, Any]:
     stages = cpu_side.measure_cpu_stages(cpu_bp, chunk_length, tokenizer, options.seed)
     result["cpu_side"] = _cpu_summary(stages, cpu_bp, chunk_length, result["speedup"], device, size)
     measured_gpu = result["speedup"]["pipeline"]["ours_frames_per_s"] if device.type == "cuda" and size == "full" else None
+    from virnucpro.benchmark import streaming
+
     result["cpu_side"]["serial"] = cpu_side.serial_account(
-        cpu_side.measure_run_stages(cpu_bp, chunk_length, options.seed), gpu_frames_per_s=measured_gpu)
+        cpu_side.measure_run_stages(cpu_bp, chunk_length, options.seed), gpu_frames_per_s=measured_gpu,
+        streamed=streaming.measure_streamed_serial(cpu_bp, chunk_length, options.seed,
+                                                   shard_size=streaming.shard_size_for(cpu_bp, chunk_length)))
     result["targets"] = evaluate_targets(result)
     result["seconds_total"] = time.perf_counter() - began
     result["notes"] = _notes(result)

@@ -36,6 +36,13 @@ from virnucpro.benchmark.cpu_side import RUN_FRAMES, SHARD_FRAMES, _run_setup, o
 logger = logging.getLogger(__name__)
 
 
+def shard_size_for(total_bp: int, chunk_length: int, shards: int = 4) -> int:
+    """A shard size giving about ``shards`` shards of this input (at most predict's default), so the
+    streamed account has a first and a last shard to time on a small benchmark input."""
+    frames = total_bp / chunk_length * 1.8  # ~1.8 kept frames per chunk of random sequence
+    return max(1, min(SHARD_FRAMES, int(frames // shards)))
+
+
 def measure_streamed_serial(total_bp: int, chunk_length: int, seed: int = 0,
                             shard_size: int = SHARD_FRAMES, frames_per_run: int = RUN_FRAMES) -> dict[str, Any]:
     """Time both arrangements on about ``total_bp`` bases of synthetic contigs (see the module).
