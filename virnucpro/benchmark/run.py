@@ -136,7 +136,7 @@ def run_benchmark(options: BenchmarkOptions) -> dict[str, Any]:
     import torch
 
     from virnucpro import __version__
-    from virnucpro.benchmark import cpu_side, engines, synthetic
+    from virnucpro.benchmark import cpu_side, engines, streaming, synthetic
     from virnucpro.models.precision import resolve_device
 
     device = resolve_device(options.device)
@@ -266,8 +266,6 @@ def run_benchmark(options: BenchmarkOptions) -> dict[str, Any]:
     stages = cpu_side.measure_cpu_stages(cpu_bp, chunk_length, tokenizer, options.seed)
     result["cpu_side"] = _cpu_summary(stages, cpu_bp, chunk_length, result["speedup"], device, size)
     measured_gpu = result["speedup"]["pipeline"]["ours_frames_per_s"] if device.type == "cuda" and size == "full" else None
-    from virnucpro.benchmark import streaming
-
     result["cpu_side"]["serial"] = cpu_side.serial_account(
         cpu_side.measure_run_stages(cpu_bp, chunk_length, options.seed), gpu_frames_per_s=measured_gpu,
         streamed=streaming.measure_streamed_serial(cpu_bp, chunk_length, options.seed,
