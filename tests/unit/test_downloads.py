@@ -1,0 +1,219 @@
+"""Downloads against a real HTTP server on 127.0.0.1: cut transfers resumed, retries, servers
+that ignore ranges, changed files, kills at any moment, concurrent downloaders.
+
+The server (tests/helpers/range_server.py) supports byte ranges and validators and
+misbehaves on demand; every assertion is about the bytes on disk and the requests the
+server really received.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.helpers.range_server import range_server
+from virnucpro import net
+from virnucpro.net import download_file, find_partials, partial_path
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+SIZE = 1_000_000
+
+
+@pytest.fixture
+def served(tmp_path):
+    """A server on 127.0.0.1 serving ``model.bin`` (1 MB of non-repeating bytes)."""
+    root = tmp_path / "www"
+    root.mkdir()
+    (root / "model.bin").write_bytes(os.urandom(SIZE))
+    with range_server(root) as server:
+        yield server
+
+
+def _dest(tmp_path: Path) -> Path:
+    return tmp_path / "cache" / "model.bin"
+
+
+def test_cut_transfer_is_resumed_by_the_next_call(served, tmp_path):
+    dest = _dest(tmp_path)
+    served.faults.drop_after = 300_000
+    with pytest.raises(OSError):
+        download_file(served.base_url + "/model.bin", dest, attempts=1)
+    part = partial_path(dest)
+    assert not dest.exists() and part.stat().st_size == 300_000
+    [partial] = find_partials(dest.parent)
+    assert (partial.size, partial.total, partial.url) == (300_000, SIZE, served.base_url + "/model.bin")
+
+    download_file(served.base_url + "/model.bin", dest, attempts=1)
+    assert dest.read_bytes() == (served.root / "model.bin").read_bytes()
+    first, second = served.gets("/model.bin")
+    assert (first.range, first.status) == (None, 200)
+    assert (second.range, second.status) == ("bytes=300000-", 206)
+    assert second.if_range and second.if_range.startswith('"')  # the strong ETag
+    assert second.body_bytes == SIZE - 300_000  # only the rest travelled
+    assert sorted(p.name for p in dest.parent.iterdir()) == ["model.bin", "model.bin.lock"]
+
+
+def test_a_cut_is_retried_in_the_same_call_and_each_try_logged(served, tmp_path, caplog):
+    dest = _dest(tmp_path)
+    served.faults.drop_after = 123_456
+    with caplog.at_level(logging.WARNING, logger="virnucpro.net"):
+        download_file(served.base_url + "/model.bin", dest, attempts=3, backoff_s=0.01)
+    assert dest.read_bytes() == (served.root / "model.bin").read_bytes()
+    assert [(r.range, r.status) for r in served.gets("/model.bin")] == [(None, 200), ("bytes=123456-", 206)]
+    assert any("try 1 of 3 failed" in m and "kept" in m for m in caplog.messages)
+
+
+def test_server_that_ignores_range_restarts_cleanly(served, tmp_path, caplog):
+    dest = _dest(tmp_path)
+    served.faults.drop_after = 400_000
+    with pytest.raises(OSError):
+        download_file(served.base_url + "/model.bin", dest, attempts=1)
+    served.faults.ignore_range = True
+    with caplog.at_level(logging.WARNING, logger="virnucpro.net"):
+        download_file(served.base_url + "/model.bin", dest, attempts=1)
+    assert dest.read_bytes() == (served.root / "model.bin").read_bytes()  # not 400 kB + the whole file
+    assert served.gets("/model.bin")[-1].status == 200
+    assert any("sent the whole file" in m for m in caplog.messages)
+
+
+def test_file_changed_on_the_server_restarts_from_the_new_file(served, tmp_path):
+    dest = _dest(tmp_path)
+    served.faults.drop_after = 200_000
+    with pytest.raises(OSError):
+        download_file(served.base_url + "/model.bin", dest, attempts=1)
+    new = os.urandom(SIZE + 5)
+    (served.root / "model.bin").write_bytes(new)
+    os.utime(served.root / "model.bin", ns=(1, 1))  # other ETag and Last-Modified
+    download_file(served.base_url + "/model.bin", dest, attempts=1)
+    assert dest.read_bytes() == new
+    last = served.gets("/model.bin")[-1]
+    assert last.range == "bytes=200000-" and last.status == 200  # If-Range failed: whole new file
+
+
+def test_partial_without_validators_is_not_resumed(served, tmp_path):
+    dest = _dest(tmp_path)
+    served.faults.no_validators = True
+    served.faults.drop_after = 200_000
+    with pytest.raises(OSError):
+        download_file(served.base_url + "/model.bin", dest, attempts=1)
+    download_file(served.base_url + "/model.bin", dest, attempts=1)
+    assert dest.read_bytes() == (served.root / "model.bin").read_bytes()
+    assert served.gets("/model.bin")[-1].range is None  # nothing proves the bytes are the same file's
+
+
+def test_flaky_server_fails_twice_then_serves(served, tmp_path, caplog):
+    dest = _dest(tmp_path)
+    served.faults.fail_next = 2
+    with caplog.at_level(logging.WARNING, logger="virnucpro.net"):
+        download_file(served.base_url + "/model.bin", dest, attempts=3, backoff_s=0.01)
+    assert dest.read_bytes() == (served.root / "model.bin").read_bytes()
+    assert [r.status for r in served.gets("/model.bin")] == [503, 503, 200]
+    assert sum("HTTP 503" in m for m in caplog.messages) == 2
+
+
+def test_tries_are_bounded(served, tmp_path):
+    dest = _dest(tmp_path)
+    served.faults.fail_next = 10
+    with pytest.raises(OSError, match="503"):
+        download_file(served.base_url + "/model.bin", dest, attempts=3, backoff_s=0.01)
+    assert len(served.gets("/model.bin")) == 3
+    assert sorted(p.name for p in dest.parent.iterdir()) == ["model.bin.lock"]
+
+
+def test_not_found_is_not_retried(served, tmp_path):
+    dest = tmp_path / "cache" / "missing.bin"
+    with pytest.raises(OSError, match="404"):
+        download_file(served.base_url + "/missing.bin", dest, attempts=5, backoff_s=0.01)
+    assert len(served.gets("/missing.bin")) == 1
+
+
+def test_rejected_file_is_not_kept_and_not_resumed(served, tmp_path):
+    dest = _dest(tmp_path)
+
+    def reject(path: Path) -> None:
+        assert path == partial_path(dest) and path.stat().st_size == SIZE  # checked before the rename
+        raise ValueError("not the published file")
+
+    with pytest.raises(ValueError):
+        download_file(served.base_url + "/model.bin", dest, validate=reject)
+    assert sorted(p.name for p in dest.parent.iterdir()) == ["model.bin.lock"]
+
+
+def test_complete_partial_killed_before_the_rename_needs_no_transfer(served, tmp_path):
+    dest = _dest(tmp_path)
+    download_file(served.base_url + "/model.bin", dest)
+    dest.rename(partial_path(dest))  # as if killed between the last byte and the rename ...
+    net._write_record(net._validators_path(dest), {  # ... with the record the transfer wrote
+        "url": served.base_url + "/model.bin", "etag": '"x"', "last_modified": None, "total": SIZE})
+    requests = len(served.requests)
+    download_file(served.base_url + "/model.bin", dest)
+    assert len(served.requests) == requests
+    assert dest.read_bytes() == (served.root / "model.bin").read_bytes()
+
+
+_CHILD = """
+import logging, sys
+from pathlib import Path
+logging.basicConfig(level=logging.INFO)
+from virnucpro.net import download_file
+download_file(sys.argv[1], Path(sys.argv[2]), attempts=1)
+"""
+
+
+def _child(url: str, dest: Path) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    return subprocess.Popen([sys.executable, "-c", _CHILD, url, str(dest)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+
+
+def _wait_for(condition, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
+
+
+@pytest.mark.timeout(120)
+def test_sigkilled_download_is_continued_by_a_new_process(served, tmp_path):
+    dest = _dest(tmp_path)
+    served.faults.delay_per_chunk_s = 0.05  # 64 KiB per 50 ms: the kill lands mid-transfer
+    child = _child(served.base_url + "/model.bin", dest)
+    part = partial_path(dest)
+    _wait_for(lambda: part.is_file() and part.stat().st_size >= 200_000)
+    child.send_signal(signal.SIGKILL)
+    child.wait(timeout=30)
+    kept = part.stat().st_size
+    assert 200_000 <= kept < SIZE and not dest.exists()
+
+    served.faults.delay_per_chunk_s = 0.0
+    resumed = _child(served.base_url + "/model.bin", dest)
+    out, _ = resumed.communicate(timeout=60)
+    assert resumed.returncode == 0, out.decode()
+    assert dest.read_bytes() == (served.root / "model.bin").read_bytes()
+    last = served.gets("/model.bin")[-1]
+    assert (last.range, last.status, last.body_bytes) == (f"bytes={kept}-", 206, SIZE - kept)
+    assert "resuming at" in out.decode()
+
+
+@pytest.mark.timeout(120)
+def test_two_processes_share_one_download(served, tmp_path):
+    dest = _dest(tmp_path)
+    served.faults.delay_per_chunk_s = 0.01
+    children = [_child(served.base_url + "/model.bin", dest) for _ in range(2)]
+    for child in children:
+        out, _ = child.communicate(timeout=60)
+        assert child.returncode == 0, out.decode()
+    assert dest.read_bytes() == (served.root / "model.bin").read_bytes()
+    assert len(served.gets("/model.bin")) == 1  # the second waited on the lock and found the file
+
+
+def test_progress_line_shows_size_speed_and_time_left():
+    assert net.progress_line(400, 1000, 100.0) == "40% (400 B of 1000 B, 100 B/s, 6 s left)"
+    assert net.progress_line(5 << 30, None, float(1 << 20)).startswith("5.0 GiB, 1.0 MiB/s")
