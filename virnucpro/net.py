@@ -142,6 +142,8 @@ VALIDATORS_SUFFIX = ".part.json"
 #: Tries in a row that add no data before a download gives up; a try that adds at least
 #: :data:`PROGRESS_RESETS_TRIES` bytes starts the count again (so the bound is per stretch of no progress).
 DOWNLOAD_ATTEMPTS = 5
+#: Overrides :data:`DOWNLOAD_ATTEMPTS` (a whole number >= 1), e.g. on a cluster with a poor link.
+ATTEMPTS_VARIABLE = "VIRNUCPRO_DOWNLOAD_TRIES"
 PROGRESS_RESETS_TRIES = 1 << 20
 BACKOFF_S = 2.0
 MAX_BACKOFF_S = 60.0
@@ -207,6 +209,17 @@ def is_transient(exc: BaseException) -> bool:
     return isinstance(exc, (TimeoutError, ConnectionError, TransferError, http.client.HTTPException))
 
 
+def download_attempts() -> int:
+    """Tries in a row without progress before a download gives up: ``$VIRNUCPRO_DOWNLOAD_TRIES``,
+    else :data:`DOWNLOAD_ATTEMPTS` (also when the variable is not a whole number >= 1)."""
+    text = os.environ.get(ATTEMPTS_VARIABLE, "").strip()
+    if text.isdigit() and int(text) >= 1:
+        return int(text)
+    if text:
+        logger.warning("%s=%s is not a whole number >= 1; using %d", ATTEMPTS_VARIABLE, text, DOWNLOAD_ATTEMPTS)
+    return DOWNLOAD_ATTEMPTS
+
+
 def retry_delay(exc: BaseException, attempt: int, backoff_s: float = BACKOFF_S) -> float:
     """Seconds to wait before try ``attempt + 1``: the server's ``Retry-After`` (seconds) when it
     sent one, else ``backoff_s * 2 ** (attempt - 1)``; at most :data:`MAX_BACKOFF_S`."""
@@ -224,7 +237,7 @@ def download_file(
     label: str | None = None,
     validate: Callable[[Path], None] | None = None,
     timeout: float = CONNECT_TIMEOUT_S,
-    attempts: int = DOWNLOAD_ATTEMPTS,
+    attempts: int | None = None,
     backoff_s: float = BACKOFF_S,
 ) -> Path:
     """Download ``url`` to ``dest`` through ``<dest>.part``, resumed and retried, renamed into place.
@@ -243,7 +256,7 @@ def download_file(
         validate: called with the complete partial file before the rename; raises to reject
             it (the partial is then deleted, so the next download starts over).
         timeout: seconds for the host-name lookup, the connection and each read.
-        attempts: tries in a row that add no data before giving up.
+        attempts: tries in a row that add no data before giving up (:func:`download_attempts` when None).
         backoff_s: pause after the first failed try; doubled after each next one.
 
     Raises:
@@ -253,6 +266,7 @@ def download_file(
     from filelock import FileLock
 
     name = label or dest.name
+    attempts = attempts or download_attempts()
     dest.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(dest) + ".lock"):
         if dest.is_file():

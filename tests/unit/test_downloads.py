@@ -217,3 +217,71 @@ def test_two_processes_share_one_download(served, tmp_path):
 def test_progress_line_shows_size_speed_and_time_left():
     assert net.progress_line(400, 1000, 100.0) == "40% (400 B of 1000 B, 100 B/s, 6 s left)"
     assert net.progress_line(5 << 30, None, float(1 << 20)).startswith("5.0 GiB, 1.0 MiB/s")
+
+
+# --- every model kind through the registry: mirrors, resumed transfers, doctor --------------
+
+
+@pytest.fixture
+def caches(tmp_path, monkeypatch):
+    """Every model cache under tmp_path; no offline switch or mirror inherited from the caller."""
+    monkeypatch.setenv("VIRNUCPRO_CACHE", str(tmp_path / "vcache"))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    for var in ("HF_HUB_CACHE", "VIRNUCPRO_OFFLINE", "HF_HUB_OFFLINE", "VIRNUCPRO_CLASSIFIER_URL", "VIRNUCPRO_ESM_URL",
+                "VIRNUCPRO_DOWNLOAD_TRIES"):
+        monkeypatch.delenv(var, raising=False)
+
+
+def test_esm_mirror_base_url_and_template(caches, served, monkeypatch):
+    from virnucpro.models import registry
+
+    name = "esm2_t6_8M_UR50D"
+    (served.root / "esm").mkdir()
+    (served.root / "esm" / f"{name}.pt").write_bytes(os.urandom(300_000))
+    (served.root / "esm" / f"{name}-contact-regression.pt").write_bytes(b"regression")
+    monkeypatch.setenv("VIRNUCPRO_ESM_URL", served.base_url + "/esm/")
+    assert registry.esm_urls(name) == (f"{served.base_url}/esm/{name}.pt", f"{served.base_url}/esm/{name}-contact-regression.pt")
+    assert registry.esm_urls(name, "https://m.example/x/{file}?dl=1")[1] == f"https://m.example/x/{name}-contact-regression.pt?dl=1"
+    served.faults.drop_after = 100_000  # the checkpoint's first try is cut: the retry continues it
+    model = registry.resolve_esm_model(name)
+    assert model.read_bytes() == (served.root / "esm" / f"{name}.pt").read_bytes()
+    assert [(r.range, r.status) for r in served.gets(f"/esm/{name}.pt")] == [(None, 200), ("bytes=100000-", 206)]
+    assert model.with_name(f"{name}-contact-regression.pt").read_bytes() == b"regression"
+
+
+def test_classifier_mirror_download_is_resumed_and_still_verified(caches, served, monkeypatch):
+    from virnucpro.models import registry
+
+    fixture = REPO_ROOT / "tests" / "data" / "tiny_reference" / "models" / "classifier_tiny.pth"
+    (served.root / "500_model.pth").write_bytes(fixture.read_bytes())
+    monkeypatch.setitem(registry.CLASSIFIER_BLOBS, 500, registry.git_blob_sha1(fixture))
+    monkeypatch.setenv("VIRNUCPRO_CLASSIFIER_URL", served.base_url)
+    served.faults.drop_after = fixture.stat().st_size // 2
+    dest = registry.classifier_cache_path(500)
+    monkeypatch.setenv("VIRNUCPRO_DOWNLOAD_TRIES", "1")
+    with pytest.raises(Exception, match="download failed"):
+        registry.resolve_classifier(500)
+    monkeypatch.delenv("VIRNUCPRO_DOWNLOAD_TRIES")
+    assert partial_path(dest).stat().st_size == fixture.stat().st_size // 2
+    assert registry.resolve_classifier(500) == dest
+    assert dest.read_bytes() == fixture.read_bytes()
+    assert served.gets("/500_model.pth")[-1].status == 206
+
+
+def test_doctor_lists_partial_downloads(caches, served, tmp_path):
+    from virnucpro.doctor import Report, _caches
+    from virnucpro.models.locations import esm_hub_dir
+
+    dest = esm_hub_dir() / "esm2_t6_8M_UR50D.pt"
+    served.faults.drop_after = 250_000
+    with pytest.raises(OSError):
+        download_file(served.base_url + "/model.bin", dest, attempts=1)
+    blob = tmp_path / "hf" / "hub" / "models--zhihan1996--DNABERT-S" / "blobs" / "abc123.incomplete"
+    blob.parent.mkdir(parents=True)
+    blob.write_bytes(b"x" * 1000)
+    report = Report()
+    _caches(report)
+    lines = [c.detail for c in report.checks if c.name == "partial download"]
+    assert any(str(partial_path(dest)) in line and "244.1 KiB of 976.6 KiB" in line for line in lines), lines
+    assert any(str(blob) in line for line in lines), lines
