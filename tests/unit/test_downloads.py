@@ -180,6 +180,7 @@ def _wait_for(condition, timeout: float = 60.0) -> None:
         time.sleep(0.02)
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(120)
 def test_sigkilled_download_is_continued_by_a_new_process(served, tmp_path):
     dest = _dest(tmp_path)
@@ -202,6 +203,7 @@ def test_sigkilled_download_is_continued_by_a_new_process(served, tmp_path):
     assert "resuming at" in out.decode()
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(120)
 def test_two_processes_share_one_download(served, tmp_path):
     dest = _dest(tmp_path)
@@ -285,3 +287,59 @@ def test_doctor_lists_partial_downloads(caches, served, tmp_path):
     lines = [c.detail for c in report.checks if c.name == "partial download"]
     assert any(str(partial_path(dest)) in line and "244.1 KiB of 976.6 KiB" in line for line in lines), lines
     assert any(str(blob) in line for line in lines), lines
+
+
+def hub_files() -> dict[str, bytes]:
+    """The tiny DNABERT-S fixture as a hub repo, with 24 MiB of weights (huggingface_hub writes its
+    partial file in 10 MiB pieces, so a cut after 15 MiB leaves something to continue) and a code
+    file that must never be fetched."""
+    tiny = REPO_ROOT / "tests" / "data" / "tiny_reference" / "models" / "dnabert_tiny"
+    files = {p.name: p.read_bytes() for p in sorted(tiny.iterdir()) if p.is_file()}
+    files["pytorch_model.bin"] = os.urandom(24 << 20)
+    files["modeling_bert.py"] = b"raise SystemExit('never fetched, never run')\n"
+    return files
+
+
+def run_hub_client(base_url: str, hf_home: Path, repo_id: str, pythonpath: str, tries: int = 3) -> dict:
+    """Fetch ``repo_id`` from the hub mirror at ``base_url`` in a child process; its JSON report
+    (``stderr``: the child's log)."""
+    import json
+
+    env = {**os.environ, "HF_ENDPOINT": base_url, "HF_HOME": str(hf_home), "PYTHONPATH": pythonpath,
+           "VIRNUCPRO_DOWNLOAD_TRIES": str(tries)}
+    for var in ("HF_HUB_CACHE", "HF_HUB_OFFLINE", "VIRNUCPRO_OFFLINE", "HF_TOKEN"):
+        env.pop(var, None)
+    proc = subprocess.run([sys.executable, str(REPO_ROOT / "tests" / "helpers" / "hub_client.py"), repo_id],
+                          env=env, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return {**json.loads(proc.stdout), "stderr": proc.stderr}
+
+
+def check_hub_download(served, report: dict, files: dict[str, bytes]) -> None:
+    """Only the allowed files, complete; found again offline; the cut transfer continued by a range."""
+    fetched = {name: bytes.fromhex(data) for name, data in report["files"].items()}
+    assert fetched == {k: v for k, v in files.items() if k != "modeling_bert.py"}
+    assert report["again"] == report["path"] and report["listed"] == [["lab/DNABERT-S@main", True]]
+    assert report["partials"] == []
+    gets = [r for r in served.requests if r.method == "GET" and r.path.endswith("/pytorch_model.bin")]
+    assert gets[0].body_bytes == 15 << 20  # cut ...
+    assert gets[-1].status == 206 and gets[-1].range.startswith("bytes=")  # ... and continued
+    assert gets[-1].body_bytes == (24 << 20) - int(gets[-1].range[6:-1])
+    assert not any(r.path.endswith("modeling_bert.py") for r in served.requests)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+def test_dnabert_from_a_hub_mirror_survives_failures_and_a_cut(served, tmp_path):
+    """HF_ENDPOINT as a mirror: the API and files from the local server. The file list fails more
+    often than huggingface_hub retries by itself (our tries take over), and the weights' transfer
+    is cut after 15 MiB (continued with a range request)."""
+    from tests.helpers.range_server import serve_hub_repo
+
+    files = hub_files()
+    serve_hub_repo(served, "lab/DNABERT-S", files)
+    served.faults.fail_next, served.faults.fail_path_suffix = 6, "/tree/main"
+    served.faults.drop_after, served.faults.drop_path_suffix = 15 << 20, "/pytorch_model.bin"
+    report = run_hub_client(served.base_url, tmp_path / "hf", "lab/DNABERT-S", str(REPO_ROOT))
+    check_hub_download(served, report, files)
+    assert "DNABERT-S model 'lab/DNABERT-S': try 1 of 3 failed" in report["stderr"]
