@@ -129,13 +129,14 @@ def _handler(state: RangeServer) -> type[http.server.BaseHTTPRequestHandler]:
                 piece = body[offset: offset + (1 << 16)]
                 if limit is not None and sent + len(piece) > limit:
                     piece = piece[: limit - sent]
+                record.body_bytes = sent + len(piece)  # before the write: the client may finish reading first
                 try:
                     self.wfile.write(piece)
                     self.wfile.flush()
                 except OSError:  # the client went away (killed)
+                    record.body_bytes = sent
                     break
                 sent += len(piece)
-                record.body_bytes = sent
                 if limit is not None and sent >= limit:
                     break
                 if faults.delay_per_chunk_s:

@@ -343,3 +343,56 @@ def test_dnabert_from_a_hub_mirror_survives_failures_and_a_cut(served, tmp_path)
     report = run_hub_client(served.base_url, tmp_path / "hf", "lab/DNABERT-S", str(REPO_ROOT))
     check_hub_download(served, report, files)
     assert "DNABERT-S model 'lab/DNABERT-S': try 1 of 3 failed" in report["stderr"]
+
+
+def test_which_failures_are_retried():
+    import email.message
+    import http.client
+    import socket
+    import urllib.error
+
+    def http_error(code: int, retry_after: str | None = None) -> urllib.error.HTTPError:
+        headers = email.message.Message()
+        if retry_after is not None:
+            headers["Retry-After"] = retry_after
+        return urllib.error.HTTPError("http://h/f", code, "x", headers, None)
+
+    for transient in (http_error(503), http_error(429), http_error(500), TimeoutError("read"),
+                      ConnectionResetError(), http.client.IncompleteRead(b"x", 10),
+                      urllib.error.URLError(ConnectionRefusedError()), net.TransferError("short")):
+        assert net.is_transient(transient), transient
+    for permanent in (http_error(404), http_error(403), urllib.error.URLError(socket.gaierror(-2, "Name unknown")),
+                      FileNotFoundError(), PermissionError(), OSError(28, "No space left on device")):
+        assert not net.is_transient(permanent), permanent
+    assert net.retry_delay(http_error(503, "7"), 1) == 7.0
+    assert net.retry_delay(http_error(503, "9999"), 1) == net.MAX_BACKOFF_S
+    assert [net.retry_delay(TimeoutError(), n, 2.0) for n in (1, 2, 3, 7)] == [2.0, 4.0, 8.0, 60.0]
+
+
+def test_tries_setting(monkeypatch, caplog):
+    monkeypatch.setenv("VIRNUCPRO_DOWNLOAD_TRIES", "9")
+    assert net.download_attempts() == 9
+    monkeypatch.setenv("VIRNUCPRO_DOWNLOAD_TRIES", "zero")
+    with caplog.at_level(logging.WARNING, logger="virnucpro.net"):
+        assert net.download_attempts() == net.DOWNLOAD_ATTEMPTS
+    assert "VIRNUCPRO_DOWNLOAD_TRIES=zero" in caplog.text
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(180)
+def test_models_download_esm_from_a_mirror_cli(served, tmp_path):
+    name = "esm2_t6_8M_UR50D"
+    (served.root / "mirror").mkdir()
+    (served.root / "mirror" / f"{name}.pt").write_bytes(b"w" * 200_000)
+    (served.root / "mirror" / f"{name}-contact-regression.pt").write_bytes(b"r")
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "TORCH_HOME": str(tmp_path / "torch"),
+           "VIRNUCPRO_CACHE": str(tmp_path / "vcache")}
+    for var in ("VIRNUCPRO_OFFLINE", "HF_HUB_OFFLINE", "VIRNUCPRO_ESM_URL"):
+        env.pop(var, None)
+    proc = subprocess.run([sys.executable, "-m", "virnucpro", "models", "download", "esm", "--esm-model", name,
+                           "--esm-url", served.base_url + "/mirror"], env=env, capture_output=True, text=True,
+                          timeout=150)
+    assert proc.returncode == 0, proc.stderr
+    checkpoints = tmp_path / "torch" / "hub" / "checkpoints"
+    assert (checkpoints / f"{name}.pt").read_bytes() == b"w" * 200_000
+    assert (checkpoints / f"{name}-contact-regression.pt").read_bytes() == b"r"
