@@ -98,6 +98,20 @@ def test_zstd_through_a_pipe(tmp_path):
     assert proc.stdout.decode().split() == ["zstd", str(len(records))]
 
 
+@pytest.mark.skipif(sys.version_info >= (3, 14), reason="Python 3.14+ reads zstd with compression.zstd")
+def test_zstd_without_the_package_is_a_one_line_error(tmp_path):
+    blocker = tmp_path / "blocker"
+    blocker.mkdir()
+    (blocker / "zstandard.py").write_text("raise ImportError('zstandard is not installed here')\n")
+    path = tmp_path / "x.fa.zst"
+    path.write_bytes(zstandard.ZstdCompressor().compress(b">a\nACGT\n"))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(blocker), str(REPO_ROOT)])}
+    proc = subprocess.run([sys.executable, "-m", "virnucpro", "split", str(path), "-n", "1", "-o", str(tmp_path / "parts")],
+                          env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr, proc.stderr
+    assert f"{path}: input is zstd-compressed; reading it needs the 'zstandard' package" in proc.stderr
+
+
 # --- gzip: isal or the standard library, same bytes out --------------------------------
 
 

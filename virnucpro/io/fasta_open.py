@@ -180,6 +180,10 @@ def open_input(path: str | os.PathLike[str]) -> tuple[BinaryIO, str | None]:
     kind = sniff_compression(head)
     if kind is None:
         return raw, None
+    if kind == "zstd" and not zstd_available():
+        raw.close()
+        raise InputError(f"{name}: input is zstd-compressed; reading it needs the 'zstandard' package "
+                         "(pip install zstandard) on Python < 3.14, or decompress it first (zstd -dc)")
     try:
         if kind == "gzip":
             reader: BinaryIO = gzip_module().GzipFile(fileobj=raw, mode="rb")  # type: ignore[assignment]
@@ -217,11 +221,20 @@ def _zstd_decompressor() -> Any:
         from compression import zstd  # type: ignore[import-not-found]
 
         return zstd.ZstdDecompressor()
-    try:
-        import zstandard
-    except ImportError:
-        raise InputError("zstd input needs the 'zstandard' package (pip install zstandard) on Python < 3.14") from None
+    import zstandard  # open_input checked that it imports (zstd_available)
+
     return zstandard.ZstdDecompressor().decompressobj()
+
+
+def zstd_available() -> bool:
+    """True when zstd input can be read: Python >= 3.14, or the ``zstandard`` package."""
+    if sys.version_info >= (3, 14):
+        return True
+    try:
+        import zstandard  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 class _ZstdReader(io.RawIOBase):
