@@ -154,7 +154,7 @@ def _gpus(report: Report) -> None:
 
 
 def _caches(report: Report) -> None:
-    from virnucpro.models.inventory import list_cached
+    from virnucpro.models.inventory import list_cached, list_partial_downloads
 
     dirs = (
         ("ESM-2 (torch.hub)", locations.esm_hub_dir(), "TORCH_HOME"),
@@ -182,6 +182,10 @@ def _caches(report: Report) -> None:
         state = "" if model.complete else ", INCOMPLETE"
         report.add("caches", f"{model.kind}", "ok" if model.complete else "warn",
                    f"{model.name} ({human_size(model.size_bytes)}{state}) {model.path}")
+    for partial in list_partial_downloads():
+        of = f" of {human_size(partial.total)}" if partial.total else ""
+        report.add("caches", "partial download", "info",
+                   f"{partial.path} ({human_size(partial.size)}{of}): the next download of this model continues it")
 
 
 def _optional(report: Report) -> None:
@@ -218,7 +222,7 @@ def _model_specs(config: Configuration) -> list[_ModelSpec]:
     revision = f" --dnabert-revision {config.dnabert_revision}" if config.dnabert_revision else ""
     return [
         _ModelSpec("esm", f"ESM-2 {esm}", lambda: registry.resolve_esm_model(esm, offline=True),
-                   registry.ESM_MODEL_URL.format(name=esm) if esm_named else None,
+                   registry.esm_urls(esm)[0] if esm_named else None,
                    f"esm --esm-model {esm}", "--esm-model FILE"),
         _ModelSpec("dnabert", f"DNABERT-S {dnabert}" + (f"@{config.dnabert_revision}" if config.dnabert_revision else ""),
                    lambda: registry.resolve_dnabert_model(dnabert, config.dnabert_revision, offline=True),

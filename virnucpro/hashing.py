@@ -6,6 +6,8 @@
 * :func:`cached_sha256` also remembers them across runs in
   ``$VIRNUCPRO_CACHE/fingerprints.json``, keyed by (path, size, mtime_ns).
   Used for model files: hashing the 5.7 GB ESM-2 3B file takes tens of seconds.
+  Concurrent jobs share the store: a new entry is added under a lock
+  (``fingerprints.json.lock``) to the store as it is then, so no job's entries are lost.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ logger = logging.getLogger(__name__)
 
 FINGERPRINTS_FILE = "fingerprints.json"
 _BLOCK = 1 << 20
+_LOCK_TIMEOUT_S = 30.0
 _IN_PROCESS: dict[tuple[str, int, int, int], str] = {}
 
 
@@ -59,21 +62,36 @@ def cached_sha256(path: str | Path, store: Path | None = None) -> str:
     stat = resolved.stat()
     key = f"{resolved}|{stat.st_size}|{stat.st_mtime_ns}"
     store = store if store is not None else cache_dir() / FINGERPRINTS_FILE
+    known = _read_store(store)
+    if key in known:
+        return known[key]
+    digest = file_sha256(resolved)  # outside the lock: hashing a model takes seconds
+    try:
+        _record(store, key, digest)
+    except OSError as exc:  # unwritable store, or the lock not had in time (filelock.Timeout is one)
+        logger.debug("cannot record the fingerprint of %s: %s", resolved, exc)
+    return digest
+
+
+def _read_store(store: Path) -> dict[str, str]:
     try:
         known = json.loads(store.read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        known = {}
-    if not isinstance(known, dict):
-        known = {}
-    if key in known:
-        return known[key]
-    digest = file_sha256(resolved)
-    known[key] = digest
-    try:
+        return {}
+    return known if isinstance(known, dict) else {}
+
+
+def _record(store: Path, key: str, digest: str) -> None:
+    """Add one entry to the store under its lock, re-reading it first (another job may have added some)."""
+    from filelock import FileLock
+
+    store.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(store) + ".lock", timeout=_LOCK_TIMEOUT_S):
+        known = _read_store(store)
+        if known.get(key) == digest:
+            return
+        known[key] = digest
         _replace_text(store, json.dumps(known, indent=1, sort_keys=True) + "\n")
-    except OSError as exc:
-        logger.debug("cannot record the fingerprint of %s: %s", resolved, exc)
-    return digest
 
 
 def _replace_text(path: Path, text: str) -> None:

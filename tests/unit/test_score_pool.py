@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import os
+import time
+
+import pytest
 
 from virnucpro.pipeline.run.options import PredictOptions
 from virnucpro.pipeline.run.setup import DevicePlan
-from virnucpro.pipeline.stages.score_pool import pool_size, score_threads
+from virnucpro.pipeline.stages.score_pool import KillablePool, pool_size, score_threads
 
 CORES = len(os.sched_getaffinity(0))
 
@@ -31,3 +34,26 @@ def test_an_explicit_size_wins_and_threads_share_the_spare_cores():
     assert score_threads(DevicePlan(["cpu"], True, "fp32"), 2) == 1
     assert score_threads(DevicePlan(["cuda:0"], True, "bf16"), 1) == max(1, CORES - 2)
     assert score_threads(DevicePlan(["cuda:0", "cuda:1"], False, "bf16"), 64) == 1
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+def test_killable_pool_kills_running_jobs_instead_of_waiting():
+    """On an exception the pool is killed, not drained: a job 60 s long ends within seconds."""
+    pool = KillablePool(2)
+    jobs = [pool.submit(time.sleep, 60) for _ in range(3)]
+    deadline = time.monotonic() + 60
+    while len(pool.pids()) < 2:
+        assert time.monotonic() < deadline, "pool processes did not start"
+        time.sleep(0.05)
+    time.sleep(0.5)  # the first two jobs are running
+    pids = pool.pids()
+    began = time.monotonic()
+    pool.kill()
+    pool.shutdown()
+    assert time.monotonic() - began < 20
+    for pid in pids:
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)  # gone and reaped, not a zombie we still own
+    # none ran to its end: each is cancelled or failed with the broken pool
+    assert all(job.done() and (job.cancelled() or job.exception() is not None) for job in jobs)

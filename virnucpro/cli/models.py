@@ -36,9 +36,16 @@ def models() -> None:
     help="Mirror of the published classifiers: a base URL (URL/500_model.pth) or a template with {model_type} "
     "(also $VIRNUCPRO_CLASSIFIER_URL). Its files must still have the published git blob ids.",
 )
+@click.option(
+    "--esm-url",
+    default=None,
+    metavar="URL",
+    help="Mirror of the ESM-2 files: a base URL holding NAME.pt and NAME-contact-regression.pt, or a template "
+    "with {file} (also $VIRNUCPRO_ESM_URL). DNABERT-S mirrors are set with $HF_ENDPOINT.",
+)
 def download(
     kind: str, model_type: str | None, esm_model: str, dnabert_model: str, dnabert_revision: str | None,
-    classifier_url: str | None,
+    classifier_url: str | None, esm_url: str | None,
 ) -> None:
     """Fetch KIND (esm, dnabert, classifier or all) into the local caches.
 
@@ -47,6 +54,9 @@ def download(
     the classifiers to $VIRNUCPRO_CACHE/classifiers. The classifiers come from
     Li-Jing-1997/VirNucPro at a pinned commit and are kept only when their git
     blob ids match the published files; use --model-path in predict for others.
+
+    A download cut short (lost connection, killed job) is kept as NAME.part and
+    continued by the next one; transient failures are retried with growing pauses.
     """
     from virnucpro.models.registry import download as fetch
 
@@ -57,6 +67,7 @@ def download(
         dnabert_model=dnabert_model,
         dnabert_revision=dnabert_revision,
         classifier_url=classifier_url,
+        esm_url=esm_url,
     )
 
 

@@ -14,7 +14,8 @@ def split(input_path: str, n_parts: int, output_dir: str) -> None:
     """Split INPUT (FASTA or FASTQ, plain or compressed; '-' for stdin) into N gzip FASTA parts.
 
     Parts are contiguous in input order, balanced by bases, and never cut a
-    record; the same input and N give byte-identical parts. Each part is then
+    record; the same input and N give byte-identical parts on one installation
+    (isal and zlib compress differently; the records are the same). Each part is then
     an ordinary run (``virnucpro predict PARTS/part-0001.fa.gz -o RUNS/part-0001``)
     and ``virnucpro merge`` joins the runs.
 

@@ -27,7 +27,7 @@ same reads, and :attr:`FastaReader.format` says ``fastq``.
 Validation (each failure is one :class:`~virnucpro.errors.InputError` line
 that names the file): missing or unreadable file, closed standard input, empty
 input, no FASTA header, a malformed or truncated FASTQ record, binary data, unsupported compression (zip,
-zstd), truncated or corrupt compressed data, a header without an ID, duplicate
+lz4), truncated or corrupt compressed data, a header without an ID, duplicate
 IDs, non-ASCII or control bytes in a sequence, and (when DNA is expected)
 protein sequences and characters that are not nucleotide codes.
 

@@ -1,7 +1,10 @@
 """Opening a FASTA input: a path, standard input or a pipe, plain or compressed.
 
 :func:`open_input` returns a stream of the decompressed bytes. Compression is
-found from the first bytes (magic numbers), never from the file name. Inputs
+found from the first bytes (magic numbers), never from the file name: gzip
+(read by isal's ``igzip`` when installed, ~2.7x faster than the standard
+library's zlib, which is the fallback), bzip2, xz and zstd (``compression.zstd``
+on Python >= 3.14, else the ``zstandard`` package). Inputs
 that can be read only once (``-``, named pipes, process substitution
 ``<(zcat x.fa.gz)``, character devices; see :func:`is_stream`) are never
 rewound: their first bytes are kept and served again from memory.
@@ -20,7 +23,8 @@ import re
 import stat
 import sys
 from pathlib import Path
-from typing import BinaryIO
+from types import ModuleType
+from typing import Any, BinaryIO
 
 from virnucpro.errors import InputError
 
@@ -34,9 +38,9 @@ _MAGIC: tuple[tuple[bytes, str], ...] = (
     (b"\x1f\x8b", "gzip"),
     (b"BZh", "bzip2"),
     (b"\xfd7zXZ\x00", "xz"),
+    (b"\x28\xb5\x2f\xfd", "zstd"),
 )
 _UNSUPPORTED_MAGIC: tuple[tuple[bytes, str], ...] = (
-    (b"\x28\xb5\x2f\xfd", "zstd-compressed"),
     (b"PK\x03\x04", "a ZIP archive"),
     (b"\x04\x22\x4d\x18", "lz4-compressed"),
 )
@@ -48,7 +52,7 @@ def display_name(path: str | os.PathLike[str]) -> str:
 
 
 def sniff_compression(head: bytes) -> str | None:
-    """Name the compression of data starting with ``head`` (``gzip``, ``bzip2``, ``xz``) or None."""
+    """Name the compression of data starting with ``head`` (``gzip``, ``bzip2``, ``xz``, ``zstd``) or None."""
     for magic, kind in _MAGIC:
         if head.startswith(magic):
             return kind
@@ -172,17 +176,107 @@ def open_input(path: str | os.PathLike[str]) -> tuple[BinaryIO, str | None]:
     for magic, what in _UNSUPPORTED_MAGIC:
         if head.startswith(magic):
             raw.close()
-            raise InputError(f"{name}: input is {what}; use plain text, gzip, bzip2 or xz")
+            raise InputError(f"{name}: input is {what}; use plain text, gzip, bzip2, xz or zstd")
     kind = sniff_compression(head)
     if kind is None:
         return raw, None
-    if kind == "gzip":
-        reader: BinaryIO = gzip.GzipFile(fileobj=raw, mode="rb")  # type: ignore[assignment]
-    elif kind == "bzip2":
-        reader = bz2.BZ2File(raw, mode="rb")  # type: ignore[assignment]
-    else:
-        reader = lzma.LZMAFile(raw, mode="rb")  # type: ignore[assignment]
+    if kind == "zstd" and not zstd_available():
+        raw.close()
+        raise InputError(f"{name}: input is zstd-compressed; reading it needs the 'zstandard' package "
+                         "(pip install zstandard) on Python < 3.14, or decompress it first (zstd -dc)")
+    try:
+        if kind == "gzip":
+            reader: BinaryIO = gzip_module().GzipFile(fileobj=raw, mode="rb")  # type: ignore[assignment]
+        elif kind == "bzip2":
+            reader = bz2.BZ2File(raw, mode="rb")  # type: ignore[assignment]
+        elif kind == "zstd":
+            reader = io.BufferedReader(_ZstdReader(raw), buffer_size=BLOCK_SIZE)  # type: ignore[assignment]
+        else:
+            reader = lzma.LZMAFile(raw, mode="rb")  # type: ignore[assignment]
+    except BaseException:
+        raw.close()
+        raise
     return _ClosingDecompressor(reader, raw), kind  # type: ignore[return-value]
+
+
+#: Set to 1 to read and write gzip with the standard library even where isal is installed.
+NO_ISAL_VARIABLE = "VIRNUCPRO_NO_ISAL"
+
+
+def gzip_module() -> ModuleType:
+    """``isal.igzip`` when installed (the interface of :mod:`gzip`, the same decompressed bytes,
+    faster), else :mod:`gzip` (also with ``$VIRNUCPRO_NO_ISAL=1``)."""
+    if os.environ.get(NO_ISAL_VARIABLE, "").strip().lower() in ("1", "true", "yes", "on"):
+        return gzip
+    try:
+        from isal import igzip
+    except ImportError:
+        return gzip
+    return igzip
+
+
+def _zstd_decompressor() -> Any:
+    """A one-frame zstd decompressor with ``decompress``, ``eof`` and ``unused_data``."""
+    if sys.version_info >= (3, 14):
+        from compression import zstd  # type: ignore[import-not-found]
+
+        return zstd.ZstdDecompressor()
+    import zstandard  # open_input checked that it imports (zstd_available)
+
+    return zstandard.ZstdDecompressor().decompressobj()
+
+
+def zstd_available() -> bool:
+    """True when zstd input can be read: Python >= 3.14, or the ``zstandard`` package."""
+    if sys.version_info >= (3, 14):
+        return True
+    try:
+        import zstandard  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+class _ZstdReader(io.RawIOBase):
+    """Decompressed bytes of a zstd stream of one or more frames (``zstd`` and ``cat a.zst b.zst``).
+
+    An input that ends inside a frame raises :class:`EOFError`, so a truncated file is
+    reported, never read as shorter data (``zstandard``'s own stream reader stops silently).
+    """
+
+    def __init__(self, raw: BinaryIO) -> None:
+        super().__init__()
+        self._raw = raw
+        self._decompressor = _zstd_decompressor()
+        self._pending = b""  # input not given to the decompressor yet (the next frame's start)
+        self._out = b""  # decompressed bytes, returned from self._at on
+        self._at = 0
+        self._in_frame = False  # the current frame has received input
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:  # type: ignore[override]
+        while self._at >= len(self._out):
+            # 64 KiB in at a time bounds the bytes out of one call (zstd packs runs of N very tightly)
+            data, self._pending = self._pending or self._raw.read(1 << 16), b""
+            if not data:
+                if self._in_frame:
+                    raise EOFError("compressed file ended before the end of a zstd frame")
+                return 0
+            self._in_frame = True
+            try:
+                self._out, self._at = self._decompressor.decompress(data), 0
+            except Exception as exc:  # zstandard.ZstdError / compression.zstd.ZstdError: not OSErrors
+                raise OSError(f"corrupt zstd data ({exc})") from exc
+            if self._decompressor.eof:  # one frame done; what follows is the next one
+                self._pending = self._decompressor.unused_data
+                self._decompressor = _zstd_decompressor()
+                self._in_frame = False
+        n = min(len(buffer), len(self._out) - self._at)
+        buffer[:n] = self._out[self._at: self._at + n]
+        self._at += n
+        return n
 
 
 def _open_raw(path: str | os.PathLike[str]) -> tuple[BinaryIO, bytes]:
@@ -245,13 +339,13 @@ _FD_PATH = re.compile(r"/(dev|proc/(self|\d+))/fd/\d+")
 FASTA_EXTENSIONS = (
     ".fasta", ".fas", ".fa", ".fna", ".ffn", ".faa", ".frn", ".fsa", ".mfa", ".mpfa", ".seq", ".fastq", ".fq",
 )
-COMPRESSION_EXTENSIONS = (".gz", ".bgz", ".bz2", ".xz")
+COMPRESSION_EXTENSIONS = (".gz", ".bgz", ".bz2", ".xz", ".zst", ".zstd")
 
 
 def input_stem(path: str | os.PathLike[str]) -> str:
     """Return the output file stem for an input path.
 
-    Compression extensions (``.gz``, ``.bgz``, ``.bz2``, ``.xz``) and then one
+    Compression extensions (``.gz``, ``.bgz``, ``.bz2``, ``.xz``, ``.zst``, ``.zstd``) and then one
     FASTA or FASTQ extension (``.fa``, ``.fasta``, ``.fna``, ``.fas``, ``.ffn``,
     ``.faa``, ``.fastq``, ``.fq``, ...) are removed, case-insensitively. Standard input gives
     ``stdin``; a file-descriptor path such as process substitution's

@@ -1,4 +1,5 @@
-"""What the model caches hold: every ESM-2, DNABERT-S, classifier and demo model found, complete or not.
+"""What the model caches hold: every ESM-2, DNABERT-S, classifier and demo model found, complete or not,
+and the downloads left unfinished there (which the next download continues).
 
 Read by ``virnucpro models list`` and ``doctor``; it only looks, never fetches.
 """
@@ -14,6 +15,7 @@ from virnucpro.errors import ModelNotAvailableError
 from virnucpro.models.demo import cached_demo_sets
 from virnucpro.models.locations import cache_dir, esm_hub_dir, hf_cache_dir
 from virnucpro.models.registry import check_dnabert_dir
+from virnucpro.net import PartialDownload, find_partials
 from virnucpro.sizes import disk_size
 
 logger = logging.getLogger(__name__)
@@ -82,3 +84,17 @@ def _cached_dnabert() -> Iterator[CachedModel]:
                 complete = False
             refs = ",".join(sorted(rev.refs)) or rev.commit_hash[:10]
             yield CachedModel("dnabert", f"{repo.repo_id}@{refs}", Path(rev.snapshot_path), rev.size_on_disk, complete)
+
+
+def list_partial_downloads() -> list[PartialDownload]:
+    """Unfinished downloads in the caches: ``*.part`` beside ESM-2 checkpoints and classifiers
+    (:func:`virnucpro.net.download_file`), and huggingface_hub's ``blobs/*.incomplete``."""
+    found = find_partials(esm_hub_dir()) + find_partials(cache_dir() / "classifiers")
+    hf = hf_cache_dir()
+    if hf.is_dir():
+        for blob in sorted(hf.glob("models--*/blobs/*.incomplete")):
+            try:
+                found.append(PartialDownload(blob, blob.stat().st_size, None, None))
+            except OSError:
+                continue
+    return found

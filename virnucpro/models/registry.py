@@ -3,11 +3,17 @@
 Where each model lives:
 
 - ESM-2 (fair-esm): ``torch.hub.get_dir()/checkpoints/<name>.pt`` plus
-  ``<name>-contact-regression.pt`` (``$TORCH_HOME`` respected), fetched from
-  fair-esm's public URLs (:data:`ESM_MODEL_URL`, :data:`ESM_REGRESSION_URL`).
+  ``<name>-contact-regression.pt`` (``$TORCH_HOME`` respected), fetched by
+  :func:`virnucpro.net.download_file` (resumed, retried) from fair-esm's public
+  URLs (:data:`ESM_MODEL_URL`, :data:`ESM_REGRESSION_URL`) or a mirror
+  (``$VIRNUCPRO_ESM_URL`` or ``models download --esm-url``: see :func:`esm_urls`).
 - DNABERT-S: the Hugging Face cache (``$HF_HUB_CACHE``, else ``$HF_HOME/hub``),
   through ``huggingface_hub.snapshot_download``; only the config, tokenizer and
   weight files are fetched, never modelling code (no ``trust_remote_code``).
+  huggingface_hub continues its own partial files (``blobs/*.incomplete``, since
+  0.23, so at our floor 0.25); a try that fails for a transient reason is
+  retried here (:func:`~virnucpro.net.download_attempts` tries, growing pauses)
+  and continues them. A mirror is ``$HF_ENDPOINT``, read by huggingface_hub.
 - Classifiers: ``$VIRNUCPRO_CACHE/classifiers/{300,500}_model.pth`` (cache root:
   ``$VIRNUCPRO_CACHE``, else ``$XDG_CACHE_HOME/virnucpro``, else
   ``~/.cache/virnucpro``), fetched from the published VirNucPro repository
@@ -42,6 +48,7 @@ import functools
 import logging
 import os
 import re
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -56,12 +63,24 @@ from virnucpro.models.locations import (  # re-exported: callers find the caches
     offline_reason,
     unwritable_reason,
 )
-from virnucpro.net import CONNECT_TIMEOUT_S, NETWORK_ERRORS, download_file, resolve_host, short_error
+from virnucpro.net import (
+    BACKOFF_S,
+    CONNECT_TIMEOUT_S,
+    NETWORK_ERRORS,
+    TRANSIENT_STATUS,
+    download_attempts,
+    download_file,
+    is_transient,
+    resolve_host,
+    retry_delay,
+    short_error,
+)
 
 __all__ = [
     "CLASSIFIER_MODEL_TYPES", "DEFAULT_DNABERT_MODEL", "DEFAULT_ESM_MODEL", "ESM_NAME", "HF_REPO_ID",
     "CLASSIFIER_BLOBS", "CLASSIFIER_COMMIT", "ClassifierMismatchError",
     "cache_dir", "check_dnabert_dir", "classifier_cache_path", "classifier_url", "download", "git_blob_sha1", "esm_cache_paths", "esm_hub_dir",
+    "esm_urls", "hub_error_is_transient",
     "hf_cache_dir", "is_hub_repo_id", "is_offline", "resolve_classifier", "resolve_dnabert_model", "resolve_esm_model",
 ]
 
@@ -94,6 +113,12 @@ DNABERT_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 ESM_OPTION = "--esm-model"
 DNABERT_OPTION = "--dnabert-model"
 CLASSIFIER_OPTION = "--model-path"
+
+#: A mirror of the ESM-2 files: a base URL holding ``<name>.pt`` and ``<name>-contact-regression.pt``
+#: side by side (a copy of torch.hub's ``checkpoints`` directory), or a template containing ``{file}``.
+ESM_URL_VARIABLE = "VIRNUCPRO_ESM_URL"
+#: The Hugging Face endpoint (huggingface_hub reads it when imported): a mirror of the hub's API and files.
+HF_ENDPOINT_VARIABLE = "HF_ENDPOINT"
 
 #: A fair-esm ESM-2 model name (``esm2_t36_3B_UR50D``).
 ESM_NAME = re.compile(r"^esm2_t\d+_\d+[KMB]_UR50D$")
@@ -142,12 +167,31 @@ def _not_available(what: str, looked: Path, reason: str, download_args: str, opt
 # ESM-2
 
 
-def resolve_esm_model(spec: str = DEFAULT_ESM_MODEL, offline: bool = False) -> Path:
+def esm_urls(name: str, mirror: str | None = None) -> tuple[str, str]:
+    """Where the checkpoint and the contact-regression file of ESM-2 ``name`` are fetched from.
+
+    Args:
+        name: a fair-esm ESM-2 name.
+        mirror: a base URL (``<base>/<name>.pt``, ``<base>/<name>-contact-regression.pt``) or a
+            template with ``{file}``; ``$VIRNUCPRO_ESM_URL`` when None, else fair-esm's URLs.
+    """
+    source = mirror or os.environ.get(ESM_URL_VARIABLE, "").strip()
+    files = (f"{name}.pt", f"{name}-contact-regression.pt")
+    if not source:
+        return ESM_MODEL_URL.format(name=name), ESM_REGRESSION_URL.format(name=name)
+    if "{file}" in source:
+        return source.format(file=files[0]), source.format(file=files[1])
+    base = source.rstrip("/")
+    return f"{base}/{files[0]}", f"{base}/{files[1]}"
+
+
+def resolve_esm_model(spec: str = DEFAULT_ESM_MODEL, offline: bool = False, url: str | None = None) -> Path:
     """Path of an ESM-2 checkpoint: a local ``.pt`` file, or a fair-esm name fetched on first use.
 
     Args:
         spec: an existing file, or a fair-esm ESM-2 name such as ``esm2_t36_3B_UR50D``.
         offline: never download (also ``VIRNUCPRO_OFFLINE=1`` / ``HF_HUB_OFFLINE=1``).
+        url: fetch from this mirror (see :func:`esm_urls`) instead of fair-esm's URLs.
 
     Returns:
         The checkpoint file (for a name, its contact-regression companion sits beside it).
@@ -175,12 +219,14 @@ def resolve_esm_model(spec: str = DEFAULT_ESM_MODEL, offline: bool = False) -> P
         raise _not_available(what, model_path, offline_reason(offline), args, option)
     if reason := unwritable_reason(model_path.parent):
         raise _unwritable(what, model_path.parent, reason, "TORCH_HOME", option)
+    source = ""
     try:
-        for url, dest in ((ESM_MODEL_URL, model_path), (ESM_REGRESSION_URL, regression_path)):
+        for source, dest in zip(esm_urls(spec, url), (model_path, regression_path)):
             if not dest.is_file():
-                download_file(url.format(name=spec), dest, label=dest.name)
+                download_file(source, dest, label=dest.name)
     except NETWORK_ERRORS as exc:
-        raise _not_available(what, model_path, f"the download failed ({short_error(exc)})", args, option) from exc
+        raise _not_available(what, model_path, f"the download failed ({short_error(exc)}; URL {source})", args,
+                             option) from exc
     return model_path
 
 
@@ -226,17 +272,64 @@ def resolve_dnabert_model(spec: str = DEFAULT_DNABERT_MODEL, revision: str | Non
     if reason := unwritable_reason(cache):
         variable = "HF_HUB_CACHE" if os.environ.get("HF_HUB_CACHE") else "HF_HOME"
         raise _unwritable(what, cache, reason, variable, option)
-    try:
-        resolve_host(huggingface_hub.constants.ENDPOINT)
-        files = huggingface_hub.HfApi().list_repo_files(spec, revision=revision)
+    endpoint = huggingface_hub.constants.ENDPOINT
+
+    def fetch() -> Path:
+        files = huggingface_hub.HfApi(endpoint=endpoint).list_repo_files(spec, revision=revision)
         patterns = [p for p in DNABERT_ALLOW_PATTERNS if p != "pytorch_model.bin"]
         if not any(f.endswith(".safetensors") for f in files):
             patterns.append("pytorch_model.bin")
-        found = Path(_snapshot(huggingface_hub, spec, revision, cache, patterns, local_only=False))
+        return Path(_snapshot(huggingface_hub, spec, revision, cache, patterns, local_only=False))
+
+    try:
+        resolve_host(endpoint)
+        found = _with_retries(fetch, what)
     except Exception as exc:  # noqa: BLE001 - network and hub errors alike become one line
-        raise _not_available(what, looked, f"the download failed ({short_error(exc)})", args, option) from exc
+        raise _not_available(what, looked, f"the download failed ({short_error(exc)}; endpoint {endpoint})", args,
+                             option) from exc
     check_dnabert_dir(found)
     return found
+
+
+# What huggingface_hub's HTTP clients (requests before 1.0, httpx after) raise for a lost
+# connection or a timeout; their classes are not imported (either library may be absent).
+_HUB_TRANSIENT_NAMES = frozenset({
+    "ConnectionError", "ConnectTimeout", "ReadTimeout", "Timeout", "ChunkedEncodingError", "ConnectError",
+    "ReadError", "WriteError", "RemoteProtocolError", "PoolTimeout", "WriteTimeout", "TimeoutException",
+})
+
+
+def hub_error_is_transient(exc: BaseException) -> bool:
+    """True when a huggingface_hub failure (or what caused it) may pass on another try: an HTTP
+    status in :data:`~virnucpro.net.TRANSIENT_STATUS`, a lost connection or a timeout."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        status = getattr(getattr(current, "response", None), "status_code", None)
+        if isinstance(status, int):
+            return status in TRANSIENT_STATUS
+        if is_transient(current) or type(current).__name__ in _HUB_TRANSIENT_NAMES:
+            return True
+        current = current.__cause__ or current.__context__
+    return False
+
+
+def _with_retries(fetch: Callable[[], Path], what: str, backoff_s: float = BACKOFF_S) -> Path:
+    """Call ``fetch`` until it succeeds, retrying transient hub failures after a growing pause
+    (each logged); huggingface_hub continues its partial files on the next try."""
+    attempts = download_attempts()
+    for attempt in range(1, attempts + 1):
+        try:
+            return fetch()
+        except Exception as exc:
+            if attempt == attempts or not hub_error_is_transient(exc):
+                raise
+            delay = retry_delay(exc, attempt, backoff_s)
+            logger.warning("%s: try %d of %d failed (%s); retrying in %.0f s", what, attempt, attempts,
+                           short_error(exc), delay)
+            time.sleep(delay)
+    raise AssertionError("unreachable")
 
 
 def _snapshot(hub, repo_id: str, revision: str | None, cache: Path, patterns: list[str], local_only: bool) -> str:
@@ -376,6 +469,7 @@ def download(
     dnabert_model: str = DEFAULT_DNABERT_MODEL,
     dnabert_revision: str | None = None,
     classifier_url: str | None = None,
+    esm_url: str | None = None,
 ) -> list[Path]:
     """Fetch models into their caches (a no-op for those already there).
 
@@ -387,6 +481,7 @@ def download(
         dnabert_revision: branch, tag or commit for ``dnabert``.
         classifier_url: mirror of the published classifiers (see :func:`classifier_url`);
             its files must still match the pinned blob ids.
+        esm_url: mirror of the ESM-2 files (see :func:`esm_urls`).
 
     Returns:
         The resolved paths, in the order fetched.
@@ -395,7 +490,7 @@ def download(
         raise ValueError(f"unknown model kind {kind!r}")
     fetches: list[tuple[str, Callable[[], Path]]] = []
     if kind in ("esm", "all"):
-        fetches.append((esm_model, lambda: resolve_esm_model(esm_model)))
+        fetches.append((esm_model, lambda: resolve_esm_model(esm_model, url=esm_url)))
     if kind in ("dnabert", "all"):
         fetches.append((dnabert_model, lambda: resolve_dnabert_model(dnabert_model, revision=dnabert_revision)))
     if kind in ("classifier", "all"):

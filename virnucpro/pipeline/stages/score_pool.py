@@ -114,7 +114,53 @@ def _run_job(job: ScoreJob) -> int:
     return score_shard(job)
 
 
+def _announce_then_init(pids: Any, initializer: Callable[..., None] | None, initargs: tuple[Any, ...]) -> None:
+    pids.put(os.getpid())  # first: a pool process is known (and killable) from its first moment
+    if initializer is not None:
+        initializer(*initargs)
+
+
 # --------------------------------------------------------------------------- in the parent
+
+
+class KillablePool:
+    """A ``spawn``-context :class:`ProcessPoolExecutor` whose processes can be killed, with public API
+    only: each pool process sends its pid as it starts (before the initializer), and :meth:`kill`
+    SIGKILLs those among :func:`multiprocessing.active_children` (so never a stranger's pid).
+    A process killed before it sent its pid cannot be missed by much: :meth:`shutdown` then waits
+    for it, and with the jobs cancelled it only starts and exits."""
+
+    def __init__(self, workers: int, initializer: Callable[..., None] | None = None,
+                 initargs: tuple[Any, ...] = ()) -> None:
+        context = multiprocessing.get_context("spawn")
+        self._pids = context.SimpleQueue()
+        self._known: set[int] = set()
+        self.executor = ProcessPoolExecutor(workers, mp_context=context, initializer=_announce_then_init,
+                                            initargs=(self._pids, initializer, initargs))
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> Future[Any]:
+        return self.executor.submit(fn, *args)
+
+    def pids(self) -> set[int]:
+        """The pids of the pool processes started so far."""
+        while not self._pids.empty():
+            self._known.add(self._pids.get())
+        return set(self._known)
+
+    def kill(self, join_timeout: float = 10.0) -> None:
+        """SIGKILL every live pool process and reap it (their jobs are lost: results are written atomically)."""
+        known = self.pids()
+        processes = [p for p in multiprocessing.active_children() if p.pid in known]
+        for process in processes:
+            process.kill()
+        for process in processes:
+            process.join(join_timeout)
+
+    def shutdown(self) -> None:
+        """Cancel the jobs not started, wait for the running ones (none after :meth:`kill`)."""
+        self.executor.shutdown(wait=True, cancel_futures=True)
+        self._pids.close()
+
 
 
 class ScorePool:
@@ -134,7 +180,7 @@ class ScorePool:
         self._waiting: set[int] = set()  # finished embedding, waiting for the shards they reuse rows of
         self._running: dict[int, Future[int]] = {}
         self._errors: dict[int, BaseException] = {}
-        self._executor: ProcessPoolExecutor | None = None
+        self._executor: KillablePool | None = None
         self._usable = workers > 0
         self._began: float | None = None
 
@@ -207,9 +253,7 @@ class ScorePool:
             threads = score_threads(self.setup.plan, self.workers)
             logger.info("score: %d pool process(es) of %d thread(s) score shards as their features are done",
                         self.workers, threads)
-            self._executor = ProcessPoolExecutor(
-                self.workers, mp_context=multiprocessing.get_context("spawn"),
-                initializer=_init_pool_process, initargs=(os.getpid(), threads))
+            self._executor = KillablePool(self.workers, _init_pool_process, (os.getpid(), threads))
         # A submit may spawn a pool process: SIGINT is blocked meanwhile, so the child starts with
         # it blocked (the mask is inherited) and a Ctrl-C cannot break its start-up before it
         # ignores SIGINT; this process gets the signal as soon as the mask is restored.
@@ -293,12 +337,5 @@ class ScorePool:
         if executor is None:
             return
         if kill:
-            # The executor has no public kill before Python 3.14; without ``_processes`` the
-            # shutdown below waits for the running jobs instead (one shard each, bounded).
-            processes = list((getattr(executor, "_processes", None) or {}).values())
-            for process in processes:
-                if process.is_alive():
-                    process.kill()
-            for process in processes:
-                process.join(timeout=10)
-        executor.shutdown(wait=True, cancel_futures=True)
+            executor.kill()
+        executor.shutdown()
