@@ -312,22 +312,22 @@ def pretokenize_esm(embedder: Esm2Embedder, seqs: Sequence[str], batch_tokens: i
         InputError: a sequence is empty or has a character outside the ESM-2 alphabet.
     """
     from virnucpro.models.batching import plan_batches
-    from virnucpro.models.esm2 import encode_sequences
+    from virnucpro.models.esm2 import encode_sequences, padded_width
 
     codes, lengths = encode_sequences(seqs, embedder.tokens.lut)
     offsets = np.concatenate(([0], np.cumsum(lengths)[:-1])) if len(seqs) else lengths
     pre = PretokenizedEsm(lengths, codes, offsets, embedder.batch_tokens if batch_tokens is None else batch_tokens)
-    for idx in plan_batches(lengths + 2, pre.budget):  # + BOS and EOS, as the engine plans
+    for idx in plan_batches(padded_width(lengths), pre.budget):  # as the engine plans
         pre.batches[(int(idx[0]), len(idx))] = _esm_batch(embedder, pre, idx)
     return pre
 
 
 def _esm_batch(embedder: Esm2Embedder, pre: PretokenizedEsm, idx: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-    from virnucpro.models.esm2 import MEAN_WINDOW, fill_token_matrix
+    from virnucpro.models.esm2 import MEAN_WINDOW, fill_token_matrix, padded_width
 
     pinned = embedder.device.type == "cuda"
     lens = pre.lengths[idx]
-    toks = torch.empty((len(idx), int(lens.max()) + 2), dtype=torch.int64, pin_memory=pinned)
+    toks = torch.empty((len(idx), int(padded_width(int(lens.max())))), dtype=torch.int64, pin_memory=pinned)
     fill_token_matrix(toks.numpy(), idx, pre.codes, pre.offsets, pre.lengths, embedder.tokens)
     window = torch.from_numpy(np.minimum(lens, MEAN_WINDOW))
     return toks, window.pin_memory() if pinned else window
@@ -341,6 +341,7 @@ def embed_pretokenized_esm(embedder: Esm2Embedder, pre: PretokenizedEsm) -> torc
         float32 CPU tensor ``[len(pre), dim]`` in input order.
     """
     from virnucpro.models.batching import embed_sorted
+    from virnucpro.models.esm2 import has_padding, padded_width
 
     device, pinned = embedder.device, embedder.device.type == "cuda"
 
@@ -350,13 +351,12 @@ def embed_pretokenized_esm(embedder: Esm2Embedder, pre: PretokenizedEsm) -> torc
             pre.tokenized_late += 1
             pre.batches[key] = _esm_batch(embedder, pre, idx)
         toks, window = pre.batches[key]
-        lens = pre.lengths[idx]
         # The engine's own pooled forward (Esm2Embedder.embed runs it on the matrices it builds).
         return embedder._pooled(toks.to(device, non_blocking=pinned), window.to(device, non_blocking=pinned),
-                                bool(lens.min() != lens.max()))
+                                has_padding(pre.lengths[idx]))
 
     host, pre.budget = embed_sorted(pre.lengths, embedder.dim, device, pre.budget, forward,
-                                    padded_length=lambda n: n + 2, label="ESM-2")
+                                    padded_length=padded_width, label="ESM-2")
     return host
 
 

@@ -38,6 +38,7 @@ import importlib.util
 import logging
 import os
 import shutil
+import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -196,3 +197,43 @@ class FusedFunction:
                            self._label, self.fallback_reason)
             self._compiled = None
             return self._eager(*args)
+
+
+def _timed_call(call: Callable[[], object], device: torch.device) -> float:
+    began = time.perf_counter()
+    call()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter() - began
+
+
+def warm_variants(variants: Sequence[tuple[str, Callable[[], object]]], device: torch.device,
+                  fused: Callable[[], FusedFunction | None], label: str) -> dict[str, Any]:
+    """Run each named batch variant twice, in inference mode (as the engines' batching loop runs),
+    so every graph is built before any work; the engines' ``warm_up`` supplies the variants.
+
+    Returns:
+        ``seconds``: wall time of it all; ``compile_seconds``: the first calls' time over the
+        repeats' (what building graphs and choosing kernels cost); ``compiled``: the layers run
+        compiled now; ``compile_enabled``: compiling was asked for and possible;
+        ``fallback_reason``: why it fell back to eager, if it did; ``variants``: the names run.
+    """
+    began = time.perf_counter()
+    compile_seconds = 0.0
+    with torch.inference_mode():
+        for _name, call in variants:
+            first = _timed_call(call, device)
+            compile_seconds += max(0.0, first - _timed_call(call, device))
+    function = fused()
+    compiled = function is not None and function.compiled
+    result: dict[str, Any] = {
+        "seconds": time.perf_counter() - began, "compiled": compiled, "compile_seconds": compile_seconds,
+        "compile_enabled": compiled or (function is not None and function.fallback_reason is not None),
+        "fallback_reason": function.fallback_reason if function is not None else None,
+        "variants": [name for name, _call in variants],
+    }
+    if result["fallback_reason"]:
+        logger.warning("%s: warm-up fell back to eager (%s)", label, result["fallback_reason"])
+    logger.info("%s warmed up on %s: %d variants in %.1f s (%.1f s compiling), %s", label, device,
+                len(variants), result["seconds"], compile_seconds, "compiled" if compiled else "eager")
+    return result
