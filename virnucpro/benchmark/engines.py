@@ -80,12 +80,31 @@ def random_esm2_checkpoint(shape: TransformerShape, device: torch.device, seed: 
     return Esm2Checkpoint(Path(label), shape.layers, shape.dim, shape.heads, True, state)
 
 
-def build_esm2_ours(shape: TransformerShape, device: torch.device, dtype: torch.dtype, seed: int = 0):
+WARMUPS: list[dict[str, object]] = []
+"""Every engine warm-up of this process, in order: ``{model, precision, seconds, compile_seconds,
+compiled, compile_enabled, fallback_reason, variants}`` (see :func:`warm_engine`)."""
+
+
+def warmup_seconds_total() -> float:
+    """Seconds this process spent in engine warm-ups (the acceptance keeps them outside its limits)."""
+    return float(sum(float(w["seconds"]) for w in WARMUPS))  # type: ignore[arg-type]
+
+
+def warm_engine(embedder, model: str, precision: str, batch_tokens: int | None = None) -> dict[str, object]:
+    """``embedder.warm_up(batch_tokens)`` (every graph compiled, every kernel chosen), recorded in
+    :data:`WARMUPS` with the model and precision."""
+    report = {"model": model, "precision": precision, **embedder.warm_up(batch_tokens)}
+    WARMUPS.append(report)
+    return report
+
+
+def build_esm2_ours(shape: TransformerShape, device: torch.device, dtype: torch.dtype, seed: int = 0,
+                    compile: str = "auto"):
     """Our ESM-2 embedder (:class:`~virnucpro.models.esm2.Esm2Embedder`) with random weights."""
     from virnucpro.models.esm2 import Esm2Embedder
 
     ckpt = random_esm2_checkpoint(shape, device, seed)
-    embedder = Esm2Embedder(ckpt, device, dtype)
+    embedder = Esm2Embedder(ckpt, device, dtype, compile)
     del ckpt
     _empty_cache(device)
     return embedder
@@ -107,7 +126,8 @@ def build_esm2_published(shape: TransformerShape, device: torch.device, seed: in
 
 
 def build_dnabert(
-    shape: TransformerShape, tokenizer, device: torch.device, dtype: torch.dtype, seed: int = 0
+    shape: TransformerShape, tokenizer, device: torch.device, dtype: torch.dtype, seed: int = 0,
+    compile: str = "auto",
 ):
     """Our DNABERT-S embedder with random weights (same weights for every dtype at one seed)."""
     from virnucpro.models.dnabert_s import DnabertConfig, DnabertEncoder, DnabertSEmbedder
@@ -120,7 +140,7 @@ def build_dnabert(
     )
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        encoder = DnabertEncoder(config)
+        encoder = DnabertEncoder(config, compile)
     encoder.set_matmul_dtype(dtype).to(device).eval().requires_grad_(False)
     return DnabertSEmbedder(encoder, tokenizer, device)
 
