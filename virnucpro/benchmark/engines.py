@@ -85,16 +85,31 @@ WARMUPS: list[dict[str, object]] = []
 compiled, compile_enabled, fallback_reason, variants}`` (see :func:`warm_engine`)."""
 
 
+_warming_since: float | None = None
+
+
 def warmup_seconds_total() -> float:
-    """Seconds this process spent in engine warm-ups (the acceptance keeps them outside its limits)."""
+    """Seconds this process spent in finished engine warm-ups (the acceptance keeps them outside its limits)."""
     return float(sum(float(w["seconds"]) for w in WARMUPS))  # type: ignore[arg-type]
+
+
+def warming_seconds() -> float:
+    """Seconds the warm-up in progress has taken so far (0 when none is)."""
+    since = _warming_since
+    return 0.0 if since is None else time.perf_counter() - since
 
 
 def warm_engine(embedder, model: str, precision: str, batch_tokens: int | None = None) -> dict[str, object]:
     """``embedder.warm_up(batch_tokens)`` (every graph compiled, every kernel chosen), recorded in
     :data:`WARMUPS` with the model and precision."""
-    report = {"model": model, "precision": precision, **embedder.warm_up(batch_tokens)}
-    WARMUPS.append(report)
+    global _warming_since
+    _warming_since = time.perf_counter()
+    try:
+        report = {"model": model, "precision": precision, **embedder.warm_up(batch_tokens)}
+        report["seconds"] = time.perf_counter() - _warming_since  # as the acceptance's clock saw it
+        WARMUPS.append(report)
+    finally:
+        _warming_since = None
     return report
 
 
