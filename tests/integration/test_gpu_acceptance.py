@@ -14,7 +14,7 @@ from tests.conftest import REPO_ROOT
 SCRIPT = REPO_ROOT / "scripts" / "gpu_acceptance.py"
 EXPECTED = {
     "environment", "attention_backends", "benchmark", "compilation", "esm2_mfu", "dnabert_s_mfu", "bf16_cosine",
-    "fair_esm_agreement", "batched_vs_unbatched", "forced_oom", "worker_faults", "predict_demo",
+    "fair_esm_agreement", "pipeline", "batched_vs_unbatched", "forced_oom", "worker_faults", "predict_demo",
     "benchmark_targets",
 }
 
@@ -55,6 +55,10 @@ def test_quick_acceptance_passes_or_skips_each_check_for_want_of_a_gpu(tmp_path)
     esm = next(e for e in bench["engines"] if (e["model"], e["implementation"], e["precision"]) == ("esm2", "ours", "bf16"))
     assert esm["mfu_datasheet"] is None and esm["datasheet_peak"] == "datasheet peak unknown" and esm["mfu"] > 0
     assert esm["frames"] > next(e["frames"] for e in bench["engines"] if e["precision"] == "fp32")
+    # The real pipeline: two worker processes over several shards equal the one-process run.
+    pipeline = data["checks"]["pipeline"]
+    assert pipeline["frames"] > 2 * pipeline["shard_size"] and pipeline["vs_one"]["max_abs_score"] <= 1e-5
+    assert pipeline["runs"]["workers_2"]["devices"] == ["cpu", "cpu"]
     # The GPU table's row, printed and in the JSON.
     assert data["gpu_table"]["device"].startswith("CPU") and data["gpu_table"]["esm2_mfu_datasheet"] is None
     printed = done.stdout.decode().splitlines()
