@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -80,7 +80,7 @@ def random_esm2_checkpoint(shape: TransformerShape, device: torch.device, seed: 
     return Esm2Checkpoint(Path(label), shape.layers, shape.dim, shape.heads, True, state)
 
 
-WARMUPS: list[dict[str, object]] = []
+WARMUPS: list[dict[str, Any]] = []
 """Every engine warm-up of this process, in order: ``{model, precision, seconds, compile_seconds,
 compiled, compile_enabled, fallback_reason, variants}`` (see :func:`warm_engine`)."""
 
@@ -90,7 +90,7 @@ _warming_since: float | None = None
 
 def warmup_seconds_total() -> float:
     """Seconds this process spent in finished engine warm-ups (the acceptance keeps them outside its limits)."""
-    return float(sum(float(w["seconds"]) for w in WARMUPS))  # type: ignore[arg-type]
+    return float(sum(float(w["seconds"]) for w in WARMUPS))
 
 
 def warming_seconds() -> float:
@@ -99,7 +99,7 @@ def warming_seconds() -> float:
     return 0.0 if since is None else time.perf_counter() - since
 
 
-def warm_engine(embedder, model: str, precision: str, batch_tokens: int | None = None) -> dict[str, object]:
+def warm_engine(embedder, model: str, precision: str, batch_tokens: int | None = None) -> dict[str, Any]:
     """``embedder.warm_up(batch_tokens)`` (every graph compiled, every kernel chosen), recorded in
     :data:`WARMUPS` with the model and precision."""
     global _warming_since

@@ -43,7 +43,7 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
+from typing import NamedTuple, overload
 
 import numpy as np
 import torch
@@ -67,6 +67,10 @@ PAD_MULTIPLE = 8
 """Batch widths (residues + BOS + EOS) are rounded up to a multiple of this."""
 
 
+@overload
+def padded_width(longest: int) -> int: ...
+@overload
+def padded_width(longest: np.ndarray) -> np.ndarray: ...
 def padded_width(longest: int | np.ndarray) -> int | np.ndarray:
     """Token width of a batch whose longest sequence has ``longest`` residues: + BOS and EOS, rounded
     up to a multiple of :data:`PAD_MULTIPLE` (vectorised over arrays)."""
