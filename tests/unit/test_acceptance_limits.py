@@ -48,3 +48,15 @@ def test_markdown_rows_name_the_device_and_say_not_measured():
     cells = [c.strip() for c in row.strip("|").split("|")]
     assert cells[0] == "H200 SXM" and "989.4" in cells and "56.0%" in cells and "73.0%" in cells
     assert "not measured" in cells  # DNABERT-S, predict, compile seconds: not in this result
+
+
+def test_compiled_records_are_found_per_worker_and_model():
+    """The pipeline check reads `compiled` wherever run_summary.json records it (issue 26 writes it)."""
+    from virnucpro.benchmark.pipeline_check import compiled_records
+
+    summary = {"compile": "auto", "workers": [
+        {"device": "cuda:0", "models": {"esm2": {"compiled": True, "warm_up_seconds": 3.0},
+                                        "dnabert_s": {"compiled": False}}},
+    ]}
+    assert compiled_records(summary) == [("/workers/0/models/esm2", True), ("/workers/0/models/dnabert_s", False)]
+    assert compiled_records({"compile": "auto"}) == []
