@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -58,6 +59,23 @@ def test_embed_sorted_returns_input_order_and_survives_one_oom(lengths, budget, 
     assert final <= budget
     if lengths:
         out[0, 0] = -1.0  # a normal tensor callers may modify, not an inference-mode one
+
+
+def test_a_cublas_allocation_failure_halves_the_budget_like_out_of_memory():
+    """cuBLAS reports a failed workspace allocation as a plain RuntimeError: it is out of memory too."""
+    padded = [10] * 8
+    seen: list[int] = []
+
+    def process(start: int, count: int) -> None:
+        if count > 2:
+            raise RuntimeError("CUDA error: CUBLAS_STATUS_ALLOC_FAILED when calling `cublasCreate(handle)`")
+        seen.append(count)
+
+    assert run_in_budget(padded, 80, process) == 20
+    assert sum(seen) == 8 and max(seen) == 2
+    with pytest.raises(RuntimeError, match="CUBLAS_STATUS_EXECUTION_FAILED"):  # not memory: propagates
+        run_in_budget(padded, 80, lambda s, c: (_ for _ in ()).throw(
+            RuntimeError("CUDA error: CUBLAS_STATUS_EXECUTION_FAILED when calling `cublasGemmEx`")))
 
 
 # --------------------------------------------------------------------------- free-memory estimate

@@ -35,6 +35,8 @@ from virnucpro.pipeline.workqueue.worker import (
     "CUDA error: device-side assert triggered\nCUDA kernel errors might be asynchronously reported",
     "CUDA error: unspecified launch failure",
     "CUDA error: uncorrectable ECC error encountered",
+    "CUDA error: CUBLAS_STATUS_EXECUTION_FAILED when calling `cublasGemmEx( handle, opa, opb, m, n, k, ...)`",
+    "CUDA error: the launch timed out and was terminated",
 ])
 def test_sticky_cuda_errors_are_recognised(message: str) -> None:
     assert is_sticky_device_error(RuntimeError(message))
@@ -49,6 +51,7 @@ def test_sticky_cuda_errors_are_recognised(message: str) -> None:
 
 @pytest.mark.parametrize("exc", [
     RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB"),
+    RuntimeError("CUDA error: CUBLAS_STATUS_ALLOC_FAILED when calling `cublasCreate(handle)`"),
     ValueError("bad number in t3"),
     OSError("No space left on device"),
 ])

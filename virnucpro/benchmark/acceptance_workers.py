@@ -37,7 +37,8 @@ def init_acceptance_worker(device: str, init_args: Mapping[str, Any]) -> Any:
     vocab = min(dna_shape.vocab, int(init_args.get("vocab", 256)))
     tokenizer = synthetic.train_dna_tokenizer(vocab_size=vocab, corpus_bp=int(init_args.get("corpus_bp", 20_000)))
     dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[str(init_args.get("precision", "fp32"))]
-    return engines.build_dnabert(dna_shape, tokenizer, torch.device(device), dtype, seed=0)
+    # Eager: this worker tests fault handling, and compiling in each restarted worker would take the time.
+    return engines.build_dnabert(dna_shape, tokenizer, torch.device(device), dtype, seed=0, compile="off")
 
 
 def process_acceptance_task(embedder: Any, task: Task, progress: Callable[[int], None]) -> dict[str, Any]:

@@ -132,13 +132,13 @@ def measure_cpu_stages(total_bp: int, chunk_length: int, tokenizer=None, seed: i
 def _protein_batches(protein: list[str], tokens, budget: int = 4096) -> int:
     """Build every padded ESM-2 token matrix of ``protein``; returns the batch count."""
     from virnucpro.models.batching import plan_batches
-    from virnucpro.models.esm2 import encode_sequences, fill_token_matrix
+    from virnucpro.models.esm2 import encode_sequences, fill_token_matrix, padded_width
 
     codes, lengths = encode_sequences(protein, tokens.lut)
     offsets = np.concatenate(([0], np.cumsum(lengths)[:-1]))
-    batches = plan_batches(lengths + 2, budget)  # BOS and EOS
+    batches = plan_batches(padded_width(lengths), budget)  # as the engine plans
     for idx in batches:
-        out = np.empty((len(idx), int(lengths[idx].max()) + 2), dtype=np.int64)
+        out = np.empty((len(idx), int(padded_width(int(lengths[idx].max())))), dtype=np.int64)
         fill_token_matrix(out, idx, codes, offsets, lengths, tokens)
     return len(batches)
 

@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -80,12 +80,46 @@ def random_esm2_checkpoint(shape: TransformerShape, device: torch.device, seed: 
     return Esm2Checkpoint(Path(label), shape.layers, shape.dim, shape.heads, True, state)
 
 
-def build_esm2_ours(shape: TransformerShape, device: torch.device, dtype: torch.dtype, seed: int = 0):
+WARMUPS: list[dict[str, Any]] = []
+"""Every engine warm-up of this process, in order: ``{model, precision, seconds, compile_seconds,
+compiled, compile_enabled, fallback_reason, variants}`` (see :func:`warm_engine`)."""
+
+
+_warming_since: float | None = None
+
+
+def warmup_seconds_total() -> float:
+    """Seconds this process spent in finished engine warm-ups (the acceptance keeps them outside its limits)."""
+    return float(sum(float(w["seconds"]) for w in WARMUPS))
+
+
+def warming_seconds() -> float:
+    """Seconds the warm-up in progress has taken so far (0 when none is)."""
+    since = _warming_since
+    return 0.0 if since is None else time.perf_counter() - since
+
+
+def warm_engine(embedder, model: str, precision: str, batch_tokens: int | None = None) -> dict[str, Any]:
+    """``embedder.warm_up(batch_tokens)`` (every graph compiled, every kernel chosen), recorded in
+    :data:`WARMUPS` with the model and precision."""
+    global _warming_since
+    _warming_since = time.perf_counter()
+    try:
+        report = {"model": model, "precision": precision, **embedder.warm_up(batch_tokens)}
+        report["seconds"] = time.perf_counter() - _warming_since  # as the acceptance's clock saw it
+        WARMUPS.append(report)
+    finally:
+        _warming_since = None
+    return report
+
+
+def build_esm2_ours(shape: TransformerShape, device: torch.device, dtype: torch.dtype, seed: int = 0,
+                    compile: str = "auto"):
     """Our ESM-2 embedder (:class:`~virnucpro.models.esm2.Esm2Embedder`) with random weights."""
     from virnucpro.models.esm2 import Esm2Embedder
 
     ckpt = random_esm2_checkpoint(shape, device, seed)
-    embedder = Esm2Embedder(ckpt, device, dtype)
+    embedder = Esm2Embedder(ckpt, device, dtype, compile)
     del ckpt
     _empty_cache(device)
     return embedder
@@ -107,7 +141,8 @@ def build_esm2_published(shape: TransformerShape, device: torch.device, seed: in
 
 
 def build_dnabert(
-    shape: TransformerShape, tokenizer, device: torch.device, dtype: torch.dtype, seed: int = 0
+    shape: TransformerShape, tokenizer, device: torch.device, dtype: torch.dtype, seed: int = 0,
+    compile: str = "auto",
 ):
     """Our DNABERT-S embedder with random weights (same weights for every dtype at one seed)."""
     from virnucpro.models.dnabert_s import DnabertConfig, DnabertEncoder, DnabertSEmbedder
@@ -120,7 +155,7 @@ def build_dnabert(
     )
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        encoder = DnabertEncoder(config)
+        encoder = DnabertEncoder(config, compile)
     encoder.set_matmul_dtype(dtype).to(device).eval().requires_grad_(False)
     return DnabertSEmbedder(encoder, tokenizer, device)
 
@@ -312,22 +347,22 @@ def pretokenize_esm(embedder: Esm2Embedder, seqs: Sequence[str], batch_tokens: i
         InputError: a sequence is empty or has a character outside the ESM-2 alphabet.
     """
     from virnucpro.models.batching import plan_batches
-    from virnucpro.models.esm2 import encode_sequences
+    from virnucpro.models.esm2 import encode_sequences, padded_width
 
     codes, lengths = encode_sequences(seqs, embedder.tokens.lut)
     offsets = np.concatenate(([0], np.cumsum(lengths)[:-1])) if len(seqs) else lengths
     pre = PretokenizedEsm(lengths, codes, offsets, embedder.batch_tokens if batch_tokens is None else batch_tokens)
-    for idx in plan_batches(lengths + 2, pre.budget):  # + BOS and EOS, as the engine plans
+    for idx in plan_batches(padded_width(lengths), pre.budget):  # as the engine plans
         pre.batches[(int(idx[0]), len(idx))] = _esm_batch(embedder, pre, idx)
     return pre
 
 
 def _esm_batch(embedder: Esm2Embedder, pre: PretokenizedEsm, idx: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-    from virnucpro.models.esm2 import MEAN_WINDOW, fill_token_matrix
+    from virnucpro.models.esm2 import MEAN_WINDOW, fill_token_matrix, padded_width
 
     pinned = embedder.device.type == "cuda"
     lens = pre.lengths[idx]
-    toks = torch.empty((len(idx), int(lens.max()) + 2), dtype=torch.int64, pin_memory=pinned)
+    toks = torch.empty((len(idx), int(padded_width(int(lens.max())))), dtype=torch.int64, pin_memory=pinned)
     fill_token_matrix(toks.numpy(), idx, pre.codes, pre.offsets, pre.lengths, embedder.tokens)
     window = torch.from_numpy(np.minimum(lens, MEAN_WINDOW))
     return toks, window.pin_memory() if pinned else window
@@ -341,6 +376,7 @@ def embed_pretokenized_esm(embedder: Esm2Embedder, pre: PretokenizedEsm) -> torc
         float32 CPU tensor ``[len(pre), dim]`` in input order.
     """
     from virnucpro.models.batching import embed_sorted
+    from virnucpro.models.esm2 import has_padding, padded_width
 
     device, pinned = embedder.device, embedder.device.type == "cuda"
 
@@ -350,13 +386,12 @@ def embed_pretokenized_esm(embedder: Esm2Embedder, pre: PretokenizedEsm) -> torc
             pre.tokenized_late += 1
             pre.batches[key] = _esm_batch(embedder, pre, idx)
         toks, window = pre.batches[key]
-        lens = pre.lengths[idx]
         # The engine's own pooled forward (Esm2Embedder.embed runs it on the matrices it builds).
         return embedder._pooled(toks.to(device, non_blocking=pinned), window.to(device, non_blocking=pinned),
-                                bool(lens.min() != lens.max()))
+                                has_padding(pre.lengths[idx]))
 
     host, pre.budget = embed_sorted(pre.lengths, embedder.dim, device, pre.budget, forward,
-                                    padded_length=lambda n: n + 2, label="ESM-2")
+                                    padded_length=padded_width, label="ESM-2")
     return host
 
 

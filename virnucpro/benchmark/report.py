@@ -12,9 +12,16 @@ JSON schema ``virnucpro-benchmark/1`` (top-level keys; see :func:`virnucpro.benc
   frames_per_s, in_timed_passes}``; ``esm2`` the same at the first precision plus ``batches``,
   ``batches_tokenized_in_timed_passes`` (0 unless an out-of-memory re-plan), ``by_precision``, ``what``
 * ``engines``: list of ``{model, implementation (ours|published), precision, frames, tokens,
-  seconds, frames_per_s, tokens_per_s, flops, tflops, mfu, mfu_reference, peak_memory_bytes,
-  peak_memory_kind, batch_tokens, batching, repeat_seconds, warmup_seconds}``; ESM-2 ``ours``
-  also ``tokenize_seconds``, ``batches_tokenized_in_timed_passes``
+  seconds, frames_per_s, tokens_per_s, flops, tflops, mfu (against the matmul rate measured in the
+  run), mfu_reference, mfu_datasheet (against the device's datasheet dense BF16 peak; null where
+  unknown), datasheet_peak_tflops, datasheet_peak (source, or "datasheet peak unknown"),
+  peak_memory_bytes, peak_memory_kind, batch_tokens, batching, repeat_seconds, warmup_seconds}``;
+  ours also ``compiled``; ESM-2 ``ours`` also ``tokenize_seconds``, ``batches_tokenized_in_timed_passes``,
+  ``batches``, ``full_batches``, ``batch_widths``
+* ``warmup``: per engine of ours ``{model, precision, seconds, compile_seconds, compiled,
+  compile_enabled, fallback_reason, variants}`` (before any timing)
+* ``esm2_frames``, ``reference_frames``: frames of the low-precision ESM-2 runs and of the FP32 and
+  published runs (the drift and agreement reference)
 * ``speedup``: ``ours_precision``, ``baseline``, ``esm2``/``dnabert_s`` ``{ours_seconds,
   published_seconds, factor}``, ``pipeline`` ``{ours_frames_per_s, published_frames_per_s, factor}``
 * ``drift``: list of ``{precision, reference, esm2: {cosine_min, cosine_median, frames},
@@ -43,7 +50,7 @@ REQUIRED_KEYS = (
 )
 ENGINE_KEYS = (
     "model", "implementation", "precision", "frames", "tokens", "seconds", "frames_per_s", "tokens_per_s",
-    "flops", "tflops", "mfu", "mfu_reference", "peak_memory_bytes", "peak_memory_kind", "batch_tokens",
+    "flops", "tflops", "mfu", "mfu_reference", "mfu_datasheet", "datasheet_peak", "peak_memory_bytes", "peak_memory_kind", "batch_tokens",
 )
 
 
@@ -111,17 +118,23 @@ def render(result: dict[str, Any], stream: TextIO | None = None) -> None:
     console.print(peaks)
 
     eng = Table(title="Embedding engines (same frames)")
-    for col in ("model", "impl", "prec", "s", "frames/s", "tokens/s", "TFLOP/s", "MFU", "peak MiB", "batch"):
+    for col in ("model", "impl", "prec", "s", "frames/s", "tokens/s", "TFLOP/s", "MFU sheet", "MFU meas.",
+                "peak MiB", "batch"):
         eng.add_column(col, justify="right" if col not in ("model", "impl", "prec") else "left")
     for e in result["engines"]:
         eng.add_row(e["model"], e["implementation"], e["precision"], _f(e["seconds"]),
                     _f(e["frames_per_s"], "{:,.1f}"), _f(e["tokens_per_s"], "{:,.0f}"), _f(e["tflops"]),
-                    _pct(e["mfu"]), _mib(e["peak_memory_bytes"]),
+                    _pct(e.get("mfu_datasheet")), _pct(e["mfu"]), _mib(e["peak_memory_bytes"]),
                     str(e["batch_tokens"] if e["batch_tokens"] is not None else "1 seq"))
     console.print(eng)
     if result["engines"]:
-        console.print(f"  MFU = achieved TFLOP/s / {result['engines'][0]['mfu_reference']}; "
-                      f"memory: {result['engines'][0]['peak_memory_kind']}")
+        first = result["engines"][0]
+        console.print(f"  MFU sheet = achieved TFLOP/s / {first.get('datasheet_peak', 'datasheet peak unknown')}; "
+                      f"MFU meas. = achieved / {first['mfu_reference']}; memory: {first['peak_memory_kind']}")
+    for w in result.get("warmup") or []:
+        console.print(f"  warm-up {w['model']} {w['precision']}: {w['seconds']:.1f} s, of which compiling "
+                      f"{w['compile_seconds']:.1f} s; {'compiled' if w['compiled'] else 'eager'}"
+                      + (f" (fell back: {w['fallback_reason']})" if w.get("fallback_reason") else ""))
     _render_tokenize(console, result.get("tokenize") or {})
 
     sp = result["speedup"]

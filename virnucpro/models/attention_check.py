@@ -86,7 +86,7 @@ def _inputs(shape: AttentionShape, device: torch.device, dtype: torch.dtype, see
         mask = keep[:, None, None, :]
     elif shape.mask == "alibi_padding":
         slopes = torch.tensor(alibi_slopes(shape.heads), dtype=torch.float32)
-        mask = attention_bias(slopes, keep).to(dtype)
+        mask = attention_bias(slopes, keep, dtype)
     cast = [t.to(device=device, dtype=dtype) for t in (q, k, v)]
     return cast[0], cast[1], cast[2], None if mask is None else mask.to(device)
 

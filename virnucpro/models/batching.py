@@ -55,6 +55,19 @@ def shrink_budget(budget: int, failed_batch_tokens: int) -> int:
     return max(1, min(budget, failed_batch_tokens) // 2)
 
 
+OUT_OF_MEMORY_PATTERNS = ("cublas_status_alloc_failed", "cudnn_status_alloc_failed", "cuda out of memory")
+"""Errors that are out of memory though not raised as :class:`torch.OutOfMemoryError` (lower case):
+cuBLAS and cuDNN report a failed workspace allocation as a plain ``RuntimeError``."""
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """True for :class:`torch.OutOfMemoryError` and for library allocation failures (cuBLAS, cuDNN)."""
+    if isinstance(exc, torch.OutOfMemoryError):
+        return True
+    text = str(exc).lower()
+    return isinstance(exc, RuntimeError) and any(pattern in text for pattern in OUT_OF_MEMORY_PATTERNS)
+
+
 def run_in_budget(
     padded_lengths: Sequence[int],
     budget: int,
@@ -63,7 +76,8 @@ def run_in_budget(
 ) -> int:
     """Call ``process(start, count)`` on consecutive batches that fill ``budget``.
 
-    When ``process`` raises :class:`torch.OutOfMemoryError` on a batch of several
+    When ``process`` runs out of memory (:func:`is_out_of_memory`: a
+    :class:`torch.OutOfMemoryError` or a cuBLAS/cuDNN allocation failure) on a batch of several
     sequences, the budget is halved and the same sequences are re-planned (outside
     the ``except`` block, so the failed attempt's tensors are freed first); a
     single sequence that does not fit re-raises.
@@ -76,8 +90,8 @@ def run_in_budget(
         count = plan_batch(padded_lengths, start, budget)
         try:
             process(start, count)
-        except torch.OutOfMemoryError:
-            if count == 1:
+        except RuntimeError as exc:  # torch.OutOfMemoryError is a RuntimeError
+            if count == 1 or not is_out_of_memory(exc):
                 raise
             failed = count * int(padded_lengths[start])
         else:

@@ -6,7 +6,10 @@ embeddings and a gated-GELU MLP. We load a HuggingFace-format directory
 without executing any code from it, and run our own forward pass.
 
 Speed: attention is :func:`torch.nn.functional.scaled_dot_product_attention` with one
-additive mask (ALiBi + padding) built once per batch and shared by all layers;
+additive mask shared by all layers, in the attention dtype: the ``[1, H, T, T]`` ALiBi
+term (kept while the padded length stays the same; batches come longest first) alone
+when no key is padded, else its sum with the ``[B, 1, 1, T]`` padding term, formed once
+per batch;
 sequences are sorted by length and packed into padded batches that fill a token
 budget, then results are put back in input order.
 
@@ -14,9 +17,10 @@ Precision: with ``dtype`` bf16/fp16 the Linear weights and all matrix products
 (attention included) run in that dtype, while the residual stream, LayerNorm and
 the mean pooling stay FP32; the gated GELU runs in BF16 under BF16 (FP32 otherwise).
 Attention runs only on the backends pinned by :mod:`virnucpro.models.attention_check`;
-with ``compile`` on (default: on CUDA) each layer is fused by ``torch.compile``. The mask is built in FP32 and cast to the
-attention dtype only because SDPA requires q and mask to share a dtype; the kernels
-still do the softmax in FP32.
+with ``compile`` on (default: on CUDA) each layer is fused by ``torch.compile`` (batch and
+length dynamic; :meth:`DnabertSEmbedder.warm_up` builds every graph before any work).
+The mask is in the attention dtype because SDPA requires q and mask to share a dtype;
+the kernels still do the softmax in FP32.
 """
 
 from __future__ import annotations
@@ -33,11 +37,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from virnucpro.errors import ModelNotAvailableError
-from virnucpro.models.alibi import alibi_slopes, attention_bias
+from virnucpro.models.alibi import alibi_slopes, alibi_term, attention_bias
 from virnucpro.models.attention_check import attention_context
 from virnucpro.models.batching import cuda_free_bytes, embed_sorted, estimate_batch_tokens
 from virnucpro.models.dnabert_tokenizer import DnabertTokenizer
-from virnucpro.models.fusion import COMPILE_MODES, FusedFunction, resolve_compile
+from virnucpro.models.fusion import COMPILE_MODES, FusedFunction, resolve_compile, warm_variants
 from virnucpro.models.safe_load import load_weights_only
 
 logger = logging.getLogger(__name__)
@@ -130,7 +134,7 @@ class _EncoderLayer(nn.Module):
         self.mlp_norm = nn.LayerNorm(d, eps=config.layer_norm_eps)
 
     def forward(self, x: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
-        """x: FP32 [B, T, d] residual stream; bias: [B, H, T, T] in the matmul dtype."""
+        """x: FP32 [B, T, d] residual stream; bias: [B or 1, H, T, T] in the matmul dtype."""
         mm_dtype = self.wqkv.weight.dtype
         batch, length, d = x.shape
         qkv = self.wqkv(x.to(mm_dtype)).view(batch, length, 3, self.num_heads, d // self.num_heads)
@@ -165,6 +169,7 @@ class DnabertEncoder(nn.Module):
         self.config = config
         self.compile_mode = compile
         self._layer_fn: FusedFunction | None = None
+        self._alibi: torch.Tensor | None = None  # [1, H, T, T] of the last padded length, matmul dtype
         d = config.hidden_size
         self.word_embeddings = nn.Embedding(config.vocab_size, d)
         self.token_type_embeddings = nn.Embedding(config.type_vocab_size, d)
@@ -185,15 +190,21 @@ class DnabertEncoder(nn.Module):
                 module.to(dtype)
         return self
 
-    def forward(self, input_ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """input_ids: [B, T] long; mask: [B, T] bool (True on real tokens)."""
+    def forward(self, input_ids: torch.Tensor, mask: torch.Tensor, padded: bool | None = None) -> torch.Tensor:
+        """input_ids: [B, T] long; mask: [B, T] bool (True on real tokens); padded: whether any
+        key is padded, if the caller knows (saves reading ``mask`` back from the device)."""
         x = self.word_embeddings(input_ids) + self.token_type_embeddings.weight[0]
         x = self.embedding_norm(x)
         slopes: torch.Tensor = self.alibi_slopes  # type: ignore[assignment]
-        bias = attention_bias(slopes, mask).to(self.matmul_dtype)
+        length, dtype = input_ids.shape[1], self.matmul_dtype
+        if self._alibi is None or self._alibi.shape[-1] != length or self._alibi.dtype != dtype \
+                or self._alibi.device != input_ids.device:
+            self._alibi = alibi_term(slopes, length, dtype)
+        bias = attention_bias(slopes, mask, dtype, alibi=self._alibi, padded=padded)
         if self._layer_fn is None:
             enabled = resolve_compile(self.compile_mode, input_ids.device)
-            self._layer_fn = FusedFunction(_run_layer, enabled, "DNABERT-S")
+            # x [B, T, d]: batch and length vary; bias [1 or B, H, T, T]: batch and both lengths.
+            self._layer_fn = FusedFunction(_run_layer, enabled, "DNABERT-S", dynamic_dims={1: (0, 1), 2: (0, 2, 3)})
         with attention_context(input_ids.device, self.matmul_dtype):
             for layer in self.layers:
                 x = self._layer_fn(layer, x, bias)
@@ -383,8 +394,46 @@ class DnabertSEmbedder:
         ids_t = ids_t.to(self.device, non_blocking=pinned)
         lengths_t = lengths_t.to(self.device, non_blocking=pinned)
         mask = torch.arange(padded_length, device=self.device)[None, :] < lengths_t[:, None]
-        hidden = self.encoder(ids_t, mask)
+        hidden = self.encoder(ids_t, mask, padded=bool(lengths.min() < padded_length))
         return masked_mean(hidden, mask)
+
+    @property
+    def compiled(self) -> bool:
+        """True while the layers run through ``torch.compile``: after :meth:`warm_up` (or the first
+        batch) when compiling is on; False when it is off or fell back to eager."""
+        return self.encoder.compiled
+
+    def warm_up(self, batch_tokens: int | None = None) -> dict[str, object]:
+        """Run one small batch of every shape variant a run meets, so every graph is compiled (and
+        every kernel chosen) here, never mid-run.
+
+        The variants (dynamo specialises a batch of one; the bias is ``[1, H, T, T]`` without
+        padding and ``[B, H, T, T]`` with it): one sequence; several of one length; several of
+        mixed lengths; each at two padded lengths (one a multiple of 16, one not), so the second
+        shows that a new length reuses the graph. Token ids are synthetic, so the tokenizer is
+        not involved. The batches stay within ``batch_tokens`` when it is given.
+
+        Returns:
+            ``{"seconds", "compiled", "compile_seconds", "variants"}``: see
+            :func:`virnucpro.models.fusion.warm_variants`.
+        """
+        cap = batch_tokens or 10**9
+        token = min(5, self.tokenizer.vocab_size - 1)
+
+        def batch(lengths: list[int], padded_length: int) -> Callable[[], object]:
+            return lambda: self._embed_batch([[token] * n for n in lengths], padded_length)
+
+        variants = []
+        for padded_length in (32, 24):
+            rows = max(2, min(3, cap // padded_length))
+            variants += [
+                (f"1x{padded_length}", batch([padded_length], padded_length)),
+                (f"1x{padded_length} padded", batch([padded_length - 3], padded_length)),
+                (f"{rows}x{padded_length}", batch([padded_length] * rows, padded_length)),
+                (f"{rows}x{padded_length} padded", batch([padded_length] + [padded_length - 5] * (rows - 1),
+                                                           padded_length)),
+            ]
+        return warm_variants(variants, self.device, lambda: self.encoder._layer_fn, label="DNABERT-S")
 
 
 def load_dnabert_s(

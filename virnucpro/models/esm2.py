@@ -26,7 +26,13 @@ attention maps are computed.
 
 Batching: sequences are sorted by length, longest first (an out-of-memory
 error then shows up on the first batch), and cut into batches whose padded size
-``max_len * count`` (BOS and EOS included) stays within a token budget. Results
+``T * count`` stays within a token budget, where ``T`` is the longest length plus
+BOS and EOS, rounded up to a multiple of :data:`PAD_MULTIPLE` (tensor-core friendly
+shapes, fewer distinct lengths; the extra positions are ``<pad>``, masked in
+attention and outside the mean, so the embeddings do not change).
+With ``compile`` on, batch and length are the only dynamic dimensions;
+:meth:`Esm2Embedder.warm_up` builds every graph (masked or not, batch of one or
+more) before any work. Results
 come back in input order. On CUDA an out-of-memory error splits the batch in
 two, retries, and lowers the budget for the rest of the embedder's life.
 """
@@ -37,7 +43,7 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
+from typing import NamedTuple, overload
 
 import numpy as np
 import torch
@@ -47,7 +53,7 @@ from virnucpro.errors import InputError, ModelNotAvailableError
 from virnucpro.models.attention_check import attention_context
 from virnucpro.models.batching import cuda_free_bytes, embed_sorted, estimate_batch_tokens
 from virnucpro.models.esm2_checkpoint import Esm2Checkpoint, load_esm2_checkpoint
-from virnucpro.models.fusion import FusedFunction, resolve_compile
+from virnucpro.models.fusion import FusedFunction, resolve_compile, warm_variants
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +62,19 @@ MEAN_WINDOW = 1024
 
 CPU_BATCH_TOKENS = 4096
 """Default token budget on the CPU: big enough to amortise overheads, small in memory."""
+
+PAD_MULTIPLE = 8
+"""Batch widths (residues + BOS + EOS) are rounded up to a multiple of this."""
+
+
+@overload
+def padded_width(longest: int) -> int: ...
+@overload
+def padded_width(longest: np.ndarray) -> np.ndarray: ...
+def padded_width(longest: int | np.ndarray) -> int | np.ndarray:
+    """Token width of a batch whose longest sequence has ``longest`` residues: + BOS and EOS, rounded
+    up to a multiple of :data:`PAD_MULTIPLE` (vectorised over arrays)."""
+    return -(-(longest + 2) // PAD_MULTIPLE) * PAD_MULTIPLE
 
 _LN_EPS = 1e-5  # fair-esm's ESM1bLayerNorm is nn.LayerNorm (or apex's) with the default eps
 _MASK_RATIO_TRAIN = 0.15 * 0.8
@@ -266,6 +285,11 @@ def _esm_layer(
     return x + F.linear(a, layer.fc2_w, layer.fc2_b).float()
 
 
+def has_padding(lens: np.ndarray) -> bool:
+    """Whether a batch of sequences with ``lens`` residues has ``<pad>`` positions at its width."""
+    return bool(lens.min() != lens.max() or padded_width(int(lens.max())) != int(lens.max()) + 2)
+
+
 class Esm2Embedder:
     """Mean-pooled ESM-2 embeddings from our own forward pass.
 
@@ -303,7 +327,9 @@ class Esm2Embedder:
         self._layers = [self._load_layer(state, i) for i in range(self.num_layers)]
         self.batch_tokens = default_batch_tokens(self.device, self.dim, self.heads, dtype)
         self._oom_budget: int | None = None  # set by the first CUDA out-of-memory error
-        self._layer_fn = FusedFunction(_esm_layer, resolve_compile(compile, self.device), "ESM-2")
+        # x [B, T, dim], keep [B, 1, 1, T], cos/sin [T, 1, 1, head_dim]: batch and length vary, nothing else.
+        self._layer_fn = FusedFunction(_esm_layer, resolve_compile(compile, self.device), "ESM-2",
+                                       dynamic_dims={0: (0, 1), 2: (0, 3), 3: (0,), 4: (0,)})
         logger.info(
             "ESM-2 %s: %d layers, dim %d, %d heads on %s in %s, batch budget %d tokens, %s",
             ckpt.path.name, self.num_layers, self.dim, self.heads, self.device, dtype, self.batch_tokens,
@@ -400,7 +426,7 @@ class Esm2Embedder:
         """Token ids ``[B, T]`` and mean-window sizes ``[B]`` for one batch, on the device."""
         lens = lengths[idx]
         pinned = self.device.type == "cuda"
-        toks = torch.empty((len(idx), int(lens.max()) + 2), dtype=torch.int64, pin_memory=pinned)
+        toks = torch.empty((len(idx), int(padded_width(int(lens.max())))), dtype=torch.int64, pin_memory=pinned)
         fill_token_matrix(toks.numpy(), idx, codes, offsets, lengths, self.tokens)
         window = torch.from_numpy(np.minimum(lens, MEAN_WINDOW))
         if pinned:
@@ -443,18 +469,43 @@ class Esm2Embedder:
         offsets = np.concatenate(([0], np.cumsum(lengths)[:-1])) if len(seqs) else lengths
 
         def forward(idx: np.ndarray, _padded_length: int) -> torch.Tensor:
-            lens = lengths[idx]
             toks, window = self._batch_tensors(idx, codes, offsets, lengths)
-            return self._pooled(toks, window, bool(lens.min() != lens.max()))
+            return self._pooled(toks, window, has_padding(lengths[idx]))
 
         host, final_budget = embed_sorted(
             lengths, self.dim, self.device, budget, forward,
-            padded_length=lambda n: n + 2, on_batch=on_batch, label="ESM-2",  # + BOS and EOS
+            padded_length=padded_width, on_batch=on_batch, label="ESM-2",
         )
         if final_budget < budget:
             self._oom_budget = final_budget
             self.batch_tokens = min(self.batch_tokens, final_budget)
         return host
+
+    def warm_up(self, batch_tokens: int | None = None) -> dict[str, object]:
+        """Run one small batch of every shape variant a run meets, so every graph is compiled (and
+        every kernel chosen) here, never mid-run.
+
+        The variants (dynamo specialises a batch of one; attention runs unmasked only when
+        no position is padded): one sequence, unpadded and padded; several of one length,
+        unpadded and padded; several of mixed lengths; each at two widths (a multiple of 16
+        and one not), so the second shows that a new length reuses the graph. The batches
+        stay within ``batch_tokens`` when it is given.
+
+        Returns:
+            ``{"seconds", "compiled", "compile_seconds", "compile_enabled", "fallback_reason",
+            "variants"}``: see :func:`virnucpro.models.fusion.warm_variants`.
+        """
+        cap = batch_tokens or 10**9
+        variants = []
+        for width in (32, 24):
+            full, short = width - 2, width - 5  # residues filling the width exactly, and fewer
+            rows = max(2, min(3, cap // width))
+            for name, lens in ((f"1x{width}", [full]), (f"1x{width} padded", [short]),
+                               (f"{rows}x{width}", [full] * rows), (f"{rows}x{width} uniform padded", [short] * rows),
+                               (f"{rows}x{width} mixed", [full] + [short] * (rows - 1))):
+                seqs = ["A" * n for n in lens]
+                variants.append((name, lambda seqs=seqs: self.embed(seqs, batch_tokens=len(seqs) * width)))
+        return warm_variants(variants, self.device, lambda: self._layer_fn, label="ESM-2")
 
 
 def load_esm2(path: Path, device: torch.device, dtype: torch.dtype, compile: str = "auto") -> Esm2Embedder:

@@ -9,7 +9,11 @@ only calls it inside workers or after argument parsing.
 
 from __future__ import annotations
 
+import logging
+
 import torch
+
+logger = logging.getLogger(__name__)
 
 PRECISION_CHOICES = ("auto", "fp32", "bf16", "fp16")
 DEVICE_HELP = "auto, cpu, cuda or cuda:N"
@@ -51,7 +55,14 @@ def resolve_precision(spec: str, device: torch.device) -> torch.dtype:
     """Map ``auto|fp32|bf16|fp16`` to the dtype used for weights and matrix products."""
     spec = spec.strip().lower()
     if spec == "auto":
-        return torch.bfloat16 if supports_bf16(device) else torch.float32
+        if device.type != "cuda":
+            return torch.float32
+        # Probed here, in the worker that owns the device (the parent may not have known it).
+        major, minor = torch.cuda.get_device_capability(device)
+        dtype = torch.bfloat16 if major >= 8 else torch.float32
+        logger.info("--precision auto on %s: compute capability %d.%d -> %s", device, major, minor,
+                    "bf16" if dtype == torch.bfloat16 else "fp32 (no fast BF16 before compute capability 8.0)")
+        return dtype
     if spec not in _DTYPES:
         raise ValueError(f"unknown precision {spec!r}: use one of {', '.join(PRECISION_CHOICES)}")
     return _DTYPES[spec]

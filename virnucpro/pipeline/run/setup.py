@@ -41,7 +41,9 @@ class DevicePlan:
     Attributes:
         devices: one entry per worker (``cuda:N`` or ``cpu``).
         in_process: run the single worker inside this process (no spawn).
-        precision: concrete precision name (``fp32``, ``bf16``, ``fp16``) used by every worker.
+        precision: precision name (``fp32``, ``bf16``, ``fp16``) used by every worker; ``auto`` only
+            for GPU workers whose compute capability NVML could not tell (each worker then probes
+            its own device: :func:`gpu_auto_precision`).
     """
 
     devices: list[str]
@@ -157,6 +159,27 @@ def available_cores() -> int:
         return os.cpu_count() or 1
 
 
+def gpu_auto_precision(chosen: list) -> str:
+    """``--precision auto`` for GPU workers on the devices ``chosen`` (``GpuInfo``s from NVML).
+
+    BF16 when every one reports compute capability >= 8.0; FP32 when one reports less. When
+    NVML cannot tell the capability of some (MIG, vGPU and some containers), the answer is
+    ``auto``, passed on to the workers: each probes its own device with CUDA
+    (:func:`virnucpro.models.precision.resolve_precision`, which logs the choice) instead of
+    the parent falling back to FP32, about 10x slower, in silence.
+    """
+    known = [g for g in chosen if g.compute_capability is not None]
+    if known and not all(g.supports_bf16 for g in known):
+        return "fp32"
+    if chosen and len(known) == len(chosen):
+        return "bf16"
+    unknown = ", ".join(f"cuda:{g.ordinal} ({g.name})" for g in chosen if g.compute_capability is None)
+    logger.warning("--precision auto: NVML does not report the compute capability of %s; each GPU worker "
+                   "probes its own device and uses BF16 on compute capability >= 8.0, else FP32",
+                   unknown or "the GPUs")
+    return "auto"
+
+
 def plan_devices(options: PredictOptions) -> DevicePlan:
     """Turn ``--device/--parallel/--gpus/--workers/--precision`` into a worker plan.
 
@@ -174,8 +197,7 @@ def plan_devices(options: PredictOptions) -> DevicePlan:
         gpus = visible_gpus()
         ordinals = parse_gpu_list(options.gpus or "all", gpus)
         if precision == "auto":
-            chosen = [g for g in gpus if g.ordinal in ordinals]
-            precision = "bf16" if chosen and all(g.supports_bf16 for g in chosen) else "fp32"
+            precision = gpu_auto_precision([g for g in gpus if g.ordinal in ordinals])
         return DevicePlan([f"cuda:{i}" for i in ordinals], in_process=False, precision=precision)
 
     if options.workers:

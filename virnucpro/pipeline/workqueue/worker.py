@@ -92,6 +92,8 @@ STICKY_ERROR_PATTERNS = (
     "uncorrectable ecc",
     "cuda error: unknown error",
     "gpu has fallen off the bus",
+    "cublas_status_execution_failed",  # a cuBLAS kernel failed on the device: the context is gone
+    "launch timed out",  # the watchdog killed a kernel ("the launch timed out and was terminated")
 )
 
 
