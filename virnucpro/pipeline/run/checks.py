@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 from virnucpro.errors import InputError, UsageError
 from virnucpro.io.fasta import read_fasta_bytes
-from virnucpro.io.fasta_open import check_stream_open, is_stream
+from virnucpro.io.fasta_open import STDIN, check_stream_open, display_name, is_stream
 from virnucpro.pipeline.run.options import PredictOptions
 from virnucpro.sequence.chunking import chunk_count
 
@@ -72,6 +73,7 @@ def check_input(input_path: str, chunk_length: int | None = None) -> CheckedInpu
     """
     if is_stream(input_path):
         check_stream_open(input_path)
+        _check_stdin_not_empty(input_path)
         return CheckedInput(stream=True)
     records = with_sequence = chunks = 0
     with _quiet_reader_warnings(), read_fasta_bytes(input_path) as reader:
@@ -87,6 +89,28 @@ def check_input(input_path: str, chunk_length: int | None = None) -> CheckedInpu
     if with_sequence == 0:
         raise InputError(f"{name}: no sequence data (all {records} records are empty)")
     return CheckedInput(stream=False, chunks=chunks if chunk_length else None)
+
+
+def _check_stdin_not_empty(input_path: str) -> None:
+    """Raise the empty file's error now when standard input ends before its first byte.
+
+    Standard input is peeked at, not read (the bytes stay in its buffer for the translate
+    stage), so an empty pipe fails like an empty file: before any model is loaded and before
+    the output directory is touched. Other streams (a named pipe) cannot be peeked at without
+    consuming them; they are checked as they are read.
+    """
+    if input_path != STDIN:
+        return
+    buffer = getattr(sys.stdin, "buffer", None)
+    peek = getattr(buffer, "peek", None)
+    if peek is None:  # a replaced stdin (embedding program, tests)
+        return
+    try:
+        head = peek(1)
+    except (OSError, ValueError):
+        return  # unreadable: the translate stage's read gives the one-line error
+    if not head:
+        raise InputError(f"{display_name(input_path)}: the input is empty")
 
 
 @contextlib.contextmanager
