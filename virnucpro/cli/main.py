@@ -148,6 +148,15 @@ def cli(ctx: click.Context) -> None:
 cli.params.extend(global_options(root=True))
 
 
+def _interrupted_line(signum: int | None, kept: bool) -> str:
+    """The one console line of a run stopped by a signal (the pipeline logs its details to the log file)."""
+    import signal
+
+    name = f" ({signal.Signals(signum).name})" if signum is not None else ""
+    tail = "; finished work is kept, re-run the same command to continue" if kept else ""
+    return f"virnucpro: interrupted{name}{tail}"
+
+
 def main(
     argv: Sequence[str] | None = None,
     *,
@@ -177,10 +186,7 @@ def main(
             return exc.exit_code
         except click.Abort as exc:  # click turns KeyboardInterrupt (RunInterrupted too) into Abort
             signum = getattr(exc.__cause__ or exc.__context__, "signum", None)
-            if signum is None:
-                click.echo("virnucpro: interrupted", err=True)
-            else:
-                click.echo("virnucpro: interrupted; finished work is kept, re-run to continue", err=True)
+            click.echo(_interrupted_line(signum, kept=signum is not None), err=True)
             return exit_code_for_signal(signum)
         except click.ClickException as exc:
             exc.show(file=err)
@@ -191,8 +197,9 @@ def main(
             return exc.exit_code
         except KeyboardInterrupt as exc:
             logger.debug("interrupted", exc_info=True)
-            click.echo("virnucpro: interrupted; finished work is kept, re-run to continue", err=True)
-            return exit_code_for_signal(getattr(exc, "signum", None))
+            signum = getattr(exc, "signum", None)
+            click.echo(_interrupted_line(signum, kept=True), err=True)
+            return exit_code_for_signal(signum)
         except Exception as exc:  # noqa: BLE001 - the last line of defence: one line, full log
             logger.debug("unexpected error", exc_info=True)
             message = f"virnucpro: internal error: {type(exc).__name__}: {exc}"

@@ -73,7 +73,8 @@ class ChunkScore:
         start: 0-based start in bp.
         end: end in bp (exclusive).
         score: the chunk score; None if the chunk has no kept frame.
-        is_virus: the chunk's call (``Is_Virus``); None if it has no kept frame.
+        is_virus: a virus chunk (``virus_chunk`` of ``chunk_scores.tsv``: chunk score >= --min-score;
+            the published call in a table made before issue 29); None if it has no kept frame.
     """
 
     index: int
@@ -143,7 +144,7 @@ def _contig_rows(path: Path) -> Iterator[SequenceTrack]:
         if header == per_sequence.EARLIER_CONTIG_SUMMARY_HEADER:
             raise InputError(f"{path}: made by an older virnucpro (no virus_score column); re-run the same "
                              "predict command, which reuses every score, to add it")
-        if header != per_sequence.CONTIG_SUMMARY_HEADER:
+        if header not in (per_sequence.CONTIG_SUMMARY_HEADER, per_sequence.PREVIOUS_CONTIG_SUMMARY_HEADER):
             raise InputError(f"{path}: unexpected header {header.strip()!r}")
         for number, line in enumerate(handle, start=2):
             fields = line.rstrip("\n").split("\t")
@@ -206,7 +207,7 @@ def load_tracks(run_dir: str | Path, top: int = DEFAULT_TOP, ids: Sequence[str] 
         raise InputError(f"{paths.root} is not a finished virnucpro predict run (no {paths.chunk_scores.name})")
     chosen = {t.sequence_id: t for t in tracks}
     with open(paths.chunk_scores, encoding="utf-8") as handle:
-        if handle.readline() != per_sequence.CHUNK_SCORES_HEADER:
+        if handle.readline() not in (per_sequence.CHUNK_SCORES_HEADER, per_sequence.EARLIER_CHUNK_SCORES_HEADER):
             raise InputError(f"{paths.chunk_scores}: unexpected header")
         for number, line in enumerate(handle, start=2):
             seq_id, chunk_id, start, end, _frames, _max, score, is_virus = line.rstrip("\n").split("\t")

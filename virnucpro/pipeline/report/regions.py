@@ -6,10 +6,10 @@ call there, so this module reports each run of virus chunks as a region.
 
 The rule, on the rows of ``chunk_scores.tsv`` of one sequence (every chunk, in order):
 
-* A chunk is a *virus chunk* when its ``chunk_score`` is ``>= --min-score``
-  (compared in float32, like the sequence call); a chunk without a kept frame
-  (``NA``) never is. At the default 0.5 this is the published ``is_virus``
-  call, knife-edge chunks aside.
+* A *virus chunk* is defined once, in :mod:`.per_sequence`: its ``chunk_score`` is
+  ``>= --min-score`` (float32); a chunk without a kept frame (``NA``) never is. It is
+  the ``virus_chunk`` column of ``chunk_scores.tsv`` and what ``virus_chunks`` of
+  ``contig_summary.tsv`` counts, so the tables agree at every ``--min-score``.
 * Virus chunks separated by at most ``--region-gap`` other chunks (default 1)
   are merged into one region; a region starts and ends with a virus chunk.
 * A region is reported when it holds at least ``--region-min-chunks`` virus
@@ -51,6 +51,7 @@ import numpy as np
 
 from virnucpro.pipeline.checkpoint import atomic_write
 from virnucpro.pipeline.outputs import RunPaths
+from virnucpro.pipeline.report import per_sequence
 from virnucpro.pipeline.report.results import format_score
 from virnucpro.pipeline.run.config import RunSetup
 
@@ -102,8 +103,8 @@ class Region:
 
 
 def is_virus_chunk(chunk: ChunkScore, min_score: float) -> bool:
-    """A virus chunk: it has a chunk score and it is ``>= min_score`` (float32)."""
-    return chunk.score is not None and np.float32(chunk.score) >= np.float32(min_score)
+    """A virus chunk (:func:`.per_sequence.is_virus_chunk`, the one definition)."""
+    return per_sequence.is_virus_chunk(chunk.score, min_score)
 
 
 def region_spans(virus: Sequence[bool], gap: int, min_chunks: int) -> list[tuple[int, int]]:
