@@ -394,6 +394,19 @@ def _legend(fig, min_score: float) -> None:
                ncol=6, fontsize=8, frameon=False)
 
 
+def chunk_phrase(tracks: Sequence[SequenceTrack], chunk_length: int) -> str:
+    """How the plotted sequences were chunked: ``chunks of N bp`` only when that is true of them
+    (a sequence shorter than N is one chunk of its own length)."""
+    shorter = [t.length for t in tracks if 0 < t.length < chunk_length]
+    if not shorter:
+        return f"chunks of {chunk_length} bp"
+    if len(shorter) == len(tracks):
+        low, high = min(shorter), max(shorter)
+        size = f"{low} bp" if low == high else f"{low}-{high} bp"
+        return f"one chunk per sequence ({size}, shorter than the {chunk_length}-bp chunks)"
+    return f"chunks of {chunk_length} bp (a shorter sequence is one chunk of its length)"
+
+
 def _page(Figure, tracks: Sequence[SequenceTrack], info: RunInfo, title: str, page: str = ""):
     panel_h, header_h = 1.55, 1.05
     fig = Figure(figsize=(10, header_h + panel_h * len(tracks)))
@@ -404,8 +417,8 @@ def _page(Figure, tracks: Sequence[SequenceTrack], info: RunInfo, title: str, pa
         _draw_panel(ax, track, info.min_score, show_xlabel=i == len(tracks) - 1)
     fig.suptitle(f"{title}{page}", x=0.08, ha="left", y=1.0 - 0.12 / fig.get_figheight(), va="top",
                  fontsize=11, fontweight="bold")
-    subtitle = (f"chunks of {info.chunk_length} bp; height: chunk score = (max + min) / 2 of the kept frames' virus "
-                "scores (>= 0.5 when called virus); colour: the chunk's call (Is_Virus)")
+    subtitle = (f"{chunk_phrase(tracks, info.chunk_length)}; height: chunk score = (max + min) / 2 of the kept "
+                f"frames' virus scores; colour: virus chunk (chunk score >= --min-score {info.min_score:g})")
     fig.text(0.08, 1.0 - 0.38 / fig.get_figheight(), subtitle, ha="left", va="top", fontsize=8, color="#444444")
     if info.notice:
         fig.text(0.98, 1.0 - 0.14 / fig.get_figheight(), "DEMO MODELS: scores are meaningless", ha="right",

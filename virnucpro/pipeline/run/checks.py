@@ -24,6 +24,8 @@ logger = logging.getLogger(__name__)
 #: Shorter chunks are refused unless ``--allow-chunk-length`` (a 3-base chunk has one codon).
 MIN_CHUNK_LENGTH = 30
 _FASTA_LOGGER = "virnucpro.io.fasta"
+#: The published classifier for short sequences (``-m 300``).
+SHORT_MODEL_LENGTH = 300
 
 
 def check_options(options: PredictOptions) -> None:
@@ -48,6 +50,17 @@ def check_options(options: PredictOptions) -> None:
             "are not calibrated for this length (use -m 300 or -m 500 to match the chunks)",
             chunk_length, options.model_type, options.model_type,
         )
+
+
+def warn_short_records(name: str, shorter: int, records: int, chunk_length: int) -> None:
+    """Say once that most records are shorter than a chunk: each is then one short chunk, scored by a
+    classifier trained on chunks of ``chunk_length`` bp (150-bp reads against the 500-bp model)."""
+    hint = ("the published method has a 300-bp model for shorter sequences: use -m 300, or --min-length to "
+            "leave the short ones unscored" if chunk_length > SHORT_MODEL_LENGTH else
+            "--min-length leaves the short ones unscored")
+    logger.warning("%s: %d of %d records are shorter than the %d-bp chunks, so each is scored as one shorter "
+                   "chunk by a classifier trained on %d-bp chunks; %s",
+                   name, shorter, records, chunk_length, chunk_length, hint)
 
 
 @dataclass(frozen=True)
@@ -75,7 +88,7 @@ def check_input(input_path: str, chunk_length: int | None = None) -> CheckedInpu
         check_stream_open(input_path)
         _check_stdin_not_empty(input_path)
         return CheckedInput(stream=True)
-    records = with_sequence = chunks = 0
+    records = with_sequence = chunks = shorter = 0
     with _quiet_reader_warnings(), read_fasta_bytes(input_path) as reader:
         for record in reader:
             records += 1
@@ -83,11 +96,14 @@ def check_input(input_path: str, chunk_length: int | None = None) -> CheckedInpu
                 with_sequence += 1
                 if chunk_length:
                     chunks += chunk_count(len(record.sequence), chunk_length)
+                    shorter += len(record.sequence) < chunk_length
         name = reader.name
     if records == 0:
         raise InputError(f"{name}: no FASTA records")
     if with_sequence == 0:
         raise InputError(f"{name}: no sequence data (all {records} records are empty)")
+    if chunk_length and shorter * 2 > with_sequence:
+        warn_short_records(name, shorter, with_sequence, chunk_length)
     return CheckedInput(stream=False, chunks=chunks if chunk_length else None)
 
 
