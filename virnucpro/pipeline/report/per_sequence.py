@@ -74,7 +74,7 @@ VIRAL_FASTA_WIDTH = 60
 DEFAULT_MIN_SCORE = 0.5
 
 
-def is_virus_chunk(chunk_score: float | None, min_score: float) -> bool:
+def is_virus_chunk(chunk_score: float | np.float32 | None, min_score: float) -> bool:
     """A virus chunk: it has a chunk score (a kept frame) and it is ``>= min_score`` in float32."""
     return chunk_score is not None and bool(np.float32(chunk_score) >= np.float32(min_score))
 

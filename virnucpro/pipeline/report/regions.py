@@ -219,9 +219,14 @@ class RegionWriters:
     gff: TextIO
     count: int = 0
 
-    def begin(self) -> None:
+    def begin(self, notice: str | None = None) -> None:
+        """Headers; ``notice`` (the demo models' warning) as a comment line where the format has
+        comments (GFF3, BED): the TSV stays header-first for its positional readers."""
         self.tsv.write(REGIONS_HEADER)
         self.gff.write("##gff-version 3\n")
+        if notice:
+            self.gff.write(f"# {notice}\n")
+            self.bed.write(f"# {notice}\n")
 
     def write_sequence(self, sequence_length: int, regions: Iterable[Region]) -> None:
         """Write the regions of one sequence (nothing when it has none)."""
@@ -244,9 +249,10 @@ def _text(fill: Callable[[TextIO], None]) -> Callable[[IO[bytes]], None]:
 
 
 def write_regions(paths: RunPaths, min_score: float, gap: int = DEFAULT_REGION_GAP,
-                  min_chunks: int = DEFAULT_REGION_MIN_CHUNKS) -> int:
+                  min_chunks: int = DEFAULT_REGION_MIN_CHUNKS, notice: str | None = None) -> int:
     """Write ``viral_regions.{tsv,bed,gff3}`` of a run from its ``chunk_scores.tsv``, atomically;
-    returns the number of regions. Reads nothing else, so it re-runs on any finished run."""
+    returns the number of regions. Reads nothing else, so it re-runs on any finished run.
+    ``notice``: the demo models' warning, a comment line of the BED and GFF3 files."""
     count = 0
 
     def fill_tsv(tsv: TextIO) -> None:
@@ -254,7 +260,7 @@ def write_regions(paths: RunPaths, min_score: float, gap: int = DEFAULT_REGION_G
             def fill_gff(gff: TextIO) -> None:
                 nonlocal count
                 writers = RegionWriters(tsv, bed, gff)
-                writers.begin()
+                writers.begin(notice)
                 for seq_id, chunks in read_chunk_scores(paths.chunk_scores):
                     writers.write_sequence(max(c.end for c in chunks),
                                            sequence_regions(seq_id, chunks, min_score, gap, min_chunks))
@@ -277,7 +283,8 @@ def read_regions(path: Path) -> Iterator[tuple[str, int, int]]:
 def write_run_regions(setup: RunSetup) -> int:
     """:func:`write_regions` with the run's report-only settings (called after the assembly)."""
     config = setup.config
-    count = write_regions(setup.paths, config.min_score, config.region_gap, config.region_min_chunks)
+    notice = setup.models.notice if setup.models.demo else None
+    count = write_regions(setup.paths, config.min_score, config.region_gap, config.region_min_chunks, notice)
     logger.info("%d viral region(s) (--region-gap %d, --region-min-chunks %d) in %s", count, config.region_gap,
                 config.region_min_chunks, setup.paths.regions_tsv.name)
     return count
