@@ -249,3 +249,37 @@ def test_a_part_that_is_still_running_is_refused(tmp_path, three_parts):
     with output_dir_lock(runs[1]):
         line = refusal(merge(*map(str, runs), "-o", str(tmp_path / "m")))
     assert str(runs[1]) in line and "still running" in line
+
+
+def test_parts_made_before_one_virus_chunk_definition_merge_into_the_new_tables(tmp_path, three_parts, single_runs):
+    """Parts written by the previous version (contig_summary's chunks_virus and chunk_scores' is_virus,
+    both the published call; run_summary's chunks_virus) merge into today's tables."""
+    from virnucpro.pipeline.report import per_sequence
+
+    root, manifest, runs = three_parts
+    old_runs = []
+    for run in runs:
+        old = tmp_path / "old" / run.name
+        shutil.copytree(run, old)
+        for name, new, previous in (
+            ("contig_summary.tsv", per_sequence.CONTIG_SUMMARY_HEADER, per_sequence.PREVIOUS_CONTIG_SUMMARY_HEADER),
+            ("chunk_scores.tsv", per_sequence.CHUNK_SCORES_HEADER, per_sequence.EARLIER_CHUNK_SCORES_HEADER),
+        ):
+            text = (old / name).read_text()
+            assert text.startswith(new)
+            (old / name).write_text(previous + text[len(new):])
+        summary = json.loads((old / "run_summary.json").read_text())
+        counts = summary["counts"]
+        counts["chunks_virus"] = counts.pop("published_virus_chunks")
+        for key in ("virus_chunks", "chunks_scored"):
+            counts.pop(key)
+        (old / "run_summary.json").write_text(json.dumps(summary))
+        old_runs.append(str(old))
+    result = merge(*old_runs, "-o", str(tmp_path / "m"), "--manifest", str(root / "parts" / "manifest.json"))
+    assert result.returncode == 0, result.stderr.decode()
+    assert results_of(tmp_path / "m") == results_of(single_runs["many"])
+    counts = json.loads((tmp_path / "m" / "run_summary.json").read_text())["counts"]
+    single = json.loads((single_runs["many"] / "run_summary.json").read_text())["counts"]
+    assert "chunks_virus" not in counts
+    assert (counts["virus_chunks"], counts["published_virus_chunks"]) == (single["virus_chunks"],
+                                                                         single["published_virus_chunks"])
