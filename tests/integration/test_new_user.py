@@ -43,7 +43,7 @@ def reads_run(tmp_path_factory) -> tuple[Path, Path, str]:
 def test_one_virus_chunk_definition_in_every_table_and_line(reads_run) -> None:
     _, out, stderr = reads_run
     chunk_rows = rows(out / "chunk_scores.tsv")
-    assert (out / "chunk_scores.tsv").read_text().splitlines()[0].endswith("\tchunk_score\tvirus_chunk")
+    assert (out / "chunk_scores.tsv").read_text().splitlines()[0].endswith("\tchunk_score\tvirus_chunk\tmodels")
     virus_per_seq: Counter[str] = Counter()
     for row in chunk_rows:
         want = "NA" if row[6] == "NA" else str(np.float32(row[6]) >= np.float32(MIN_SCORE))
@@ -107,6 +107,11 @@ def test_demo_flag_in_region_files_and_multiqc(reads_run) -> None:
     assert "DEMO MODELS: scores are meaningless" in section["description"]
     stats = json.loads((out / "virnucpro_generalstats_mqc.json").read_text())
     assert stats["data"]["out"]["models"] == "demo"
+    # the tables virnucpro adds end with a column that says so, on every row (demo runs only)
+    for name in ("contig_summary.tsv", "chunk_scores.tsv", "viral_regions.tsv"):
+        lines = (out / name).read_text().splitlines()
+        assert lines[0].endswith("\tmodels") and len(lines) > 1, name
+        assert all(line.endswith("\tdemo (scores meaningless)") for line in lines[1:]), name
     # the published tables keep their exact format (SPEC 7): no flag inside them
     assert (out / "prediction_results.txt").read_text().startswith("Sequence_ID\tPrediction\tscore1\tscore2\n")
 
@@ -160,6 +165,9 @@ def test_merge_of_demo_parts_says_so_and_help_lists_every_output(tmp_path) -> No
     assert f"*** {NOTICE} ***" in err
     assert (merged / "NOTICE.txt").read_text().strip() == NOTICE
     assert json.loads((merged / "run_summary.json").read_text())["notice"] == NOTICE
+    for name in ("contig_summary.tsv", "chunk_scores.tsv"):
+        lines = (merged / name).read_text().splitlines()
+        assert lines[0].endswith("\tmodels") and all(line.endswith("\tdemo (scores meaningless)") for line in lines[1:])
     code, help_text, _ = cli_in_process("merge", "--help")
     assert code == 0
     for written in merged.iterdir():

@@ -115,3 +115,13 @@ def test_viral_fasta_keeps_header_and_case_wraps_at_60():
                               + b"\n>v2\nACG\n")
     empty = io.BytesIO()
     assert write_viral_fasta([], empty) == 0 and empty.getvalue() == b""
+
+
+def test_demo_rows_end_with_the_demo_column():
+    from virnucpro.pipeline.report.per_sequence import DEMO_VALUE, table_header
+
+    result = sequence_result(ContigRow("s", 700, 2, 1), [ChunkCall("s_chunk_2", 0.3, 0.7, 0.6, 2)], 0.5, demo=True)
+    assert table_header(CONTIG_SUMMARY_HEADER, True) == CONTIG_SUMMARY_HEADER.rstrip("\n") + "\tmodels\n"
+    assert table_header(CONTIG_SUMMARY_HEADER, False) == CONTIG_SUMMARY_HEADER
+    assert contig_summary_line(result) == f"s\t700\t2\t1\t1\t0.7\tscored\t0.65\t1\tvirus\t{DEMO_VALUE}\n"
+    assert all(line.endswith(f"\t{DEMO_VALUE}\n") for line in chunk_score_lines(result, 500))

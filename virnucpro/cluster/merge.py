@@ -293,12 +293,13 @@ def _write_per_sequence(parts: Sequence[PartRun], out: Path, settings: _recall.C
         def fill_chunks(chunks_handle: IO[bytes]) -> None:
             summary_text = io.TextIOWrapper(summary_handle, encoding="utf-8", newline="")
             chunks_text = io.TextIOWrapper(chunks_handle, encoding="utf-8", newline="")
-            summary_text.write(_per_sequence.CONTIG_SUMMARY_HEADER)
-            chunks_text.write(_per_sequence.CHUNK_SCORES_HEADER)
+            demo = bool(parts[0].summary.get("notice"))  # parts share their models
+            summary_text.write(_per_sequence.table_header(_per_sequence.CONTIG_SUMMARY_HEADER, demo))
+            chunks_text.write(_per_sequence.table_header(_per_sequence.CHUNK_SCORES_HEADER, demo))
             for part in parts:
                 calls.append(_recall.recall_part(part.run_dir, part.run_dir / names.contig_summary.name,
                                                  part.run_dir / names.chunk_scores.name, settings,
-                                                 summary_text, chunks_text, tally))
+                                                 summary_text, chunks_text, tally, demo))
             for text in (summary_text, chunks_text):
                 text.flush()
                 text.detach()

@@ -135,8 +135,10 @@ _RECALLED = ("scored", "no_kept_frame")
 
 
 def _rows(path: Path, headers: Sequence[str], run_dir: Path) -> Iterator[list[str]]:
+    """The rows of a part's table whose header is one of ``headers`` (with or without the demo column)."""
+    known = (*headers, *(per_sequence.table_header(h, True) for h in headers))
     with open(path, encoding="utf-8") as handle:
-        if handle.readline() not in headers:
+        if handle.readline() not in known:
             raise RecallError(f"{run_dir}: {path.name} does not start with a header merge knows "
                               "(made by an older virnucpro? re-run its predict command, which reuses every score)")
         for line in handle:
@@ -144,8 +146,9 @@ def _rows(path: Path, headers: Sequence[str], run_dir: Path) -> Iterator[list[st
 
 
 def recall_part(run_dir: Path, contig_summary: Path, chunk_scores: Path, settings: CallSettings,
-                summary_out: IO[str], chunks_out: IO[str], tally: Tally) -> PartCalls:
-    """Write one part's ``contig_summary.tsv`` and ``chunk_scores.tsv`` rows (no headers) at ``settings``.
+                summary_out: IO[str], chunks_out: IO[str], tally: Tally, demo: bool = False) -> PartCalls:
+    """Write one part's ``contig_summary.tsv`` and ``chunk_scores.tsv`` rows (no headers) at ``settings``
+    (``demo``: the parts were made by the demo models; rows end with the demo column).
 
     Raises:
         RecallError: the part's tables are not what predict writes, or disagree with each other.
@@ -177,7 +180,7 @@ def recall_part(run_dir: Path, contig_summary: Path, chunk_scores: Path, setting
             max_virus = np.float32(max(maxima)) if maxima else None
             for r in mine:
                 flag = "NA" if r[6] == "NA" else str(per_sequence.is_virus_chunk(np.float32(r[6]), settings.min_score))
-                chunks_out.write("\t".join(r[:7]) + f"\t{flag}\n")
+                chunks_out.write(per_sequence.with_demo_column("\t".join(r[:7]) + f"\t{flag}\n", demo))
             tally.chunks_scored += chunk_count
             tally.virus_chunks += call.virus_chunks
         tally.too_short += status == per_sequence.STATUS_TOO_SHORT
@@ -190,7 +193,7 @@ def recall_part(run_dir: Path, contig_summary: Path, chunk_scores: Path, setting
         else:
             tally.sequences_no_call += 1
         summary_out.write(per_sequence.summary_line(seq_id, size, chunk_count, int(with_frames), max_virus, status,
-                                                    call))
+                                                    call, demo))
     if pending is not None:
         raise RecallError(f"{run_dir}: {chunk_scores.name} has rows of {pending[0]}, which {contig_summary.name} "
                           "does not list in that order")

@@ -34,6 +34,12 @@ Formats:
   positions; new ones go after ``status``.
 * ``viral_contigs.fa``: the sequences called ``virus``, header line and sequence
   as read, wrapped at :data:`VIRAL_FASTA_WIDTH`.
+* Demo runs (``--models demo``): ``contig_summary.tsv``, ``chunk_scores.tsv`` and
+  ``viral_regions.tsv`` end with one more column, :data:`DEMO_COLUMN`, whose
+  value on every row is :data:`DEMO_VALUE` (a column, not a comment line: every
+  reader, positional or by name, pandas' default included, still parses the
+  table). The published tables and ``viral_contigs.fa`` have no place for a
+  flag in their formats; ``NOTICE.txt`` beside them says it.
 
 Every writer takes a stream of rows (``cluster/merge`` reuses them); memory
 holds one sequence's chunk calls at most.
@@ -67,11 +73,25 @@ PREVIOUS_CONTIG_SUMMARY_HEADER = (
     EARLIER_CONTIG_SUMMARY_HEADER.rstrip("\n") + "\tvirus_score\tvirus_chunk_fraction\tcall\n"
 )
 CONTIG_SUMMARY_HEADER = PREVIOUS_CONTIG_SUMMARY_HEADER.replace("\tchunks_virus\t", "\tvirus_chunks\t")
+#: The column a demo run's own tables end with, and its value on every row.
+DEMO_COLUMN, DEMO_VALUE = "models", "demo (scores meaningless)"
 CALL_VIRUS, CALL_NOT_VIRUS, NO_CALL = "virus", "not_virus", "no_call"
 CALLS = (CALL_VIRUS, CALL_NOT_VIRUS, NO_CALL)
 STATUS_TOO_SHORT = "too_short"
 VIRAL_FASTA_WIDTH = 60
 DEFAULT_MIN_SCORE = 0.5
+
+
+def with_demo_column(line: str, demo: bool, header: bool = False) -> str:
+    """``line`` (a header or a row of one of the tables virnucpro adds) with the demo column when ``demo``."""
+    if not demo:
+        return line
+    return f"{line.rstrip(chr(10))}\t{DEMO_COLUMN if header else DEMO_VALUE}\n"
+
+
+def table_header(header: str, demo: bool) -> str:
+    """The header of a table (``CONTIG_SUMMARY_HEADER``...) for a run with or without demo models."""
+    return with_demo_column(header, demo, header=True)
 
 
 def is_virus_chunk(chunk_score: float | np.float32 | None, min_score: float) -> bool:
@@ -120,6 +140,7 @@ class SequenceResult:
     calls: Sequence[ChunkCall]
     call: SequenceCall
     min_score: float = DEFAULT_MIN_SCORE
+    demo: bool = False  # made by the demo models: rows end with the demo column
 
     @property
     def scored(self) -> bool:
@@ -127,12 +148,13 @@ class SequenceResult:
 
 
 def sequence_result(contig: ContigRow, calls: Sequence[ChunkCall], min_score: float,
-                    too_short: bool = False) -> SequenceResult:
-    """The result of one sequence (``too_short``: below ``--min-length``, so not scored)."""
+                    too_short: bool = False, demo: bool = False) -> SequenceResult:
+    """The result of one sequence (``too_short``: below ``--min-length``, so not scored; ``demo``:
+    scored by the demo models)."""
     status = STATUS_TOO_SHORT if too_short and contig.length > 0 else contig.status
     if status == STATUS_TOO_SHORT:
         calls = []
-    return SequenceResult(contig, status, calls, call_sequence(calls, min_score), min_score)
+    return SequenceResult(contig, status, calls, call_sequence(calls, min_score), min_score, demo)
 
 
 def _text(value: np.float32 | None) -> str:
@@ -145,17 +167,16 @@ def contig_summary_line(result: SequenceResult) -> str:
     max_virus = np.float32(max(c.max_virus for c in calls)) if calls else None
     with_frames = 0 if result.status == STATUS_TOO_SHORT else info.chunks_with_frames
     return summary_line(info.sequence_id, info.length, info.chunks, with_frames, max_virus, result.status,
-                        result.call)
+                        result.call, result.demo)
 
 
 def summary_line(sequence_id: str, length: int, chunks: int, with_frames: int, max_virus: np.float32 | None,
-                 status: str, call: SequenceCall) -> str:
+                 status: str, call: SequenceCall, demo: bool = False) -> str:
     """One row of ``contig_summary.tsv`` from its values (the one place its columns are laid out)."""
     fraction = "NA" if call.virus_chunk_fraction is None else f"{call.virus_chunk_fraction:.6g}"
-    return (
+    return with_demo_column(
         f"{sequence_id}\t{length}\t{chunks}\t{with_frames}\t{call.virus_chunks}\t{_text(max_virus)}\t"
-        f"{status}\t{_text(call.virus_score)}\t{fraction}\t{call.call}\n"
-    )
+        f"{status}\t{_text(call.virus_score)}\t{fraction}\t{call.call}\n", demo)
 
 
 def chunk_score_lines(result: SequenceResult, chunk_length: int) -> Iterator[str]:
@@ -168,12 +189,12 @@ def chunk_score_lines(result: SequenceResult, chunk_length: int) -> Iterator[str
         chunk = ids.chunk_id(seq_id, k)
         call = by_id.get(chunk)
         if call is None:
-            yield f"{seq_id}\t{chunk}\t{start + 1}\t{end}\t0\tNA\tNA\tNA\n"
+            yield with_demo_column(f"{seq_id}\t{chunk}\t{start + 1}\t{end}\t0\tNA\tNA\tNA\n", result.demo)
         else:
-            yield (
+            yield with_demo_column(
                 f"{seq_id}\t{chunk}\t{start + 1}\t{end}\t{call.frames}\t{format_score(np.float32(call.max_virus))}\t"
-                f"{format_score(call.chunk_score)}\t{is_virus_chunk(call.chunk_score, result.min_score)}\n"
-            )
+                f"{format_score(call.chunk_score)}\t{is_virus_chunk(call.chunk_score, result.min_score)}\n",
+                result.demo)
 
 
 def write_chunk_score_lines(lines: Iterable[str], out: TextIO, header: bool = True) -> int:

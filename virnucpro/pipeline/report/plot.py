@@ -144,12 +144,13 @@ def _contig_rows(path: Path) -> Iterator[SequenceTrack]:
         if header == per_sequence.EARLIER_CONTIG_SUMMARY_HEADER:
             raise InputError(f"{path}: made by an older virnucpro (no virus_score column); re-run the same "
                              "predict command, which reuses every score, to add it")
-        if header not in (per_sequence.CONTIG_SUMMARY_HEADER, per_sequence.PREVIOUS_CONTIG_SUMMARY_HEADER):
+        known = (per_sequence.CONTIG_SUMMARY_HEADER, per_sequence.PREVIOUS_CONTIG_SUMMARY_HEADER)
+        if header not in known and header not in (per_sequence.table_header(h, True) for h in known):
             raise InputError(f"{path}: unexpected header {header.strip()!r}")
         for number, line in enumerate(handle, start=2):
             fields = line.rstrip("\n").split("\t")
             try:
-                seq_id, length, _chunks, _with_frames, _virus, _max, status, score, _fraction, call = fields
+                seq_id, length, _chunks, _with_frames, _virus, _max, status, score, _fraction, call = fields[:10]
                 yield SequenceTrack(seq_id, int(length), status, None if score == "NA" else float(score), call)
             except ValueError:
                 raise InputError(f"{path}, line {number}: malformed row") from None
@@ -207,10 +208,11 @@ def load_tracks(run_dir: str | Path, top: int = DEFAULT_TOP, ids: Sequence[str] 
         raise InputError(f"{paths.root} is not a finished virnucpro predict run (no {paths.chunk_scores.name})")
     chosen = {t.sequence_id: t for t in tracks}
     with open(paths.chunk_scores, encoding="utf-8") as handle:
-        if handle.readline() not in (per_sequence.CHUNK_SCORES_HEADER, per_sequence.EARLIER_CHUNK_SCORES_HEADER):
+        known = (per_sequence.CHUNK_SCORES_HEADER, per_sequence.EARLIER_CHUNK_SCORES_HEADER)
+        if handle.readline() not in (*known, *(per_sequence.table_header(h, True) for h in known)):
             raise InputError(f"{paths.chunk_scores}: unexpected header")
         for number, line in enumerate(handle, start=2):
-            seq_id, chunk_id, start, end, _frames, _max, score, is_virus = line.rstrip("\n").split("\t")
+            seq_id, chunk_id, start, end, _frames, _max, score, is_virus = line.rstrip("\n").split("\t")[:8]
             track = chosen.get(seq_id)
             if track is None:
                 continue

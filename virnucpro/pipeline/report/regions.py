@@ -26,7 +26,8 @@ The rule, on the rows of ``chunk_scores.tsv`` of one sequence (every chunk, in o
 
 Files (one writer each, streamed sequence by sequence):
 
-* ``viral_regions.tsv``: :data:`REGIONS_HEADER`;
+* ``viral_regions.tsv``: :data:`REGIONS_HEADER` (a demo run's ends with the demo
+  column, see :mod:`.per_sequence`);
 * ``viral_regions.bed``: BED6, 0-based half-open, name = region ID, score =
   ``round(1000 * mean_chunk_score)``, strand ``.`` (frames of both strands are scored);
 * ``viral_regions.gff3``: GFF3, ``##sequence-region`` before the first region of
@@ -218,11 +219,13 @@ class RegionWriters:
     bed: TextIO
     gff: TextIO
     count: int = 0
+    demo: bool = False
 
     def begin(self, notice: str | None = None) -> None:
         """Headers; ``notice`` (the demo models' warning) as a comment line where the format has
         comments (GFF3, BED): the TSV stays header-first for its positional readers."""
-        self.tsv.write(REGIONS_HEADER)
+        self.demo = bool(notice)
+        self.tsv.write(per_sequence.table_header(REGIONS_HEADER, self.demo))
         self.gff.write("##gff-version 3\n")
         if notice:
             self.gff.write(f"# {notice}\n")
@@ -233,7 +236,7 @@ class RegionWriters:
         for k, region in enumerate(regions):
             if k == 0:
                 self.gff.write(gff_sequence_region(region.sequence_id, sequence_length))
-            self.tsv.write(tsv_line(region))
+            self.tsv.write(per_sequence.with_demo_column(tsv_line(region), self.demo))
             self.bed.write(bed_line(region))
             self.gff.write(gff_line(region))
             self.count += 1

@@ -273,8 +273,9 @@ class AssemblyWalk:
         def walk(predictions: Any, chunk_text: Any, summary_text: Any, viral_out: FastaWriter | None,
                  inputs: Iterator[FastaBytesRecord]) -> None:
             predictions.write(results.PREDICTIONS_HEADER)
-            summary_text.write(per_sequence.CONTIG_SUMMARY_HEADER)
-            chunk_text.write(per_sequence.CHUNK_SCORES_HEADER)
+            demo = self.setup.models.demo  # demo runs' tables end with a column that says so
+            summary_text.write(per_sequence.table_header(per_sequence.CONTIG_SUMMARY_HEADER, demo))
+            chunk_text.write(per_sequence.table_header(per_sequence.CHUNK_SCORES_HEADER, demo))
             frames = virus = 0
             pending: list[results.ChunkCall] = []
             for ordinal, (contig, short, rows) in enumerate(_records(self.setup, shards, self._ready)):
@@ -284,7 +285,7 @@ class AssemblyWalk:
                 frames += len(rows_of_record)
                 virus += sum(row.label == "virus" for row in rows_of_record)
                 calls = list(results.chunk_calls(iter(rows_of_record)))
-                result = per_sequence.sequence_result(contig, calls, config.min_score, too_short=short)
+                result = per_sequence.sequence_result(contig, calls, config.min_score, too_short=short, demo=demo)
                 summary_text.write(per_sequence.contig_summary_line(result))
                 chunk_text.writelines(per_sequence.chunk_score_lines(result, config.chunk_length))
                 self.tally[result.call.call] += 1
