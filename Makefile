@@ -4,6 +4,9 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 TORCH_SPEC ?= torch==2.13.0
+# setuptools' editable install warns in a banner ("Editable installation. Please be careful with
+# folders in your working directory..."): informational, and the first thing a newcomer would read.
+QUIET_EDITABLE := PYTHONWARNINGS="ignore:Editable installation"
 
 .PHONY: install demo test test-fast typecheck bench-translate clean
 
@@ -11,7 +14,7 @@ $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet "$(TORCH_SPEC)"
-	$(BIN)/python -m pip install --quiet -e ".[test,plot,workflow]"
+	$(QUIET_EDITABLE) $(BIN)/python -m pip install --quiet -e ".[test,plot,workflow]"
 	touch $@
 
 install: $(BIN)/.installed

@@ -75,8 +75,15 @@ def test_merged_summary_sums_counts_and_lists_parts(tmp_path, three_parts, singl
     assert results_of(tmp_path / "merged") == results_of(single_runs["many"])
     merged = json.loads((tmp_path / "merged" / "run_summary.json").read_text())
     single = json.loads((single_runs["many"] / "run_summary.json").read_text())
-    for key in ("sequences", "skipped_empty", "bases", "chunks", "kept_frames", "frames_virus", "chunks_virus"):
+    for key in ("sequences", "skipped_empty", "bases", "chunks", "kept_frames", "frames_virus", "virus_chunks",
+                "published_virus_chunks", "chunks_scored", "frames_scored", "too_short", "viral_regions"):
         assert merged["counts"][key] == single["counts"][key], key
+    # the closing line counts what predict's does: every chunk scored, not only those with a kept frame
+    counts = single["counts"]
+    assert counts["chunks_scored"] == counts["chunks"] > counts["chunks_with_frames"]
+    line = next(line for line in result.stderr.decode().splitlines() if line.startswith("merge: 3 part(s)"))
+    assert (f"{counts['sequences']} sequences, {counts['chunks']} chunks and {counts['kept_frames']} kept frames "
+            f"scored, {counts['virus_chunks']} virus chunk(s)") in line
     assert merged["calls"] == single["calls"]
     for key in ("sequences_scored", "sequences_virus", "sequences_not_virus", "sequences_no_call"):
         assert merged["counts"][key] == single["counts"][key], key
@@ -155,16 +162,76 @@ def test_refusals_name_the_part(tmp_path, three_parts, small_inputs):
     assert not (tmp_path / "m" / "prediction_results.txt").exists()
 
 
-def test_parts_called_at_other_thresholds_are_refused(tmp_path, three_parts):
-    """--min-score is no run.json setting (re-thresholding is free), so merge checks it in the summaries."""
+def rethresholded(tmp_path, run: Path, name: str, fasta: Path, *options: str) -> Path:
+    """A copy of a finished run re-run at other report-only settings (no shard recomputed)."""
+    copy = tmp_path / name
+    shutil.copytree(run, copy)
+    predict(fasta, copy, *options)
+    assert json.loads((copy / "run_summary.json").read_text())["stages"]["score"]["computed_shards"] == 0
+    return copy
+
+
+def test_parts_at_other_report_settings_merge_at_the_one_merge_is_given(tmp_path, three_parts, small_inputs,
+                                                                         single_runs):
+    """--min-score, --min-length and --region-* are report-only: parts that differ only there merge
+    when merge is told which value to call them at (refused, with that hint, when it is not)."""
     root, manifest, runs = three_parts
-    rethresholded = tmp_path / "part-0003"
-    shutil.copytree(runs[2], rethresholded)
-    predict(root / "parts" / manifest["parts"][2]["file"], rethresholded, "--min-score", "0.6")
-    summary = json.loads((rethresholded / "run_summary.json").read_text())
-    assert summary["stages"]["score"]["computed_shards"] == 0
-    line = refusal(merge(str(runs[0]), str(runs[1]), str(rethresholded), "-o", str(tmp_path / "m")))
-    assert str(rethresholded) in line and "min_score: 0.6 vs 0.5" in line
+    part_fasta = root / "parts" / manifest["parts"][2]["file"]
+    other = rethresholded(tmp_path, runs[2], "part-0003", part_fasta, "--min-score", "0.6", "--region-gap", "0")
+    line = refusal(merge(str(runs[0]), str(runs[1]), str(other), "-o", str(tmp_path / "m")))
+    assert str(other) in line and "min_score: 0.6 vs 0.5" in line and "give merge --min-score" in line
+    assert not (tmp_path / "m").exists()  # a refused merge leaves nothing
+    done = merge(str(runs[0]), str(runs[1]), str(other), "-o", str(tmp_path / "m"), "--min-score", "0.5",
+                 "--region-gap", "1")
+    assert done.returncode == 0, done.stderr.decode()
+    assert results_of(tmp_path / "m") == results_of(single_runs["many"])
+
+
+@pytest.mark.parametrize("options", [("--min-score", "0.6"), ("--min-score", "0.3"), ("--min-length", "1500"),
+                                     ("--region-gap", "0", "--region-min-chunks", "1")])
+def test_merge_rethresholds_like_predict(tmp_path, three_parts, small_inputs, single_runs, options):
+    """merge's own report-only options give what predict gives at them, without re-running a part
+    (a lower threshold takes the new virus sequences from the parts' inputs)."""
+    root, manifest, runs = three_parts
+    single = rethresholded(tmp_path, single_runs["many"], "single", small_inputs["many"], *options)
+    result = merge(*map(str, runs), "-o", str(tmp_path / "m"), "--manifest", str(root / "parts" / "manifest.json"),
+                   *options)
+    assert result.returncode == 0, result.stderr.decode()
+    assert results_of(tmp_path / "m") == results_of(single)
+    merged = json.loads((tmp_path / "m" / "run_summary.json").read_text())
+    expected = json.loads((single / "run_summary.json").read_text())
+    assert merged["calls"] == expected["calls"]
+    for key in ("virus_chunks", "too_short", "chunks_scored", "frames_scored", "sequences_scored", "viral_regions"):
+        assert merged["counts"][key] == expected["counts"][key], key
+
+
+def test_a_raised_min_length_in_one_part_applies_to_all(tmp_path, three_parts, small_inputs, single_runs):
+    root, manifest, runs = three_parts
+    part_fasta = root / "parts" / manifest["parts"][0]["file"]
+    raised = rethresholded(tmp_path, runs[0], "part-0001", part_fasta, "--min-length", "1500")
+    line = refusal(merge(str(raised), str(runs[1]), str(runs[2]), "-o", str(tmp_path / "low"), "--min-length", "100"))
+    assert str(raised) in line and "--min-length must be at least 1500" in line
+    done = merge(str(raised), str(runs[1]), str(runs[2]), "-o", str(tmp_path / "m"))
+    assert done.returncode == 0, done.stderr.decode()
+    single = rethresholded(tmp_path, single_runs["many"], "single", small_inputs["many"], "--min-length", "1500")
+    assert results_of(tmp_path / "m") == results_of(single)
+
+
+def test_a_lower_threshold_without_the_inputs_is_refused_and_leaves_nothing(tmp_path, three_parts):
+    root, manifest, runs = three_parts
+    moved = tmp_path / "runs"
+    shutil.copytree(runs[0].parent, moved)
+    copies = sorted(moved.iterdir())
+    for copy in copies:  # the parts' inputs are gone
+        summary = json.loads((copy / "run_summary.json").read_text())
+        summary["input"] = str(tmp_path / "gone" / Path(summary["input"]).name)
+        (copy / "run_summary.json").write_text(json.dumps(summary))
+    out = tmp_path / "existing"
+    out.mkdir()
+    (out / "mine.txt").write_text("kept\n")
+    line = refusal(merge(*map(str, copies), "-o", str(out), "--min-score", "0.05"))
+    assert "called virus that its viral_contigs.fa lacks" in line and "is not there" in line
+    assert sorted(p.name for p in out.iterdir()) == ["mine.txt"]  # nothing new, nothing of its own removed
 
 
 def test_bad_manifest_is_one_line(tmp_path, three_parts):
@@ -182,3 +249,37 @@ def test_a_part_that_is_still_running_is_refused(tmp_path, three_parts):
     with output_dir_lock(runs[1]):
         line = refusal(merge(*map(str, runs), "-o", str(tmp_path / "m")))
     assert str(runs[1]) in line and "still running" in line
+
+
+def test_parts_made_before_one_virus_chunk_definition_merge_into_the_new_tables(tmp_path, three_parts, single_runs):
+    """Parts written by the previous version (contig_summary's chunks_virus and chunk_scores' is_virus,
+    both the published call; run_summary's chunks_virus) merge into today's tables."""
+    from virnucpro.pipeline.report import per_sequence
+
+    root, manifest, runs = three_parts
+    old_runs = []
+    for run in runs:
+        old = tmp_path / "old" / run.name
+        shutil.copytree(run, old)
+        for name, new, previous in (
+            ("contig_summary.tsv", per_sequence.CONTIG_SUMMARY_HEADER, per_sequence.PREVIOUS_CONTIG_SUMMARY_HEADER),
+            ("chunk_scores.tsv", per_sequence.CHUNK_SCORES_HEADER, per_sequence.EARLIER_CHUNK_SCORES_HEADER),
+        ):
+            text = (old / name).read_text()
+            assert text.startswith(new)
+            (old / name).write_text(previous + text[len(new):])
+        summary = json.loads((old / "run_summary.json").read_text())
+        counts = summary["counts"]
+        counts["chunks_virus"] = counts.pop("published_virus_chunks")
+        for key in ("virus_chunks", "chunks_scored"):
+            counts.pop(key)
+        (old / "run_summary.json").write_text(json.dumps(summary))
+        old_runs.append(str(old))
+    result = merge(*old_runs, "-o", str(tmp_path / "m"), "--manifest", str(root / "parts" / "manifest.json"))
+    assert result.returncode == 0, result.stderr.decode()
+    assert results_of(tmp_path / "m") == results_of(single_runs["many"])
+    counts = json.loads((tmp_path / "m" / "run_summary.json").read_text())["counts"]
+    single = json.loads((single_runs["many"] / "run_summary.json").read_text())["counts"]
+    assert "chunks_virus" not in counts
+    assert (counts["virus_chunks"], counts["published_virus_chunks"]) == (single["virus_chunks"],
+                                                                         single["published_virus_chunks"])

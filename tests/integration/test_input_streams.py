@@ -98,6 +98,24 @@ def test_closed_stdin_is_an_input_error(tmp_path: Path, command: list[str]) -> N
     assert "Traceback" not in err and "Error:" not in err
 
 
+def test_empty_stdin_fails_like_an_empty_file_before_anything(tmp_path: Path) -> None:
+    """An empty pipe is refused as the empty file is: same error, same exit code, nothing loaded,
+    no output directory (so no half-made run to resume)."""
+    empty = tmp_path / "empty.fa"
+    empty.write_bytes(b"")
+    runs = {
+        "file": run_cli("predict", str(empty), "-o", str(tmp_path / "from-file"), "--models", "demo", "-v"),
+        "stdin": run_cli("predict", "-", "-o", str(tmp_path / "from-stdin"), "--models", "demo", "-v", input=b""),
+    }
+    for name, proc in runs.items():
+        err = proc.stderr.decode()
+        assert proc.returncode == 3, err
+        assert [line for line in err.splitlines() if line.startswith("virnucpro: error:")] == [
+            f"virnucpro: error: {empty if name == 'file' else '<stdin>'}: the input is empty"], err
+        assert "demo" not in err.lower() and "DNABERT" not in err and "device" not in err, err  # no model loaded
+        assert not (tmp_path / f"from-{name}").exists()
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash for process substitution")
 def test_predict_from_process_substitution(tmp_path: Path, tiny_ref: Path) -> None:

@@ -94,7 +94,7 @@ def test_a_signal_at_a_stage_boundary_stops_the_run(tmp_path, reference, boundar
     summary = json.loads((out / "run_summary.json").read_text())
     assert (summary["status"], summary["exit_code"]) == ("interrupted", code)
     if where != "during:assemble":
-        assert summary["counts"]["frames_virus"] is None and summary["counts"]["chunks_virus"] is None
+        assert summary["counts"]["frames_virus"] is None and summary["counts"]["virus_chunks"] is None
         assert summary["outputs"]["predictions"] is None
     for key in ("predictions", "highest_score", "contig_summary", "log"):
         name = summary["outputs"][key]

@@ -54,6 +54,11 @@ def test_crlf_and_rna_and_empty_read(tmp_path: Path) -> None:
     (b"@r1\nACGT\n+\nIIII\n@r2\nACGT\n", "FASTQ record 2 is truncated: the input ends before its '+' line"),
     (b"@r1\nACGT\n+\nIIIII\n", "FASTQ record 1 is malformed: 5 quality characters for 4 bases"),
     (b"@r1\nACGT\n@r2\nAC\n+\nII\n", "FASTQ record 1 is malformed: no '+' line before the next '@' header"),
+    # the third line is not '+': malformed (it is shown), not "truncated", also in the last record
+    (b"@r1\nACGT\n+\nIIII\n@r2\nACGT\n-\nIIII\n",
+     "FASTQ record 2 is malformed: no '+' line after its sequence (its third line is '-')"),
+    (b"@r1\nACGT\nIIII\n@r2\nAC\n+\nII\n",
+     "FASTQ record 1 is malformed: no '+' line before the next '@' header (its third line is 'IIII')"),
     (b"@r1\nACGT\n+\nIIII\nr2\nAC\n+\nII\n", "FASTQ record 2: expected a header line starting with '@'"),
     (b"@r1\nACGT\n+\nIIII\n@r1\nAC\n+\nII\n", "duplicate record ID 'r1' (records 1 and 2)"),
     (b"@r1\nAC*T\n+\nIIII\n", "record 'r1': '*' at position 3 is not a nucleotide code"),

@@ -55,7 +55,9 @@ def test_sequence_score_is_the_mean_chunk_score(chunks, min_score):
     want = np.float32(np.mean([np.float32((max(c) + min(c)) / 2) for c in chunks], dtype=np.float64))
     assert abs(float(result.virus_score) - float(want)) <= 1e-7
     assert result.call == ("virus" if result.virus_score >= min_score else "not_virus")
-    assert result.virus_chunk_fraction == sum(max(c) >= max(1 - v for v in c) for c in chunks) / len(chunks)
+    # one definition of a virus chunk: its chunk score >= min_score (float32), as the sequence call
+    virus = sum(np.float32((max(c) + min(c)) / 2) >= np.float32(min_score) for c in chunks)
+    assert (result.virus_chunks, result.virus_chunk_fraction) == (virus, virus / len(chunks))
 
 
 def test_no_chunk_with_a_frame_is_no_call():
@@ -67,13 +69,32 @@ def test_summary_and_chunk_rows():
     contig = ContigRow("s", 700, 2, 1)
     call = ChunkCall("s_chunk_2", 0.3, 0.7, 0.6, 2)
     result = sequence_result(contig, [call], 0.5)
-    assert CONTIG_SUMMARY_HEADER.endswith("\tstatus\tvirus_score\tvirus_chunk_fraction\tcall\n")
+    assert CONTIG_SUMMARY_HEADER == ("sequence_id\tlength\tchunks\tchunks_with_frames\tvirus_chunks\tmax_virus_score\t"
+                                     "status\tvirus_score\tvirus_chunk_fraction\tcall\n")
     assert contig_summary_line(result) == "s\t700\t2\t1\t1\t0.7\tscored\t0.65\t1\tvirus\n"
     assert list(chunk_score_lines(result, 500)) == [
         "s\ts_chunk_1\t1\t500\t0\tNA\tNA\tNA\n",
         "s\ts_chunk_2\t350\t700\t2\t0.7\t0.65\tTrue\n",  # L=700, C=500: [349:700] (SPEC 2)
     ]
-    assert contig_summary_line(sequence_result(contig, [call], 0.66)).endswith("\t0.65\t1\tnot_virus\n")
+    # above its chunk score the chunk is no virus chunk, in both tables (it was still "1" before issue 29)
+    above = sequence_result(contig, [call], 0.66)
+    assert contig_summary_line(above) == "s\t700\t2\t1\t0\t0.7\tscored\t0.65\t0\tnot_virus\n"
+    assert list(chunk_score_lines(above, 500))[1].endswith("\t0.65\tFalse\n")
+
+
+def test_below_half_a_lower_min_score_makes_the_same_virus_chunk_in_every_table():
+    """The issue's read: chunk score 0.495 at --min-score 0.49 is a virus chunk in contig_summary,
+    chunk_scores and viral_regions alike (the published call, below 0.5, stays False)."""
+    from virnucpro.pipeline.report.regions import ChunkScore, sequence_regions
+
+    call = ChunkCall("r_chunk_1", 0.51, 0.5, 0.49, 2)
+    assert not call.is_virus and call.chunk_score == np.float32(0.495)
+    result = sequence_result(ContigRow("r", 150, 1, 1), [call], 0.49)
+    summary = contig_summary_line(result).split("\t")
+    (chunk_row,) = chunk_score_lines(result, 500)
+    (region,) = sequence_regions("r", [ChunkScore(1, 150, call.chunk_score)], 0.49, 1, 2)
+    assert (summary[4], summary[8], summary[9]) == ("1", "1", "virus\n")
+    assert chunk_row.rstrip("\n").split("\t")[7] == "True" and region.virus_chunks == 1
 
 
 def test_too_short_and_empty_records_are_not_scored():
@@ -94,3 +115,13 @@ def test_viral_fasta_keeps_header_and_case_wraps_at_60():
                               + b"\n>v2\nACG\n")
     empty = io.BytesIO()
     assert write_viral_fasta([], empty) == 0 and empty.getvalue() == b""
+
+
+def test_demo_rows_end_with_the_demo_column():
+    from virnucpro.pipeline.report.per_sequence import DEMO_VALUE, table_header
+
+    result = sequence_result(ContigRow("s", 700, 2, 1), [ChunkCall("s_chunk_2", 0.3, 0.7, 0.6, 2)], 0.5, demo=True)
+    assert table_header(CONTIG_SUMMARY_HEADER, True) == CONTIG_SUMMARY_HEADER.rstrip("\n") + "\tmodels\n"
+    assert table_header(CONTIG_SUMMARY_HEADER, False) == CONTIG_SUMMARY_HEADER
+    assert contig_summary_line(result) == f"s\t700\t2\t1\t1\t0.7\tscored\t0.65\t1\tvirus\t{DEMO_VALUE}\n"
+    assert all(line.endswith(f"\t{DEMO_VALUE}\n") for line in chunk_score_lines(result, 500))

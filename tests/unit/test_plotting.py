@@ -172,3 +172,29 @@ def test_regions_are_read_for_the_chosen_sequences_and_drawn(run_dir, tmp_path):
     pytest.importorskip("matplotlib")
     png = plotting.render(tracks, info, tmp_path / "regions.png", "regions")
     assert png.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_subtitle_says_how_the_plotted_sequences_were_chunked():
+    """150-bp reads under the 500-bp model are one 150-bp chunk each, not "chunks of 500 bp"."""
+    def track(length: int) -> plotting.SequenceTrack:
+        return plotting.SequenceTrack(f"s{length}", length, "scored", 0.5)
+
+    assert plotting.chunk_phrase([track(150), track(150)], 500) == (
+        "one chunk per sequence (150 bp, shorter than the 500-bp chunks)")
+    assert plotting.chunk_phrase([track(120), track(150)], 500).startswith("one chunk per sequence (120-150 bp")
+    assert plotting.chunk_phrase([track(2000)], 500) == "chunks of 500 bp"
+    assert "a shorter sequence is one chunk" in plotting.chunk_phrase([track(2000), track(150)], 500)
+
+
+def test_tables_of_the_previous_version_are_still_plotted(run_dir):
+    """Runs made before issue 29 (chunks_virus / is_virus headers) are read as before."""
+    from virnucpro.pipeline.report import per_sequence
+
+    for name, new, previous in (
+        ("contig_summary.tsv", CONTIG_SUMMARY_HEADER, per_sequence.PREVIOUS_CONTIG_SUMMARY_HEADER),
+        ("chunk_scores.tsv", CHUNK_SCORES_HEADER, per_sequence.EARLIER_CHUNK_SCORES_HEADER),
+    ):
+        text = (run_dir / name).read_text()
+        (run_dir / name).write_text(previous + text[len(new):])
+    _, tracks = plotting.load_tracks(run_dir, top=3)
+    assert tracks and all(t.chunks for t in tracks)

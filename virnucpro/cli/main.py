@@ -131,12 +131,30 @@ class LazyGroup(click.Group):
         command = super().get_command(ctx, cmd_name)
         return add_global_options(command) if command is not None else None
 
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """The commands with their whole first sentence, wrapped (click cuts it to the width with '...')."""
+        rows = []
+        for name in self.list_commands(ctx):
+            command = self.get_command(ctx, name)
+            if command is not None and not command.hidden:
+                rows.append((name, command.short_help or summary_sentence(command.help or "")))
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
+
+def summary_sentence(text: str) -> str:
+    """The first sentence of a command's help (its first paragraph when that has no full stop)."""
+    paragraph = " ".join(text.strip().split("\n\n", 1)[0].split())
+    end = paragraph.find(". ")
+    return paragraph if end < 0 else paragraph[: end + 1]
+
 
 @click.group(cls=LazyGroup, epilog=_EPILOG, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, "--version", prog_name="virnucpro")
 @click.pass_context
 def cli(ctx: click.Context) -> None:
-    """Find viral sequences in DNA FASTA files (the VirNucPro method).
+    """Find viral sequences in DNA FASTA or FASTQ files, plain or compressed (the VirNucPro method).
 
     Typical use: virnucpro predict contigs.fa -o results/. Run
     virnucpro COMMAND --help for each command's options. -v, -q and
@@ -146,6 +164,25 @@ def cli(ctx: click.Context) -> None:
 
 
 cli.params.extend(global_options(root=True))
+
+
+def click_error_line(exc: click.ClickException) -> str:
+    """Click's option and argument errors in the one-line style of every other error, with the
+    ``--help`` hint of the command that refused them (click shows three lines instead)."""
+    message = " ".join(exc.format_message().split())
+    ctx = getattr(exc, "ctx", None)
+    if isinstance(exc, click.UsageError) and ctx is not None:
+        message = f"{message.rstrip('.')}; see '{ctx.command_path} --help'"
+    return f"virnucpro: error: {message}"
+
+
+def _interrupted_line(signum: int | None, kept: bool) -> str:
+    """The one console line of a run stopped by a signal (the pipeline logs its details to the log file)."""
+    import signal
+
+    name = f" ({signal.Signals(signum).name})" if signum is not None else ""
+    tail = "; finished work is kept, re-run the same command to continue" if kept else ""
+    return f"virnucpro: interrupted{name}{tail}"
 
 
 def main(
@@ -177,13 +214,10 @@ def main(
             return exc.exit_code
         except click.Abort as exc:  # click turns KeyboardInterrupt (RunInterrupted too) into Abort
             signum = getattr(exc.__cause__ or exc.__context__, "signum", None)
-            if signum is None:
-                click.echo("virnucpro: interrupted", err=True)
-            else:
-                click.echo("virnucpro: interrupted; finished work is kept, re-run to continue", err=True)
+            click.echo(_interrupted_line(signum, kept=signum is not None), err=True)
             return exit_code_for_signal(signum)
         except click.ClickException as exc:
-            exc.show(file=err)
+            click.echo(click_error_line(exc), err=True)
             return exc.exit_code if exc.exit_code else EXIT_USAGE
         except VirnucproError as exc:
             logger.debug("error details", exc_info=True)
@@ -191,8 +225,9 @@ def main(
             return exc.exit_code
         except KeyboardInterrupt as exc:
             logger.debug("interrupted", exc_info=True)
-            click.echo("virnucpro: interrupted; finished work is kept, re-run to continue", err=True)
-            return exit_code_for_signal(getattr(exc, "signum", None))
+            signum = getattr(exc, "signum", None)
+            click.echo(_interrupted_line(signum, kept=True), err=True)
+            return exit_code_for_signal(signum)
         except Exception as exc:  # noqa: BLE001 - the last line of defence: one line, full log
             logger.debug("unexpected error", exc_info=True)
             message = f"virnucpro: internal error: {type(exc).__name__}: {exc}"

@@ -8,19 +8,46 @@ import click
 @click.command()
 @click.argument("run_dirs", metavar="RUN_DIR...", nargs=-1, required=True, type=click.Path(file_okay=False))
 @click.option("-o", "--output-dir", required=True, type=click.Path(file_okay=False),
-              help="Directory for the merged tables, run_summary.json and virnucpro.log.")
+              help="Directory for the merged files (listed above).")
 @click.option("--manifest", "manifest_path", type=click.Path(dir_okay=False), default=None,
               help="PARTS_DIR/manifest.json of the split: orders the parts and checks that each run is one of them.")
-def merge(run_dirs: tuple[str, ...], output_dir: str, manifest_path: str | None) -> None:
+@click.option("--min-score", type=click.FloatRange(min=0, max=1), default=None,
+              help="Call the merged run at this --min-score (virus chunks and sequences) [default: the parts' own, "
+                   "which must then agree].")
+@click.option("--min-length", type=click.IntRange(min=0), default=None, metavar="N",
+              help="Leave records shorter than N bp unscored (too_short) [default: the highest of the parts'; "
+                   "never lower, those records were not scored].")
+@click.option("--region-gap", type=click.IntRange(min=0), default=None, metavar="N",
+              help="Viral regions: merge virus chunks across at most N other chunks [default: the parts' own].")
+@click.option("--region-min-chunks", type=click.IntRange(min=1), default=None, metavar="N",
+              help="Virus chunks a viral region needs [default: the parts' own].")
+def merge(run_dirs: tuple[str, ...], output_dir: str, manifest_path: str | None, min_score: float | None,
+          min_length: int | None, region_gap: int | None, region_min_chunks: int | None) -> None:
     """Merge the predict runs of the parts of one input (RUN_DIR...) into OUTPUT_DIR.
 
-    Writes prediction_results.txt, prediction_results_highestscore.csv and
-    contig_summary.tsv as a single run of the whole input would, plus
-    run_summary.json (counts summed, every part's wall time and devices).
-    Without --manifest the parts are taken in the order given. Refuses (one
-    line naming the part) a missing, unfinished or failed part, a part run
-    with other settings or models, a part that is not in the manifest, and a
-    part given twice. Parts with no records need no run.
+    Writes what a single run of the whole input writes, from the parts'
+    tables (no part is re-run):
+
+    \b
+      prediction_results.txt               per-frame scores (published format)
+      prediction_results_highestscore.csv  per-chunk calls (published format)
+      contig_summary.tsv                   per-sequence scores and calls
+      chunk_scores.tsv                     per-chunk scores
+      viral_contigs.fa                     sequences called virus (when the parts have it)
+      viral_regions.tsv, .bed, .gff3       viral regions inside sequences
+      run_summary.json                     counts, settings, every part's wall time and devices
+      virnucpro_mqc.json, virnucpro_generalstats_mqc.json   MultiQC custom content
+      virnucpro.log                        the merge's log
+      NOTICE.txt                           only for parts made by the demo models
+
+    Parts may differ in --min-score, --min-length and the --region-*
+    settings: merge calls them all at the value it is given (re-thresholding
+    a merged result costs no part run). Without --manifest the parts are
+    taken in the order given. Refuses (one line naming the part) a missing,
+    unfinished or failed part, a part run with other models or scoring
+    settings, a part that is not in the manifest, and a part given twice;
+    a refused merge leaves nothing new in OUTPUT_DIR. Parts with no records
+    need no run.
 
     \b
     Example:
@@ -28,4 +55,6 @@ def merge(run_dirs: tuple[str, ...], output_dir: str, manifest_path: str | None)
     """
     from virnucpro.cluster.merge import merge_runs
 
-    merge_runs(list(run_dirs), output_dir, manifest_path)
+    merge_runs(list(run_dirs), output_dir, manifest_path,
+               {"min_score": min_score, "min_length": min_length, "region_gap": region_gap,
+                "region_min_chunks": region_min_chunks})

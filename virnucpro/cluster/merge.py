@@ -4,16 +4,24 @@ A single run writes its per-frame and per-sequence tables in input order and
 its per-chunk table sorted by ``Modified_ID`` (as strings). Parts are
 contiguous in input order and never cut a record, so:
 
-* ``prediction_results.txt``, ``contig_summary.tsv`` and ``chunk_scores.tsv``
-  are the parts' tables concatenated in part order (one header), and
-  ``viral_contigs.fa`` the parts' files one after another (all parts must have
-  one, or none: a part run on a stream writes none);
+* ``prediction_results.txt`` is the parts' tables concatenated in part order
+  (one header); ``contig_summary.tsv`` and ``chunk_scores.tsv`` too, each row
+  re-derived at the merged report-only settings (:mod:`.recall`), and
+  ``viral_contigs.fa`` the parts' virus sequences one part after another (all
+  parts must have one, or none: a part run on a stream writes none);
 * ``prediction_results_highestscore.csv`` is a k-way merge of the parts'
   sorted tables (a chunk never straddles two parts, so rows never combine;
   an ID seen in two parts is refused);
-* ``run_summary.json`` sums the counts and the per-sequence calls (every part must
-  have used the same ``--min-score`` and ``--min-length``) and lists every part's
-  wall time and devices.
+* ``viral_regions.{tsv,bed,gff3}`` are made from the merged ``chunk_scores.tsv``;
+* ``run_summary.json`` sums the counts, recounts what depends on the settings,
+  and lists every part's wall time and devices; ``virnucpro_mqc.json`` and
+  ``virnucpro_generalstats_mqc.json`` are made from it, and ``NOTICE.txt`` when
+  the parts were made by the demo models.
+
+Parts may differ in the report-only settings (``--min-score``, ``--min-length``,
+``--region-gap``, ``--region-min-chunks``) when merge is given the value to use
+(``--min-length``: the highest part's by default); merge's own options
+re-threshold a merged result without re-running a part, as ``predict`` does.
 
 Everything streams (one open file and one row per part), so memory does not
 grow with the input. The result files are written atomically.
@@ -28,14 +36,17 @@ scores' last printed digit may then differ from a single run's.
 Refusals (one line each, naming the part): a run directory that is missing,
 unfinished (no ``run_summary.json``) or failed (its status is not ``ok``); a
 part run with other settings or models than the first part (``run.json``
-parameters); with ``--manifest``, a part whose input is not a part of that
+parameters), or called at another report-only setting that merge was not
+given; with ``--manifest``, a part whose input is not a part of that
 manifest (sha256 of the input in ``run.json``) and a manifest part with
-records but no run; the same part given twice.
+records but no run; the same part given twice. A refused or failed merge leaves
+nothing new in the output directory (a directory it created is removed).
 """
 
 from __future__ import annotations
 
 import heapq
+import io
 import json
 import logging
 import os
@@ -64,6 +75,7 @@ class MergeError(VirnucproError):
 # which of its files merge reads. When the pipeline's file owners change, only
 # this section follows.
 
+from virnucpro.cluster import recall as _recall  # noqa: E402
 from virnucpro.log import add_log_file, remove_log_file  # noqa: E402
 from virnucpro.pipeline.checkpoint import (  # noqa: E402
     atomic_write,
@@ -91,14 +103,14 @@ class ConcatenatedTable:
     required: bool = True  # False for a file a part may lack (an older run, or the feature is off)
 
 
-#: Tables joined by concatenation (input-order tables and the viral FASTA).
+#: Tables joined in part order (input-order tables and the viral FASTA).
 CONCATENATED_TABLES: tuple[ConcatenatedTable, ...] = (
     ConcatenatedTable(RunPaths(Path(".")).predictions.name, _results.PREDICTIONS_HEADER.encode()),
     ConcatenatedTable(RunPaths(Path(".")).contig_summary.name, _per_sequence.CONTIG_SUMMARY_HEADER.encode()),
     ConcatenatedTable(RunPaths(Path(".")).chunk_scores.name, _per_sequence.CHUNK_SCORES_HEADER.encode()),
     ConcatenatedTable(RunPaths(Path(".")).viral_fasta.name, b"", required=False),
 )
-#: ``run_summary.json`` ``calls`` entries that every part must share (the report-only settings).
+#: ``run_summary.json`` ``calls`` entries of the report-only settings (one value in the merged run).
 SHARED_CALL_SETTINGS = ("min_score", "min_length", "region_gap", "region_min_chunks")
 HIGHEST_SCORE_NAME = RunPaths(Path(".")).highest_score.name
 HIGHEST_SCORE_HEADER = _results.HIGHEST_SCORE_HEADER.encode()
@@ -181,14 +193,6 @@ def _settings_difference(first: PartRun, other: PartRun) -> str | None:
     return "; ".join(diffs) if diffs else None
 
 
-def _calls_difference(first: PartRun, other: PartRun) -> str | None:
-    """What differs between two parts' report-only settings (``--min-score``, ``--min-length``), or None."""
-    a, b = first.summary.get("calls") or {}, other.summary.get("calls") or {}
-    diffs = [f"{key}: {json.dumps(b.get(key))} vs {json.dumps(a.get(key))}"
-             for key in SHARED_CALL_SETTINGS if a.get(key) != b.get(key)]
-    return "; ".join(diffs) if diffs else None
-
-
 def check_parts(run_dirs: Sequence[str | Path], manifest_path: str | Path | None = None) -> list[PartRun]:
     """Load and check every run directory; returns the parts in merge order.
 
@@ -217,7 +221,7 @@ def check_parts(run_dirs: Sequence[str | Path], manifest_path: str | Path | None
         if sha is not None:
             seen_inputs[sha] = run_dir
         if parts:
-            diff = _settings_difference(parts[0], part) or _calls_difference(parts[0], part)
+            diff = _settings_difference(parts[0], part)
             if diff:
                 raise MergeError(f"{run_dir}: part run with other settings or models than {parts[0].run_dir} ({diff})")
         parts.append(part)
@@ -260,6 +264,7 @@ def _order_by_manifest(parts: list[PartRun], manifest: Manifest, manifest_path: 
 # --------------------------------------------------------------------------- merge
 
 
+
 def _body_lines(path: Path, header: bytes, run_dir: Path) -> Iterator[bytes]:
     """Lines of a result table after its header (checked), as bytes."""
     with open(path, "rb") as handle:
@@ -270,28 +275,115 @@ def _body_lines(path: Path, header: bytes, run_dir: Path) -> Iterator[bytes]:
         yield from handle
 
 
-def _write_concatenated(table: ConcatenatedTable, parts: Sequence[PartRun], out: Path) -> int:
-    """Write one concatenated table; returns its body lines."""
-    lines = 0
+@dataclass
+class _Recalled:
+    """Each part's re-derivation (:mod:`.recall`), in part order, and the merged counts."""
+
+    settings: _recall.CallSettings
+    calls: list[_recall.PartCalls]
+    tally: _recall.Tally
+
+
+def _write_per_sequence(parts: Sequence[PartRun], out: Path, settings: _recall.CallSettings) -> _Recalled:
+    """``contig_summary.tsv`` and ``chunk_scores.tsv`` of the merged run, each part's rows re-derived."""
+    tally, calls = _recall.Tally(), []
+    names = RunPaths(Path("."))
+
+    def fill(summary_handle: IO[bytes]) -> None:
+        def fill_chunks(chunks_handle: IO[bytes]) -> None:
+            summary_text = io.TextIOWrapper(summary_handle, encoding="utf-8", newline="")
+            chunks_text = io.TextIOWrapper(chunks_handle, encoding="utf-8", newline="")
+            demo = bool(parts[0].summary.get("notice"))  # parts share their models
+            summary_text.write(_per_sequence.table_header(_per_sequence.CONTIG_SUMMARY_HEADER, demo))
+            chunks_text.write(_per_sequence.table_header(_per_sequence.CHUNK_SCORES_HEADER, demo))
+            for part in parts:
+                calls.append(_recall.recall_part(part.run_dir, part.run_dir / names.contig_summary.name,
+                                                 part.run_dir / names.chunk_scores.name, settings,
+                                                 summary_text, chunks_text, tally, demo))
+            for text in (summary_text, chunks_text):
+                text.flush()
+                text.detach()
+        atomic_write(out / names.chunk_scores.name, fill_chunks)
+
+    atomic_write(out / names.contig_summary.name, fill)
+    return _Recalled(settings, calls, tally)
+
+
+def _write_predictions(parts: Sequence[PartRun], out: Path, recalled: _Recalled) -> int:
+    """The parts' ``prediction_results.txt`` one after another, without the frames of sequences the
+    merged ``--min-length`` excludes; counts the frames (and those labelled virus) in ``recalled``."""
+    table = CONCATENATED_TABLES[0]
+    tally = recalled.tally
 
     def write(handle: IO[bytes]) -> None:
-        nonlocal lines
         handle.write(table.header)
-        for part in parts:
-            path = part.run_dir / table.name
-            if not path.is_file():
-                continue
-            for line in _body_lines(path, table.header, part.run_dir):
+        for part, calls in zip(parts, recalled.calls):
+            for line in _body_lines(part.run_dir / table.name, table.header, part.run_dir):
+                frame, label = line.split(b"\t", 2)[:2]
+                if calls.excluded and _recall.record_of_frame(frame) in calls.excluded:
+                    continue
                 handle.write(line)
-                lines += 1
+                tally.frames_scored += 1
+                tally.frames_virus += label == b"virus"
 
-    if table.required or any((p.run_dir / table.name).is_file() for p in parts):
-        atomic_write(out / table.name, write)
-    return lines
+    atomic_write(out / table.name, write)
+    return tally.frames_scored
 
 
-def _sorted_rows(part: PartRun) -> Iterator[tuple[bytes, bytes, Path]]:
-    """(Modified_ID, whole line, run dir) of a part's per-chunk table; checks that it is sorted."""
+def _write_viral_fasta(parts: Sequence[PartRun], out: Path, recalled: _Recalled) -> int | None:
+    """The merged ``viral_contigs.fa`` (None when the parts have none: run on a stream); returns
+    the records written.
+
+    Raises:
+        MergeError: a part's newly called virus sequences are neither in its viral FASTA nor in
+            its input as it was (the input is gone or changed).
+    """
+    name = RunPaths(Path(".")).viral_fasta.name
+    if not any((p.run_dir / name).is_file() for p in parts):
+        return None
+    settings = recalled.settings
+
+    def write(handle: IO[bytes]) -> None:
+        for part, calls in zip(parts, recalled.calls):
+            fasta = part.run_dir / name
+            own = _recall.CallSettings.of_summary(part.summary)
+            if (own.min_score, own.min_length) == (settings.min_score, settings.min_length):
+                for line in _body_lines(fasta, b"", part.run_dir):
+                    handle.write(line)
+                continue
+            wanted = set(calls.virus_ids)
+            if not wanted:
+                continue
+            if own.min_length == settings.min_length and settings.min_score >= own.min_score:
+                copied = _recall.copy_viral_records(fasta, wanted, handle)  # a subset of the part's
+                if copied == wanted:
+                    continue
+                raise MergeError(f"{part.run_dir}: {name} lacks sequences called virus at the part's settings")
+            _viral_from_input(part, wanted, handle)
+
+    atomic_write(out / name, write)
+    return sum(len(c.virus_ids) for c in recalled.calls)
+
+
+def _viral_from_input(part: PartRun, wanted: set[str], handle: IO[bytes]) -> None:
+    """A part's virus sequences taken from its input, which must be the file the part ran on."""
+    from virnucpro.pipeline.checkpoint import hash_input
+
+    source = str(part.summary.get("input") or "")
+    usable = bool(source) and source != "-" and Path(source).is_file()
+    if not usable or hash_input(source) != part.input_sha256:
+        why = "is not there" if not usable else "changed since the part ran"
+        raise MergeError(
+            f"{part.run_dir}: at the merged settings {len(wanted)} sequence(s) of this part are called virus "
+            f"that its viral_contigs.fa lacks, and its input {source or '?'} {why}; run merge where the parts' "
+            "inputs are, or with the parts' --min-score/--min-length"
+        )
+    _recall.write_viral_from_input(source, wanted, handle)
+
+
+def _sorted_rows(part: PartRun, excluded: set[str]) -> Iterator[tuple[bytes, bytes, Path]]:
+    """(Modified_ID, whole line, run dir) of a part's per-chunk table, without the chunks of the
+    sequences in ``excluded``; checks that it is sorted."""
     previous = b""
     for line in _body_lines(part.run_dir / HIGHEST_SCORE_NAME, HIGHEST_SCORE_HEADER, part.run_dir):
         key = line.split(b"\t", 1)[0]
@@ -299,18 +391,21 @@ def _sorted_rows(part: PartRun) -> Iterator[tuple[bytes, bytes, Path]]:
         if key < previous:
             raise MergeError(f"{part.run_dir}: {HIGHEST_SCORE_NAME} is not sorted by Modified_ID")
         previous = key
+        if excluded and _recall.ids.record_of_chunk(key.decode("utf-8")) in excluded:
+            continue
         yield key, line, part.run_dir
 
 
-def _write_highest(parts: Sequence[PartRun], out: Path) -> tuple[int, int]:
-    """k-way merge of the per-chunk tables; returns (rows, rows called virus)."""
-    rows = virus = 0
+def _write_highest(parts: Sequence[PartRun], out: Path, recalled: _Recalled) -> int:
+    """k-way merge of the per-chunk tables; returns the rows (rows called True go to the tally)."""
+    rows = 0
 
     def write(handle: IO[bytes]) -> None:
-        nonlocal rows, virus
+        nonlocal rows
         handle.write(HIGHEST_SCORE_HEADER)
         last: tuple[bytes, Path] | None = None
-        for key, line, run_dir in heapq.merge(*(_sorted_rows(p) for p in parts), key=lambda row: row[0]):
+        streams = (_sorted_rows(p, c.excluded) for p, c in zip(parts, recalled.calls))
+        for key, line, run_dir in heapq.merge(*streams, key=lambda row: row[0]):
             if last is not None and key == last[0]:
                 raise MergeError(
                     f"{run_dir}: chunk {key.decode('utf-8', 'replace')} is also in {last[1]} "
@@ -319,10 +414,10 @@ def _write_highest(parts: Sequence[PartRun], out: Path) -> tuple[int, int]:
             last = (key, run_dir)
             handle.write(line)
             rows += 1
-            virus += line.rstrip(b"\r\n").endswith(b"\tTrue")
+            recalled.tally.published_virus_chunks += line.rstrip(b"\r\n").endswith(b"\tTrue")
 
     atomic_write(out / HIGHEST_SCORE_NAME, write)
-    return rows, virus
+    return rows
 
 
 def _summed_counts(parts: Sequence[PartRun]) -> dict[str, int]:
@@ -331,45 +426,65 @@ def _summed_counts(parts: Sequence[PartRun]) -> dict[str, int]:
         for key, value in (part.summary.get("counts") or {}).items():
             if isinstance(value, int):
                 total[key] = total.get(key, 0) + value
+    total.pop("chunks_virus", None)  # parts made before issue 29: the published count, now published_virus_chunks
     return total
 
 
-def merge_runs(run_dirs: Sequence[str | Path], out_dir: str | Path, manifest_path: str | Path | None = None) -> dict[str, Any]:
+def merge_runs(run_dirs: Sequence[str | Path], out_dir: str | Path, manifest_path: str | Path | None = None,
+               settings: dict[str, Any] | None = None) -> dict[str, Any]:
     """Check the part runs and write the merged result tables, summary and log into ``out_dir``.
 
     Args:
         run_dirs: the parts' ``predict`` output directories.
         out_dir: where the merged files go (created if missing).
         manifest_path: the split's ``manifest.json``; orders the parts and checks their inputs.
+        settings: report-only settings to call the merged run at (``min_score``, ``min_length``,
+            ``region_gap``, ``region_min_chunks``; a missing or None one: the parts' own).
 
     Returns:
         The merged run summary (also written as ``run_summary.json``).
 
     Raises:
-        MergeError: a part is refused (one line naming it).
+        MergeError: a part is refused (one line naming it). Nothing new is left in ``out_dir``.
         InputError / OutputError: the manifest cannot be read / the output cannot be written.
     """
     out = Path(out_dir)
+    parts = check_parts(run_dirs, manifest_path)  # before anything is created
+    out_resolved = out.resolve()
+    for part in parts:
+        if part.run_dir.resolve() == out_resolved:
+            raise MergeError(f"{part.run_dir}: the output directory cannot also be a part")
+    chosen = _recall.merged_settings([(p.run_dir, _recall.CallSettings.of_summary(p.summary)) for p in parts],
+                                     settings or {})
+    created = not out.exists()
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise OutputError(f"cannot create directory {out}: {exc.strerror or exc}") from None
     paths = _paths(out)
+    log_existed = paths.log.exists()
     handler = add_log_file(paths.log)
     try:
-        return _merge(run_dirs, out, paths, manifest_path)
-    finally:
+        summary = _merge(run_dirs, parts, out, paths, manifest_path, chosen)
+    except BaseException:
         remove_log_file(handler)
+        if created:
+            shutil.rmtree(out, ignore_errors=True)
+        elif not log_existed:
+            paths.log.unlink(missing_ok=True)
+        raise
+    remove_log_file(handler)
+    return summary
 
 
-def _merge(run_dirs: Sequence[str | Path], out: Path, paths: RunPaths, manifest_path: str | Path | None) -> dict[str, Any]:
+def _merge(run_dirs: Sequence[str | Path], parts: list[PartRun], out: Path, paths: RunPaths,
+           manifest_path: str | Path | None, settings: _recall.CallSettings) -> dict[str, Any]:
     began = time.monotonic()
     logger.info("virnucpro %s merge of %d run(s) -> %s", __version__, len(run_dirs), out)
-    parts = check_parts(run_dirs, manifest_path)
-    out_resolved = out.resolve()
-    for part in parts:
-        if part.run_dir.resolve() == out_resolved:
-            raise MergeError(f"{part.run_dir}: the output directory cannot also be a part")
+    first = parts[0].summary if parts else {}
+    notice = first.get("notice")
+    if notice:
+        logger.warning("*** %s ***", notice)
     # Every table is written into a staging directory first and moved into place only when
     # all of them are complete, so a refusal found while writing (overlapping parts) leaves
     # no new file behind, and an earlier merge's files stay whole.
@@ -377,15 +492,24 @@ def _merge(run_dirs: Sequence[str | Path], out: Path, paths: RunPaths, manifest_
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir()
     try:
-        lines = {table.name: _write_concatenated(table, parts, staging) for table in CONCATENATED_TABLES}
-        chunk_rows, chunks_virus = _write_highest(parts, staging)
+        recalled = _write_per_sequence(parts, staging, settings)
+        frames = _write_predictions(parts, staging, recalled)
+        chunk_rows = _write_highest(parts, staging, recalled)
+        viral = _write_viral_fasta(parts, staging, recalled)
+        if notice:
+            atomic_write_text(staging / paths.notice.name, f"{notice}\n")
         for written in sorted(staging.iterdir()):
             os.replace(written, out / written.name)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    counts = _summed_counts(parts)
-    first = parts[0].summary if parts else {}
+    if not notice:
+        paths.notice.unlink(missing_ok=True)  # an earlier merge of demo parts in this directory
+    names = RunPaths(Path("."))
+    if viral is None:
+        paths.viral_fasta.unlink(missing_ok=True)
+    counts = _summed_counts(parts) | recalled.tally.counts()
     manifest = read_manifest(manifest_path) if manifest_path is not None else None
+    calls = {key: getattr(settings, key) for key in SHARED_CALL_SETTINGS}
     summary: dict[str, Any] = {
         "status": "ok",
         "exit_code": 0,
@@ -397,14 +521,18 @@ def _merge(run_dirs: Sequence[str | Path], out: Path, paths: RunPaths, manifest_
         "manifest": str(Path(manifest_path).resolve()) if manifest_path is not None else None,
         "empty_parts": sum(1 for p in manifest.parts if not p.records) if manifest else 0,
         "output_dir": str(out.resolve()),
-        "outputs": {table.name: lines[table.name] for table in CONCATENATED_TABLES} | {HIGHEST_SCORE_NAME: chunk_rows},
-        "notice": first.get("notice"),
+        "outputs": {names.predictions.name: frames,
+                    names.contig_summary.name: counts.get("sequences", 0),
+                    names.chunk_scores.name: None,
+                    names.viral_fasta.name: viral,
+                    HIGHEST_SCORE_NAME: chunk_rows},
+        "notice": notice,
         "counts": counts,
         "calls": {
-            "virus": counts.get("sequences_virus", 0),
-            "not_virus": counts.get("sequences_not_virus", 0),
-            "no_call": counts.get("sequences_no_call", 0),
-            **{key: (first.get("calls") or {}).get(key) for key in SHARED_CALL_SETTINGS},
+            "virus": counts["sequences_virus"],
+            "not_virus": counts["sequences_not_virus"],
+            "no_call": counts["sequences_no_call"],
+            **calls,
         },
         "wall_seconds_parts_total": round(sum(float(p.summary.get("wall_seconds") or 0) for p in parts), 3),
         "wall_seconds_parts_max": round(max((float(p.summary.get("wall_seconds") or 0) for p in parts), default=0.0), 3),
@@ -421,41 +549,39 @@ def _merge(run_dirs: Sequence[str | Path], out: Path, paths: RunPaths, manifest_
                 "wall_seconds": p.summary.get("wall_seconds"),
                 "devices": p.summary.get("devices"),
                 "shard_size": p.summary.get("shard_size"),
+                "calls": {key: (p.summary.get("calls") or {}).get(key) for key in SHARED_CALL_SETTINGS},
                 "counts": p.summary.get("counts"),
             }
             for p in parts
         ],
     }
-    counts["viral_regions"] = _write_regions(paths, summary["calls"])
-    if counts.get("chunks_virus", chunks_virus) != chunks_virus:
-        logger.warning("parts report %s virus chunks but their tables hold %d", counts.get("chunks_virus"), chunks_virus)
+    summary["outputs"][names.chunk_scores.name] = _count_lines(paths.chunk_scores) - 1
+    counts["viral_regions"] = _regions.write_regions(paths, settings.min_score, settings.region_gap,
+                                                     settings.region_min_chunks, notice)
     summary["merge_seconds"] = round(time.monotonic() - began, 3)
     atomic_write_text(paths.run_summary, json.dumps(summary, indent=1) + "\n")
     write_multiqc(paths, summary)
+    if notice:
+        logger.warning("*** %s ***", notice)
     logger.info(
-        "merge: %d part(s), %d sequences, %d chunks (%d called virus) in %.1f s; results in %s",
-        len(parts), counts.get("sequences", 0), chunk_rows, chunks_virus, summary["merge_seconds"], out,
+        "merge: %d part(s), %d sequences%s, %d chunks and %d kept frames scored, %d virus chunk(s) (chunk score "
+        ">= --min-score %g) in %.1f s; results in %s",
+        len(parts), counts.get("sequences", 0),
+        f" ({counts['too_short']} below --min-length {settings.min_length}, not scored)" if settings.min_length else "",
+        counts["chunks_scored"], frames, counts["virus_chunks"], settings.min_score, summary["merge_seconds"], out,
     )
-    viral = out / RunPaths(Path(".")).viral_fasta.name
-    logger.info("%d of %d scored sequence(s) called virus at --min-score %s; viral sequences: %s",
-                counts.get("sequences_virus", 0), counts.get("sequences_scored", 0),
-                summary["calls"]["min_score"], viral if lines.get(viral.name) is not None and viral.is_file()
-                else "none (the parts have no viral FASTA)")
+    logger.info("%d of %d scored sequence(s) called virus at --min-score %g; viral sequences: %s",
+                counts["sequences_virus"], counts["sequences_scored"], settings.min_score,
+                paths.viral_fasta if viral is not None else "none (the parts have no viral FASTA)")
     return summary
 
 
+def _count_lines(path: Path) -> int:
+    with open(path, "rb") as handle:
+        return sum(1 for _ in handle)
+
+
 __all__ = ["CONCATENATED_TABLES", "MergeError", "PartRun", "check_parts", "merge_runs"]
-
-
-def _write_regions(paths: RunPaths, calls: dict[str, Any]) -> int:
-    """The merged run's viral regions, from its chunk_scores.tsv at the parts' shared settings
-    (the defaults for parts made before regions existed)."""
-    def setting(key: str, default: Any) -> Any:
-        return default if calls.get(key) is None else calls[key]
-
-    return _regions.write_regions(paths, float(setting("min_score", _per_sequence.DEFAULT_MIN_SCORE)),
-                                  int(setting("region_gap", _regions.DEFAULT_REGION_GAP)),
-                                  int(setting("region_min_chunks", _regions.DEFAULT_REGION_MIN_CHUNKS)))
 
 
 def _shared(values: Iterable[Any]) -> Any:

@@ -18,8 +18,9 @@ Record layout, as Biopython's ``FastqGeneralIterator`` reads it:
 Blank lines between records are skipped. A malformed or truncated record is one
 :class:`~virnucpro.errors.InputError` line naming the file and the record
 number (1-based): a header not starting with ``@``, no ``+`` line before the
-end or the next header, a quality string shorter (truncated) or longer than
-the sequence.
+next header or after more than one sequence line (malformed: the third line is
+shown), the input ending after a lone sequence line or a quality string shorter
+than the sequence (truncated), a quality string longer than the sequence.
 """
 
 from __future__ import annotations
@@ -52,6 +53,12 @@ def _shown(line: bytes) -> str:
     return repr(text + ("..." if len(line) > 40 else ""))
 
 
+def _third_line(parts: list[bytes]) -> str:
+    """Where a record's ``+`` line should be, what is there (its third line), for a message."""
+    lines = [part for part in parts if part.strip()]
+    return f" (its third line is {_shown(lines[1])})" if len(lines) > 1 else ""
+
+
 def parse_fastq(first: bytes, read: Callable[[], bytes], name: str) -> Iterator[tuple[int, bytes, bytes]]:
     """``(record number, header line after '@', sequence)`` of each FASTQ record, streaming.
 
@@ -78,9 +85,12 @@ def parse_fastq(first: bytes, read: Callable[[], bytes], name: str) -> Iterator[
             if body[:1] == b"+":
                 break
             if body[:1] == b"@":
-                raise InputError(f"{where} is malformed: no '+' line before the next '@' header")
+                raise InputError(f"{where} is malformed: no '+' line before the next '@' header"
+                                 f"{_third_line(parts)}")
             parts.append(body)
         else:
+            if len([part for part in parts if part.strip()]) > 1:  # a line after the sequence, not '+'
+                raise InputError(f"{where} is malformed: no '+' line after its sequence{_third_line(parts)}")
             raise InputError(f"{where} is truncated: the input ends before its '+' line")
         sequence = b"".join(parts).translate(None, _SPACE)
         quality = 0

@@ -37,7 +37,7 @@ from typing import IO, Any
 
 from virnucpro.errors import OutputDirBusyError, OutputError, RunConfigMismatchError
 from virnucpro.hashing import file_sha256
-from virnucpro.pipeline.outputs import LOCK_NAME, RUN_JSON_NAME
+from virnucpro.pipeline.outputs import LOCK_NAME, RUN_JSON_NAME, RUN_SUMMARY_NAME
 
 logger = logging.getLogger(__name__)
 
@@ -389,6 +389,14 @@ def read_run_json(out_dir: str | Path) -> dict[str, Any] | None:
     return data
 
 
+def _finished_ok(out_dir: Path) -> bool:
+    """True when the run in ``out_dir`` finished (its ``run_summary.json`` says ``ok``)."""
+    try:
+        return json.loads((out_dir / RUN_SUMMARY_NAME).read_text(encoding="utf-8")).get("status") == "ok"
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
 def check_or_write_run_json(
     out_dir: str | Path,
     params: Mapping[str, Any],
@@ -453,7 +461,11 @@ def check_or_write_run_json(
                     f"{out_dir} holds a run made with other settings ({'; '.join(diffs)}); "
                     f"re-run with the earlier settings, {hint}"
                 )
-            logger.info("resuming the run in %s", out_dir)
+            if _finished_ok(Path(out_dir)):
+                logger.info("the run in %s is finished: reusing its verified results and re-writing the tables",
+                            out_dir)
+            else:
+                logger.info("resuming the run in %s", out_dir)
             return "resume"
     from virnucpro import __version__
 

@@ -131,9 +131,8 @@ def _run(options: PredictOptions, paths: RunPaths, chunks: int | None) -> int:
             status = "interrupted" if interrupted else "failed"
             exit_code = (exit_code_for_signal(getattr(exc, "signum", None)) if interrupted
                          else getattr(exc, "exit_code", EXIT_FAILURE))
-            if interrupted:
-                logger.warning("run stopped (%s); finished work is kept in %s, re-run the same command to continue",
-                               exc or "interrupted", paths.root)
+            if interrupted:  # the console's one "interrupted" line is cli/main's; this is the log file's
+                logger.debug("run stopped (%s); finished work is kept in %s", exc or "interrupted", paths.root)
             try:
                 write_summary(setup, state, time.monotonic() - started, status=status,
                               error=str(exc) or type(exc).__name__, exit_code=exit_code)
@@ -254,10 +253,14 @@ def _finish(setup: RunSetup, state: RunState) -> None:
     if models.demo:
         atomic_write_text(setup.paths.notice, f"{models.notice}\n")
         logger.warning("*** %s ***", models.notice)
-    counts = state.counts
+    counts, config = state.counts, setup.config
+    short = (f" ({counts.too_short} below --min-length {config.min_length}, not scored)"
+             if config.min_length else "")
     logger.info(
-        "done: %d sequences, %d chunks, %d kept frames, %d chunk(s) called virus; results in %s",
-        counts.sequences, counts.chunks, counts.kept_frames, counts.chunks_virus or 0, setup.paths.root,
+        "done: %d sequences%s, %d chunks and %d kept frames scored, %d virus chunk(s) (chunk score >= "
+        "--min-score %g); results in %s",
+        counts.sequences, short, counts.chunks_scored, counts.frames_scored, counts.virus_chunks or 0,
+        config.min_score, setup.paths.root,
     )
     where = setup.paths.viral_fasta if state.viral_fasta else "not written (stream input)"
     logger.info("%d of %d scored sequence(s) called virus at --min-score %g; viral sequences: %s",

@@ -4,8 +4,9 @@ classifier on labelled inputs, per frame, per chunk and per sequence.
 Levels (label = the class of the input file):
 
 * frame: called virus when P(virus) > P(others) (the published per-frame label); AUC on P(virus);
-* chunk: the published call, max P(virus) >= max P(others) over its kept frames; AUC on the
-  chunk score ``(max + min) / 2`` of its frames' P(virus) (float32, as ``chunk_scores.tsv``);
+* chunk: a virus chunk as ``chunk_scores.tsv`` calls it (chunk score ``(max + min) / 2`` of its
+  frames' P(virus), float32, ``>= --min-score``: :func:`~virnucpro.pipeline.report.per_sequence.is_virus_chunk`,
+  the published call at the default 0.5, knife-edge chunks aside); AUC on the chunk score;
 * sequence: the ``virus_score`` and ``call`` of ``contig_summary.tsv``
   (:mod:`virnucpro.pipeline.report.per_sequence`, the one owner of that rule): mean chunk score over its
   chunks with a kept frame, called virus when ``>= --min-score`` (0.5).
@@ -24,7 +25,7 @@ import numpy as np
 
 from virnucpro import __version__
 from virnucpro.pipeline.checkpoint import atomic_write_text, make_dir
-from virnucpro.pipeline.report.per_sequence import CALL_VIRUS, call_sequence
+from virnucpro.pipeline.report.per_sequence import CALL_VIRUS, call_sequence, is_virus_chunk
 from virnucpro.pipeline.report.results import ChunkCall
 from virnucpro.pipeline.run.options import PredictOptions
 from virnucpro.sequence import ids
@@ -69,7 +70,7 @@ def level_metrics(frame_ids: list[str], origin: np.ndarray, labels: np.ndarray, 
         origin: index of the input file of each frame (equal IDs in two inputs stay apart).
         labels: class of each frame's input (1 = virus).
         probabilities: ``[N, 2]`` float32 (others, virus) as :func:`score_frames` gives them.
-        min_score: sequence call threshold (``--min-score``).
+        min_score: virus chunk and sequence call threshold (``--min-score``).
     """
     virus, others = probabilities[:, 1].astype(np.float64), probabilities[:, 0].astype(np.float64)
     result = {"frame": binary_metrics(labels, virus, predicted=virus > others)}
@@ -84,7 +85,7 @@ def level_metrics(frame_ids: list[str], origin: np.ndarray, labels: np.ndarray, 
                          len(rows))
         chunk_label.append(labels[rows[0]])
         chunk_score.append(float(call.chunk_score))
-        chunk_call.append(call.is_virus)
+        chunk_call.append(is_virus_chunk(call.chunk_score, min_score))
         key = (o, ids.record_of_chunk(chunk))
         sequences.setdefault(key, []).append(call)
         sequence_label[key] = int(labels[rows[0]])

@@ -8,10 +8,20 @@ writes two files:
 
 * ``virnucpro_mqc.json``: the "VirNucPro" section, a bar plot of the sequences
   called ``virus``, ``not_virus`` and ``no_call`` (the counts of
-  ``contig_summary.tsv``);
+  ``contig_summary.tsv``; every sequence is in exactly one bar);
 * ``virnucpro_generalstats_mqc.json``: one General Statistics row per run:
-  sequences, scored sequences, viral sequences (and their percentage of the
-  scored ones), chunks called virus, viral regions.
+  sequences, scored sequences, viral sequences and their percentage of *all*
+  sequences (the bar chart's total), virus chunks, viral regions, and the
+  run's ``--min-score`` and models (``demo`` flags meaningless scores).
+
+Runs compared in one report may differ in ``--min-score``: MultiQC keeps one
+section configuration (the last file's), so the plot title names no threshold;
+each sample's is its General Statistics ``Min score`` column. A demo run says
+so in its section description and in the ``Models`` column.
+
+MultiQC logs ``virnucpro: Found 1 samples (bar)`` for the bar plot whatever the
+number of runs: that line counts the plot's datasets (one), not its samples;
+the General Statistics line and the report itself show every run.
 
 The sample name is the output directory's name (MultiQC merges the files of
 several runs by section ID, keyed by sample), so runs compared in one report
@@ -33,8 +43,10 @@ PLOT_ID = "virnucpro_calls"
 GENERAL_STATS_ID = "virnucpro_general_stats"
 SECTION_NAME = "VirNucPro"
 DESCRIPTION = ("Sequences called virus by VirNucPro (DNABERT-S + ESM-2 + MLP): mean chunk score at least "
-               "<code>--min-score</code>; <em>no call</em>: no chunk with a kept frame, empty or below "
-               "<code>--min-length</code>.")
+               "<code>--min-score</code> (each sample's is the General Statistics column <em>Min score</em>); "
+               "<em>no call</em>: no chunk with a kept frame, empty or below <code>--min-length</code>.")
+DEMO_DESCRIPTION = ("<strong>DEMO MODELS: scores are meaningless</strong> (sample {sample}: tiny random models "
+                    "for trying the tool). ")
 
 
 def sample_name(paths: RunPaths) -> str:
@@ -42,14 +54,15 @@ def sample_name(paths: RunPaths) -> str:
     return paths.root.resolve().name
 
 
-def section_content(sample: str, counts: dict[str, int], min_score: float) -> dict[str, Any]:
-    """``virnucpro_mqc.json``: the section with the bar plot of the sequence calls."""
+def section_content(sample: str, counts: dict[str, int], demo: bool = False) -> dict[str, Any]:
+    """``virnucpro_mqc.json``: the section with the bar plot of the sequence calls (``demo``: made
+    by the demo models, said first in the description)."""
     return {
         "id": SECTION_ID,
         "section_name": SECTION_NAME,
-        "description": DESCRIPTION,
+        "description": (DEMO_DESCRIPTION.format(sample=sample) if demo else "") + DESCRIPTION,
         "plot_type": "bargraph",
-        "pconfig": {"id": PLOT_ID, "title": f"VirNucPro: sequence calls (--min-score {min_score:g})",
+        "pconfig": {"id": PLOT_ID, "title": "VirNucPro: sequence calls",
                     "ylab": "Sequences", "cpswitch_counts_label": "Sequences"},
         "categories": {
             "virus": {"name": "virus", "color": "#D55E00"},
@@ -60,7 +73,7 @@ def section_content(sample: str, counts: dict[str, int], min_score: float) -> di
     }
 
 
-def general_stats_content(sample: str, row: dict[str, float | int | None]) -> dict[str, Any]:
+def general_stats_content(sample: str, row: dict[str, float | int | str | None]) -> dict[str, Any]:
     """``virnucpro_generalstats_mqc.json``: one General Statistics row."""
     headers = {
         "sequences": {"title": "Sequences", "description": "Input sequences", "format": "{:,.0f}",
@@ -69,12 +82,15 @@ def general_stats_content(sample: str, row: dict[str, float | int | None]) -> di
                              "format": "{:,.0f}", "hidden": True},
         "sequences_virus": {"title": "Viral seqs", "description": "Sequences called virus",
                             "format": "{:,.0f}", "scale": "Oranges"},
-        "percent_virus": {"title": "% viral", "description": "Sequences called virus, % of the scored ones",
-                          "suffix": "%", "min": 0, "max": 100, "scale": "OrRd"},
-        "chunks_virus": {"title": "Viral chunks", "description": "Chunks called virus (published Is_Virus)",
+        "percent_virus": {"title": "% viral", "description": "Sequences called virus, % of all sequences "
+                          "(the bar chart's total)", "suffix": "%", "min": 0, "max": 100, "scale": "OrRd"},
+        "virus_chunks": {"title": "Virus chunks", "description": "Chunks whose chunk score is at least --min-score",
                          "format": "{:,.0f}", "hidden": True},
         "viral_regions": {"title": "Viral regions", "description": "Rows of viral_regions.tsv",
                           "format": "{:,.0f}"},
+        "min_score": {"title": "Min score", "description": "--min-score of the run: the threshold of its calls",
+                      "format": "{:,.3g}", "min": 0, "max": 1},
+        "models": {"title": "Models", "description": "'demo': tiny random models, scores are meaningless"},
     }
     return {
         "id": GENERAL_STATS_ID,
@@ -89,19 +105,20 @@ def write_multiqc(paths: RunPaths, summary: dict[str, Any]) -> None:
     """Write both MultiQC files of a run from its ``run_summary.json`` content (atomically)."""
     counts, calls = summary.get("counts") or {}, summary.get("calls") or {}
     sample = sample_name(paths)
-    scored = counts.get("sequences_scored") or 0
-    virus = calls.get("virus", 0)
-    row: dict[str, float | int | None] = {
+    bars = {k: calls.get(k, 0) for k in ("virus", "not_virus", "no_call")}
+    total = sum(bars.values())  # every sequence has exactly one call
+    demo = bool(summary.get("notice"))
+    row: dict[str, float | int | str | None] = {
         "sequences": counts.get("sequences"),
-        "sequences_scored": scored,
-        "sequences_virus": virus,
-        "percent_virus": round(100 * virus / scored, 2) if scored else None,
-        "chunks_virus": counts.get("chunks_virus"),
+        "sequences_scored": counts.get("sequences_scored") or 0,
+        "sequences_virus": bars["virus"],
+        "percent_virus": round(100 * bars["virus"] / total, 2) if total else None,
+        "virus_chunks": counts.get("virus_chunks"),
         "viral_regions": counts.get("viral_regions"),
+        "min_score": calls.get("min_score"),
+        "models": "demo" if demo else "published" if summary.get("models") else None,
     }
-    atomic_write_text(paths.multiqc, json.dumps(
-        section_content(sample, {k: calls.get(k, 0) for k in ("virus", "not_virus", "no_call")},
-                        float(calls.get("min_score", 0.5))), indent=1) + "\n")
+    atomic_write_text(paths.multiqc, json.dumps(section_content(sample, bars, demo), indent=1) + "\n")
     atomic_write_text(paths.multiqc_general_stats, json.dumps(general_stats_content(sample, row), indent=1) + "\n")
 
 

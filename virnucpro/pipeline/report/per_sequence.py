@@ -3,9 +3,18 @@
 The published tool stops at a call per chunk; these files add the answer per
 sequence without touching the two published tables.
 
+This docstring is the one definition of the terms every file virnucpro adds
+uses (``contig_summary.tsv``, ``chunk_scores.tsv``, ``viral_regions.*``, the
+log lines, ``run_summary.json`` and MultiQC); the README points here:
+
 * Chunk score: ``(max + min) / 2`` of the virus scores (``score2``) of the
   chunk's kept frames (:attr:`ChunkCall.chunk_score`); ``>= 0.5`` exactly when
   the published ``Is_Virus`` is True, knife-edge chunks aside.
+* **Virus chunk**: a chunk with a kept frame whose chunk score is ``>= --min-score``,
+  compared in float32 (:func:`is_virus_chunk`). One threshold for chunks and
+  sequences: at the default 0.5 a virus chunk is a chunk the published table calls
+  ``True`` (knife-edge chunks aside); at another ``--min-score`` only the two
+  published tables (SPEC 7, format fixed) keep the published 0.5 call.
 * Sequence score ``virus_score``: mean of the chunk scores of the chunks with a
   kept frame, rounded to float32; the call is ``virus`` when it is ``>= min_score``,
   ``not_virus`` otherwise, ``no_call`` when the sequence has no chunk with a kept
@@ -15,12 +24,22 @@ Formats:
 
 * ``chunk_scores.tsv``: :data:`CHUNK_SCORES_HEADER`, one row per chunk of every
   scored sequence, in input order; ``start``/``end`` 1-based inclusive on the
-  input sequence; ``NA`` scores for a chunk without a kept frame; ``is_virus``
-  is the published call.
-* ``contig_summary.tsv``: :data:`CONTIG_SUMMARY_HEADER` (the earlier columns,
-  then ``virus_score``, ``virus_chunk_fraction``, ``call``).
+  input sequence; ``NA`` scores for a chunk without a kept frame; ``virus_chunk``
+  is ``True`` for a virus chunk (before issue 29 this column was ``is_virus``,
+  the published call: :data:`EARLIER_CHUNK_SCORES_HEADER`).
+* ``contig_summary.tsv``: :data:`CONTIG_SUMMARY_HEADER`: ``virus_chunks`` counts
+  the virus chunks (named ``chunks_virus`` and counted at the published 0.5
+  before issue 29), then ``status``, ``virus_score``, ``virus_chunk_fraction``
+  (virus chunks / chunks with a kept frame) and ``call``. Columns keep their
+  positions; new ones go after ``status``.
 * ``viral_contigs.fa``: the sequences called ``virus``, header line and sequence
   as read, wrapped at :data:`VIRAL_FASTA_WIDTH`.
+* Demo runs (``--models demo``): ``contig_summary.tsv``, ``chunk_scores.tsv`` and
+  ``viral_regions.tsv`` end with one more column, :data:`DEMO_COLUMN`, whose
+  value on every row is :data:`DEMO_VALUE` (a column, not a comment line: every
+  reader, positional or by name, pandas' default included, still parses the
+  table). The published tables and ``viral_contigs.fa`` have no place for a
+  flag in their formats; ``NOTICE.txt`` beside them says it.
 
 Every writer takes a stream of rows (``cluster/merge`` reuses them); memory
 holds one sequence's chunk calls at most.
@@ -41,18 +60,43 @@ from virnucpro.sequence import ids
 from virnucpro.sequence.chunking import chunk_bounds
 
 CHUNK_SCORES_HEADER = (
-    "sequence_id\tchunk\tstart\tend\tkept_frames\tmax_virus_score\tchunk_score\tis_virus\n"
+    "sequence_id\tchunk\tstart\tend\tkept_frames\tmax_virus_score\tchunk_score\tvirus_chunk\n"
 )
+#: ``chunk_scores.tsv`` before issue 29: last column the published call (read by merge and plot).
+EARLIER_CHUNK_SCORES_HEADER = CHUNK_SCORES_HEADER.replace("\tvirus_chunk\n", "\tis_virus\n")
 #: Header of ``contig_summary.tsv`` before the per-sequence columns existed (recognised to say so).
 EARLIER_CONTIG_SUMMARY_HEADER = (
     "sequence_id\tlength\tchunks\tchunks_with_frames\tchunks_virus\tmax_virus_score\tstatus\n"
 )
-CONTIG_SUMMARY_HEADER = EARLIER_CONTIG_SUMMARY_HEADER.rstrip("\n") + "\tvirus_score\tvirus_chunk_fraction\tcall\n"
+#: ``contig_summary.tsv`` before issue 29 (``chunks_virus`` counted at the published 0.5).
+PREVIOUS_CONTIG_SUMMARY_HEADER = (
+    EARLIER_CONTIG_SUMMARY_HEADER.rstrip("\n") + "\tvirus_score\tvirus_chunk_fraction\tcall\n"
+)
+CONTIG_SUMMARY_HEADER = PREVIOUS_CONTIG_SUMMARY_HEADER.replace("\tchunks_virus\t", "\tvirus_chunks\t")
+#: The column a demo run's own tables end with, and its value on every row.
+DEMO_COLUMN, DEMO_VALUE = "models", "demo (scores meaningless)"
 CALL_VIRUS, CALL_NOT_VIRUS, NO_CALL = "virus", "not_virus", "no_call"
 CALLS = (CALL_VIRUS, CALL_NOT_VIRUS, NO_CALL)
 STATUS_TOO_SHORT = "too_short"
 VIRAL_FASTA_WIDTH = 60
 DEFAULT_MIN_SCORE = 0.5
+
+
+def with_demo_column(line: str, demo: bool, header: bool = False) -> str:
+    """``line`` (a header or a row of one of the tables virnucpro adds) with the demo column when ``demo``."""
+    if not demo:
+        return line
+    return f"{line.rstrip(chr(10))}\t{DEMO_COLUMN if header else DEMO_VALUE}\n"
+
+
+def table_header(header: str, demo: bool) -> str:
+    """The header of a table (``CONTIG_SUMMARY_HEADER``...) for a run with or without demo models."""
+    return with_demo_column(header, demo, header=True)
+
+
+def is_virus_chunk(chunk_score: float | np.float32 | None, min_score: float) -> bool:
+    """A virus chunk: it has a chunk score (a kept frame) and it is ``>= min_score`` in float32."""
+    return chunk_score is not None and bool(np.float32(chunk_score) >= np.float32(min_score))
 
 
 @dataclass(frozen=True)
@@ -62,15 +106,22 @@ class SequenceCall:
     virus_score: np.float32 | None
     virus_chunk_fraction: float | None
     call: str
+    virus_chunks: int = 0
 
 
 def call_sequence(calls: Sequence[ChunkCall], min_score: float) -> SequenceCall:
     """Score and call of a sequence from its chunks with a kept frame (grouped from frame rows)."""
-    if not calls:
+    return call_from_chunk_scores([c.chunk_score for c in calls], min_score)
+
+
+def call_from_chunk_scores(scores: Sequence[np.float32], min_score: float) -> SequenceCall:
+    """Score and call of a sequence from the chunk scores of its chunks with a kept frame
+    (as computed, or read back from ``chunk_scores.tsv``, whose text round-trips float32)."""
+    if not scores:
         return SequenceCall(None, None, NO_CALL)
-    score = np.float32(sum(float(c.chunk_score) for c in calls) / len(calls))
-    fraction = sum(c.is_virus for c in calls) / len(calls)
-    return SequenceCall(score, fraction, CALL_VIRUS if score >= min_score else CALL_NOT_VIRUS)
+    score = np.float32(sum(float(s) for s in scores) / len(scores))
+    virus = sum(is_virus_chunk(s, min_score) for s in scores)
+    return SequenceCall(score, virus / len(scores), CALL_VIRUS if score >= min_score else CALL_NOT_VIRUS, virus)
 
 
 @dataclass(frozen=True)
@@ -88,6 +139,8 @@ class SequenceResult:
     status: str
     calls: Sequence[ChunkCall]
     call: SequenceCall
+    min_score: float = DEFAULT_MIN_SCORE
+    demo: bool = False  # made by the demo models: rows end with the demo column
 
     @property
     def scored(self) -> bool:
@@ -95,12 +148,13 @@ class SequenceResult:
 
 
 def sequence_result(contig: ContigRow, calls: Sequence[ChunkCall], min_score: float,
-                    too_short: bool = False) -> SequenceResult:
-    """The result of one sequence (``too_short``: below ``--min-length``, so not scored)."""
+                    too_short: bool = False, demo: bool = False) -> SequenceResult:
+    """The result of one sequence (``too_short``: below ``--min-length``, so not scored; ``demo``:
+    scored by the demo models)."""
     status = STATUS_TOO_SHORT if too_short and contig.length > 0 else contig.status
     if status == STATUS_TOO_SHORT:
         calls = []
-    return SequenceResult(contig, status, calls, call_sequence(calls, min_score))
+    return SequenceResult(contig, status, calls, call_sequence(calls, min_score), min_score, demo)
 
 
 def _text(value: np.float32 | None) -> str:
@@ -109,15 +163,20 @@ def _text(value: np.float32 | None) -> str:
 
 def contig_summary_line(result: SequenceResult) -> str:
     """One row of ``contig_summary.tsv``."""
-    info, calls, call = result.contig, result.calls, result.call
-    virus_chunks = sum(c.is_virus for c in calls)
-    max_virus = _text(np.float32(max(c.max_virus for c in calls))) if calls else "NA"
-    fraction = "NA" if call.virus_chunk_fraction is None else f"{call.virus_chunk_fraction:.6g}"
+    info, calls = result.contig, result.calls
+    max_virus = np.float32(max(c.max_virus for c in calls)) if calls else None
     with_frames = 0 if result.status == STATUS_TOO_SHORT else info.chunks_with_frames
-    return (
-        f"{info.sequence_id}\t{info.length}\t{info.chunks}\t{with_frames}\t{virus_chunks}\t{max_virus}\t"
-        f"{result.status}\t{_text(call.virus_score)}\t{fraction}\t{call.call}\n"
-    )
+    return summary_line(info.sequence_id, info.length, info.chunks, with_frames, max_virus, result.status,
+                        result.call, result.demo)
+
+
+def summary_line(sequence_id: str, length: int, chunks: int, with_frames: int, max_virus: np.float32 | None,
+                 status: str, call: SequenceCall, demo: bool = False) -> str:
+    """One row of ``contig_summary.tsv`` from its values (the one place its columns are laid out)."""
+    fraction = "NA" if call.virus_chunk_fraction is None else f"{call.virus_chunk_fraction:.6g}"
+    return with_demo_column(
+        f"{sequence_id}\t{length}\t{chunks}\t{with_frames}\t{call.virus_chunks}\t{_text(max_virus)}\t"
+        f"{status}\t{_text(call.virus_score)}\t{fraction}\t{call.call}\n", demo)
 
 
 def chunk_score_lines(result: SequenceResult, chunk_length: int) -> Iterator[str]:
@@ -130,12 +189,12 @@ def chunk_score_lines(result: SequenceResult, chunk_length: int) -> Iterator[str
         chunk = ids.chunk_id(seq_id, k)
         call = by_id.get(chunk)
         if call is None:
-            yield f"{seq_id}\t{chunk}\t{start + 1}\t{end}\t0\tNA\tNA\tNA\n"
+            yield with_demo_column(f"{seq_id}\t{chunk}\t{start + 1}\t{end}\t0\tNA\tNA\tNA\n", result.demo)
         else:
-            yield (
+            yield with_demo_column(
                 f"{seq_id}\t{chunk}\t{start + 1}\t{end}\t{call.frames}\t{format_score(np.float32(call.max_virus))}\t"
-                f"{format_score(call.chunk_score)}\t{call.is_virus}\n"
-            )
+                f"{format_score(call.chunk_score)}\t{is_virus_chunk(call.chunk_score, result.min_score)}\n",
+                result.demo)
 
 
 def write_chunk_score_lines(lines: Iterable[str], out: TextIO, header: bool = True) -> int:

@@ -73,7 +73,8 @@ class ChunkScore:
         start: 0-based start in bp.
         end: end in bp (exclusive).
         score: the chunk score; None if the chunk has no kept frame.
-        is_virus: the chunk's call (``Is_Virus``); None if it has no kept frame.
+        is_virus: a virus chunk (``virus_chunk`` of ``chunk_scores.tsv``: chunk score >= --min-score;
+            the published call in a table made before issue 29); None if it has no kept frame.
     """
 
     index: int
@@ -143,12 +144,13 @@ def _contig_rows(path: Path) -> Iterator[SequenceTrack]:
         if header == per_sequence.EARLIER_CONTIG_SUMMARY_HEADER:
             raise InputError(f"{path}: made by an older virnucpro (no virus_score column); re-run the same "
                              "predict command, which reuses every score, to add it")
-        if header != per_sequence.CONTIG_SUMMARY_HEADER:
+        known = (per_sequence.CONTIG_SUMMARY_HEADER, per_sequence.PREVIOUS_CONTIG_SUMMARY_HEADER)
+        if header not in known and header not in (per_sequence.table_header(h, True) for h in known):
             raise InputError(f"{path}: unexpected header {header.strip()!r}")
         for number, line in enumerate(handle, start=2):
             fields = line.rstrip("\n").split("\t")
             try:
-                seq_id, length, _chunks, _with_frames, _virus, _max, status, score, _fraction, call = fields
+                seq_id, length, _chunks, _with_frames, _virus, _max, status, score, _fraction, call = fields[:10]
                 yield SequenceTrack(seq_id, int(length), status, None if score == "NA" else float(score), call)
             except ValueError:
                 raise InputError(f"{path}, line {number}: malformed row") from None
@@ -206,10 +208,11 @@ def load_tracks(run_dir: str | Path, top: int = DEFAULT_TOP, ids: Sequence[str] 
         raise InputError(f"{paths.root} is not a finished virnucpro predict run (no {paths.chunk_scores.name})")
     chosen = {t.sequence_id: t for t in tracks}
     with open(paths.chunk_scores, encoding="utf-8") as handle:
-        if handle.readline() != per_sequence.CHUNK_SCORES_HEADER:
+        known = (per_sequence.CHUNK_SCORES_HEADER, per_sequence.EARLIER_CHUNK_SCORES_HEADER)
+        if handle.readline() not in (*known, *(per_sequence.table_header(h, True) for h in known)):
             raise InputError(f"{paths.chunk_scores}: unexpected header")
         for number, line in enumerate(handle, start=2):
-            seq_id, chunk_id, start, end, _frames, _max, score, is_virus = line.rstrip("\n").split("\t")
+            seq_id, chunk_id, start, end, _frames, _max, score, is_virus = line.rstrip("\n").split("\t")[:8]
             track = chosen.get(seq_id)
             if track is None:
                 continue
@@ -393,6 +396,19 @@ def _legend(fig, min_score: float) -> None:
                ncol=6, fontsize=8, frameon=False)
 
 
+def chunk_phrase(tracks: Sequence[SequenceTrack], chunk_length: int) -> str:
+    """How the plotted sequences were chunked: ``chunks of N bp`` only when that is true of them
+    (a sequence shorter than N is one chunk of its own length)."""
+    shorter = [t.length for t in tracks if 0 < t.length < chunk_length]
+    if not shorter:
+        return f"chunks of {chunk_length} bp"
+    if len(shorter) == len(tracks):
+        low, high = min(shorter), max(shorter)
+        size = f"{low} bp" if low == high else f"{low}-{high} bp"
+        return f"one chunk per sequence ({size}, shorter than the {chunk_length}-bp chunks)"
+    return f"chunks of {chunk_length} bp (a shorter sequence is one chunk of its length)"
+
+
 def _page(Figure, tracks: Sequence[SequenceTrack], info: RunInfo, title: str, page: str = ""):
     panel_h, header_h = 1.55, 1.05
     fig = Figure(figsize=(10, header_h + panel_h * len(tracks)))
@@ -403,8 +419,8 @@ def _page(Figure, tracks: Sequence[SequenceTrack], info: RunInfo, title: str, pa
         _draw_panel(ax, track, info.min_score, show_xlabel=i == len(tracks) - 1)
     fig.suptitle(f"{title}{page}", x=0.08, ha="left", y=1.0 - 0.12 / fig.get_figheight(), va="top",
                  fontsize=11, fontweight="bold")
-    subtitle = (f"chunks of {info.chunk_length} bp; height: chunk score = (max + min) / 2 of the kept frames' virus "
-                "scores (>= 0.5 when called virus); colour: the chunk's call (Is_Virus)")
+    subtitle = (f"{chunk_phrase(tracks, info.chunk_length)}; height: chunk score = (max + min) / 2 of the kept "
+                f"frames' virus scores; colour: virus chunk (chunk score >= --min-score {info.min_score:g})")
     fig.text(0.08, 1.0 - 0.38 / fig.get_figheight(), subtitle, ha="left", va="top", fontsize=8, color="#444444")
     if info.notice:
         fig.text(0.98, 1.0 - 0.14 / fig.get_figheight(), "DEMO MODELS: scores are meaningless", ha="right",

@@ -6,10 +6,10 @@ call there, so this module reports each run of virus chunks as a region.
 
 The rule, on the rows of ``chunk_scores.tsv`` of one sequence (every chunk, in order):
 
-* A chunk is a *virus chunk* when its ``chunk_score`` is ``>= --min-score``
-  (compared in float32, like the sequence call); a chunk without a kept frame
-  (``NA``) never is. At the default 0.5 this is the published ``is_virus``
-  call, knife-edge chunks aside.
+* A *virus chunk* is defined once, in :mod:`.per_sequence`: its ``chunk_score`` is
+  ``>= --min-score`` (float32); a chunk without a kept frame (``NA``) never is. It is
+  the ``virus_chunk`` column of ``chunk_scores.tsv`` and what ``virus_chunks`` of
+  ``contig_summary.tsv`` counts, so the tables agree at every ``--min-score``.
 * Virus chunks separated by at most ``--region-gap`` other chunks (default 1)
   are merged into one region; a region starts and ends with a virus chunk.
 * A region is reported when it holds at least ``--region-min-chunks`` virus
@@ -26,7 +26,8 @@ The rule, on the rows of ``chunk_scores.tsv`` of one sequence (every chunk, in o
 
 Files (one writer each, streamed sequence by sequence):
 
-* ``viral_regions.tsv``: :data:`REGIONS_HEADER`;
+* ``viral_regions.tsv``: :data:`REGIONS_HEADER` (a demo run's ends with the demo
+  column, see :mod:`.per_sequence`);
 * ``viral_regions.bed``: BED6, 0-based half-open, name = region ID, score =
   ``round(1000 * mean_chunk_score)``, strand ``.`` (frames of both strands are scored);
 * ``viral_regions.gff3``: GFF3, ``##sequence-region`` before the first region of
@@ -51,6 +52,7 @@ import numpy as np
 
 from virnucpro.pipeline.checkpoint import atomic_write
 from virnucpro.pipeline.outputs import RunPaths
+from virnucpro.pipeline.report import per_sequence
 from virnucpro.pipeline.report.results import format_score
 from virnucpro.pipeline.run.config import RunSetup
 
@@ -102,8 +104,8 @@ class Region:
 
 
 def is_virus_chunk(chunk: ChunkScore, min_score: float) -> bool:
-    """A virus chunk: it has a chunk score and it is ``>= min_score`` (float32)."""
-    return chunk.score is not None and np.float32(chunk.score) >= np.float32(min_score)
+    """A virus chunk (:func:`.per_sequence.is_virus_chunk`, the one definition)."""
+    return per_sequence.is_virus_chunk(chunk.score, min_score)
 
 
 def region_spans(virus: Sequence[bool], gap: int, min_chunks: int) -> list[tuple[int, int]]:
@@ -217,17 +219,24 @@ class RegionWriters:
     bed: TextIO
     gff: TextIO
     count: int = 0
+    demo: bool = False
 
-    def begin(self) -> None:
-        self.tsv.write(REGIONS_HEADER)
+    def begin(self, notice: str | None = None) -> None:
+        """Headers; ``notice`` (the demo models' warning) as a comment line where the format has
+        comments (GFF3, BED): the TSV stays header-first for its positional readers."""
+        self.demo = bool(notice)
+        self.tsv.write(per_sequence.table_header(REGIONS_HEADER, self.demo))
         self.gff.write("##gff-version 3\n")
+        if notice:
+            self.gff.write(f"# {notice}\n")
+            self.bed.write(f"# {notice}\n")
 
     def write_sequence(self, sequence_length: int, regions: Iterable[Region]) -> None:
         """Write the regions of one sequence (nothing when it has none)."""
         for k, region in enumerate(regions):
             if k == 0:
                 self.gff.write(gff_sequence_region(region.sequence_id, sequence_length))
-            self.tsv.write(tsv_line(region))
+            self.tsv.write(per_sequence.with_demo_column(tsv_line(region), self.demo))
             self.bed.write(bed_line(region))
             self.gff.write(gff_line(region))
             self.count += 1
@@ -243,9 +252,10 @@ def _text(fill: Callable[[TextIO], None]) -> Callable[[IO[bytes]], None]:
 
 
 def write_regions(paths: RunPaths, min_score: float, gap: int = DEFAULT_REGION_GAP,
-                  min_chunks: int = DEFAULT_REGION_MIN_CHUNKS) -> int:
+                  min_chunks: int = DEFAULT_REGION_MIN_CHUNKS, notice: str | None = None) -> int:
     """Write ``viral_regions.{tsv,bed,gff3}`` of a run from its ``chunk_scores.tsv``, atomically;
-    returns the number of regions. Reads nothing else, so it re-runs on any finished run."""
+    returns the number of regions. Reads nothing else, so it re-runs on any finished run.
+    ``notice``: the demo models' warning, a comment line of the BED and GFF3 files."""
     count = 0
 
     def fill_tsv(tsv: TextIO) -> None:
@@ -253,7 +263,7 @@ def write_regions(paths: RunPaths, min_score: float, gap: int = DEFAULT_REGION_G
             def fill_gff(gff: TextIO) -> None:
                 nonlocal count
                 writers = RegionWriters(tsv, bed, gff)
-                writers.begin()
+                writers.begin(notice)
                 for seq_id, chunks in read_chunk_scores(paths.chunk_scores):
                     writers.write_sequence(max(c.end for c in chunks),
                                            sequence_regions(seq_id, chunks, min_score, gap, min_chunks))
@@ -276,7 +286,8 @@ def read_regions(path: Path) -> Iterator[tuple[str, int, int]]:
 def write_run_regions(setup: RunSetup) -> int:
     """:func:`write_regions` with the run's report-only settings (called after the assembly)."""
     config = setup.config
-    count = write_regions(setup.paths, config.min_score, config.region_gap, config.region_min_chunks)
+    notice = setup.models.notice if setup.models.demo else None
+    count = write_regions(setup.paths, config.min_score, config.region_gap, config.region_min_chunks, notice)
     logger.info("%d viral region(s) (--region-gap %d, --region-min-chunks %d) in %s", count, config.region_gap,
                 config.region_min_chunks, setup.paths.regions_tsv.name)
     return count

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from virnucpro import __version__
 from virnucpro.errors import EXIT_OK
+from virnucpro.io.fasta_open import STDIN
 from virnucpro.pipeline.checkpoint import atomic_write_text
 from virnucpro.pipeline.outputs import RunPaths
 from virnucpro.pipeline.report.multiqc import remove_multiqc, write_multiqc
@@ -21,7 +22,11 @@ from virnucpro.pipeline.stages.work_files import ShardInfo
 class RunCounts:
     """Counts reported in the summary (the translate ones are also kept in the shard index).
 
-    ``frames_virus`` and ``chunks_virus`` are None (unknown) until the tables are assembled.
+    ``frames_virus``, ``virus_chunks`` (chunk score >= --min-score, the one definition of a
+    virus chunk, see :mod:`.per_sequence`) and ``published_virus_chunks`` (rows ``True`` in the
+    published highest-score table, always at 0.5) are None (unknown) until the tables are
+    assembled; so are ``chunks_scored`` (chunks of the sequences scored: not empty, not below
+    ``--min-length``) and ``frames_scored``.
     ``<kind>_reused_frames``: kept frames whose embedding by that model is not computed but
     reused from an identical frame of the run (``pipeline/reuse.py``; named by
     ``stages.translate._reused_count``).
@@ -34,9 +39,11 @@ class RunCounts:
     chunks_with_frames: int = 0
     kept_frames: int = 0
     frames_virus: int | None = None
-    chunks_virus: int | None = None
+    virus_chunks: int | None = None
+    published_virus_chunks: int | None = None
     shards: int = 0
     frames_scored: int = 0
+    chunks_scored: int = 0
     too_short: int = 0
     sequences_scored: int = 0
     sequences_virus: int = 0
@@ -113,7 +120,7 @@ def write_summary(
         "exit_code": exit_code,
         "error": error,
         "virnucpro_version": __version__,
-        "input": str(options.input_path),
+        "input": _absolute_input(options.input_path),
         "output_dir": str(paths.root.resolve()),
         # Only files that exist now (an interrupted run has not written its tables yet).
         "outputs": {
@@ -159,6 +166,11 @@ def write_summary(
         write_multiqc(paths, summary)
     else:
         remove_multiqc(paths)
+
+
+def _absolute_input(input_path: str) -> str:
+    """The input as an absolute path, like ``output_dir`` (``-`` stays ``-``: standard input)."""
+    return input_path if input_path == STDIN else str(Path(input_path).absolute())
 
 
 def _present(path: Path) -> str | None:

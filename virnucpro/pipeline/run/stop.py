@@ -62,8 +62,8 @@ def check_stop(boundary: str) -> None:
     signal_at(boundary)
     signum = stop_signal_seen()
     if signum is not None:
-        logger.warning("%s received: stopping %s; finished work is kept, re-run the same command to continue",
-                       signal.Signals(signum).name, boundary.replace(":", " "))
+        # The console's one "interrupted" line is cli/main's; this goes to the log file (and -v).
+        logger.debug("%s received: stopping %s", signal.Signals(signum).name, boundary.replace(":", " "))
         raise RunInterrupted(signum)
 
 

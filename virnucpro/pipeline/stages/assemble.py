@@ -148,7 +148,7 @@ def assemble(setup: RunSetup, state: RunState, on_table: Callable[[], None] | No
         merged = results.merge_sorted_chunk_calls(
             read_sorted_chunk_calls(paths.sorted_chunk_calls(k)) for k in range(1, walk.sort_runs + 1)
         )
-        _rows, counts.chunks_virus = results.write_highest_score_rows(merged, text)
+        _rows, counts.published_virus_chunks = results.write_highest_score_rows(merged, text)
 
     atomic_write(paths.highest_score, _text_writer(write_highest))
     shutil.rmtree(paths.assembly_dir, ignore_errors=True)
@@ -159,6 +159,7 @@ def assemble(setup: RunSetup, state: RunState, on_table: Callable[[], None] | No
     counts.sequences_not_virus = tally[per_sequence.CALL_NOT_VIRUS]
     counts.sequences_no_call = tally[per_sequence.NO_CALL]
     counts.sequences_scored, counts.too_short = walk.scored, walk.too_short
+    counts.virus_chunks, counts.chunks_scored = walk.virus_chunks, walk.chunks_scored
     state.viral_fasta = _check_viral_fasta(setup, walk)
     # Busy time: a streamed walk's waits for the scores are not assembly work.
     state.stages["assemble"] = StageReport(seconds=time.monotonic() - began - walk.waited,
@@ -206,6 +207,7 @@ class AssemblyWalk:
         self.viral: list[int] = []  # input ordinals of the sequences called virus
         self.tally = dict.fromkeys(per_sequence.CALLS, 0)
         self.too_short = self.scored = 0
+        self.virus_chunks = self.chunks_scored = 0  # of the scored sequences (per_sequence's definition)
         self.frames_virus = self.frames_scored = 0
         self.waited = 0.0  # seconds spent waiting for score files
         self.viral_fasta = False  # written by the walk
@@ -271,8 +273,9 @@ class AssemblyWalk:
         def walk(predictions: Any, chunk_text: Any, summary_text: Any, viral_out: FastaWriter | None,
                  inputs: Iterator[FastaBytesRecord]) -> None:
             predictions.write(results.PREDICTIONS_HEADER)
-            summary_text.write(per_sequence.CONTIG_SUMMARY_HEADER)
-            chunk_text.write(per_sequence.CHUNK_SCORES_HEADER)
+            demo = self.setup.models.demo  # demo runs' tables end with a column that says so
+            summary_text.write(per_sequence.table_header(per_sequence.CONTIG_SUMMARY_HEADER, demo))
+            chunk_text.write(per_sequence.table_header(per_sequence.CHUNK_SCORES_HEADER, demo))
             frames = virus = 0
             pending: list[results.ChunkCall] = []
             for ordinal, (contig, short, rows) in enumerate(_records(self.setup, shards, self._ready)):
@@ -282,12 +285,14 @@ class AssemblyWalk:
                 frames += len(rows_of_record)
                 virus += sum(row.label == "virus" for row in rows_of_record)
                 calls = list(results.chunk_calls(iter(rows_of_record)))
-                result = per_sequence.sequence_result(contig, calls, config.min_score, too_short=short)
+                result = per_sequence.sequence_result(contig, calls, config.min_score, too_short=short, demo=demo)
                 summary_text.write(per_sequence.contig_summary_line(result))
                 chunk_text.writelines(per_sequence.chunk_score_lines(result, config.chunk_length))
                 self.tally[result.call.call] += 1
                 self.too_short += result.status == per_sequence.STATUS_TOO_SHORT
                 self.scored += result.call.virus_score is not None
+                self.virus_chunks += result.call.virus_chunks
+                self.chunks_scored += contig.chunks if result.scored else 0
                 record = next(inputs, None) if viral_out is not None else None  # the input, in lock-step
                 if result.call.call == per_sequence.CALL_VIRUS:
                     self.viral.append(ordinal)

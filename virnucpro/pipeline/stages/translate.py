@@ -47,7 +47,7 @@ from virnucpro.sequence import ids
 
 logger = logging.getLogger(__name__)
 
-_ASSEMBLY_COUNTS = ("frames_virus", "chunks_virus")
+_ASSEMBLY_COUNTS = ("frames_virus", "chunks_virus", "virus_chunks", "published_virus_chunks", "chunks_scored")
 
 
 def translate_stage(setup: RunSetup, state: RunState, on_shard: Callable[[ShardInfo], None] | None = None,
