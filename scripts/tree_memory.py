@@ -46,13 +46,19 @@ def _rss_bytes(pid: int) -> int:
         return 0
 
 
-def tree_rss(root: int) -> tuple[int, int]:
-    """Summed RSS in bytes of ``root`` and all its descendants, and how many processes that is."""
+def tree_rss(root: int, each: dict[int, int] | None = None) -> tuple[int, int]:
+    """Summed RSS in bytes of ``root`` and all its descendants, and how many processes that is.
+
+    ``each``: updated with the largest RSS seen of every process (by pid).
+    """
     total, count, todo = 0, 0, [root]
     while todo:
         pid = todo.pop()
-        total += _rss_bytes(pid)
+        rss = _rss_bytes(pid)
+        total += rss
         count += 1
+        if each is not None:
+            each[pid] = max(each.get(pid, 0), rss)
         todo.extend(_children(pid))
     return total, count
 
@@ -62,13 +68,17 @@ def run_measured(cmd: list[str], interval: float) -> dict[str, float | int]:
     start = time.monotonic()
     proc = subprocess.Popen(cmd)
     peak, peak_procs = 0, 0
+    each: dict[int, int] = {}
     while proc.poll() is None:
-        rss, procs = tree_rss(proc.pid)
+        rss, procs = tree_rss(proc.pid, each)
         if rss > peak:
             peak, peak_procs = rss, procs
         time.sleep(interval)
+    others = sorted((v for pid, v in each.items() if pid != proc.pid), reverse=True)
     return {"rc": proc.returncode, "wall_s": round(time.monotonic() - start, 1),
-            "peak_tree_rss_mib": round(peak / 2**20, 1), "processes_at_peak": peak_procs}
+            "peak_tree_rss_mib": round(peak / 2**20, 1), "processes_at_peak": peak_procs,
+            "peak_parent_mib": round(each.get(proc.pid, 0) / 2**20, 1),
+            "peak_children_mib": [round(v / 2**20, 1) for v in others[:4]]}
 
 
 def write_reads(path: Path, count: int, length: int, seed: int) -> None:
