@@ -9,6 +9,7 @@ and the exit status.
 Examples::
 
     python scripts/tree_memory.py reads 200000 --length 150 -o reads.fa
+    python scripts/tree_memory.py reads 2000000 --framed 0.01 -o reads_few_frames.fa
     python scripts/tree_memory.py run -- python -m virnucpro predict reads.fa -o OUT --models demo
 """
 
@@ -81,17 +82,31 @@ def run_measured(cmd: list[str], interval: float) -> dict[str, float | int]:
             "peak_children_mib": [round(v / 2**20, 1) for v in others[:4]]}
 
 
-def write_reads(path: Path, count: int, length: int, seed: int) -> None:
-    """``count`` uniformly random reads of ``length`` bp (IDs ``read<i>``), as FASTA."""
+#: A stop codon in each of the three frames of both strands (TAA at offsets 0, 4, 8; TTA, the
+#: reverse complement of TAA, at 11, 15, 19): a read holding it keeps no frame.
+STOPS_IN_ALL_FRAMES = b"TAAATAAATAATTAGTTAGTTA"
+
+
+def write_reads(path: Path, count: int, length: int, seed: int, framed: float = 1.0) -> None:
+    """``count`` uniformly random reads of ``length`` bp (IDs ``read<i>``), as FASTA.
+
+    ``framed`` < 1: only that fraction of the reads is left random (about 0.56 kept frames
+    each at 150 bp); the others carry :data:`STOPS_IN_ALL_FRAMES` and keep no frame, so a run
+    holds many records but embeds few frames (per-record state without the embedding cost).
+    """
     import numpy as np
 
     rng = np.random.default_rng(seed)
     bases = np.frombuffer(b"ACGT", dtype=np.uint8)
+    motif = np.frombuffer(STOPS_IN_ALL_FRAMES, dtype=np.uint8)
     with open(path, "wb") as out:
         block = 10_000
         for first in range(0, count, block):
             n = min(block, count - first)
             seqs = bases[rng.integers(0, 4, size=(n, length))]
+            if framed < 1.0:
+                stopped = rng.random(n) >= framed
+                seqs[stopped, : len(motif)] = motif
             out.write(b"".join(b">read%d\n%s\n" % (first + i, seqs[i].tobytes()) for i in range(n)))
 
 
@@ -102,6 +117,8 @@ def main(argv: list[str] | None = None) -> int:
     reads.add_argument("count", type=int)
     reads.add_argument("--length", type=int, default=150)
     reads.add_argument("--seed", type=int, default=0)
+    reads.add_argument("--framed", type=float, default=1.0,
+                       help="fraction of reads left random (the rest keep no frame)")
     reads.add_argument("-o", "--output", type=Path, required=True)
     run = sub.add_parser("run", help="run a command and report its process tree's peak RSS")
     run.add_argument("--interval", type=float, default=0.1)
@@ -109,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("cmd", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
     if args.what == "reads":
-        write_reads(args.output, args.count, args.length, args.seed)
+        write_reads(args.output, args.count, args.length, args.seed, args.framed)
         return 0
     cmd = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
     result = {"cmd": " ".join(cmd), **run_measured(cmd, args.interval)}
