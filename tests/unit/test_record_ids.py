@@ -26,9 +26,9 @@ def _first_repeat(record_ids: list[str]) -> tuple[str, int, int] | None:
     return None
 
 
-def _run(record_ids: list[str], *, bits: int, batch: int, spool: bool) -> str | None:
+def _run(record_ids: list[str], *, bits: int, batch: int, spool: bool, max_run: int = 1 << 21) -> str | None:
     finder = DuplicateIds("in.fa", None if spool else (lambda n: iter(record_ids[:n])), hash_bits=bits,
-                          batch=batch)
+                          batch=batch, max_run=max_run)
     try:
         for record_id in record_ids:
             finder.add(record_id)
@@ -44,12 +44,13 @@ _IDS = st.lists(st.text(alphabet="abcxyz_.|0123456789é", min_size=1, max_size=4
 
 
 @settings(max_examples=300, deadline=None)
-@given(record_ids=_IDS, bits=st.sampled_from([1, 2, 3, 8, 64]), batch=st.integers(1, 40), spool=st.booleans())
+@given(record_ids=_IDS, bits=st.sampled_from([1, 2, 3, 8, 64]), batch=st.integers(1, 40), spool=st.booleans(),
+       max_run=st.sampled_from([1, 7, 1 << 21]))
 def test_same_answer_as_a_set_whatever_the_collisions(record_ids: list[str], bits: int, batch: int,
-                                                       spool: bool) -> None:
+                                                       spool: bool, max_run: int) -> None:
     # 1-3 bit hashes make nearly every pair collide: only the exact second look tells them apart.
     expected = _first_repeat(record_ids)
-    got = _run(record_ids, bits=bits, batch=batch, spool=spool)
+    got = _run(record_ids, bits=bits, batch=batch, spool=spool, max_run=max_run)
     if expected is None:
         assert got is None
     else:
@@ -58,12 +59,16 @@ def test_same_answer_as_a_set_whatever_the_collisions(record_ids: list[str], bit
 
 
 def test_holds_eight_bytes_per_record() -> None:
-    finder = DuplicateIds("x", lambda n: iter(()), batch=1000)
-    for k in range(100_000):
-        finder.add(f"read{k}")
+    names = [f"read{k}" for k in range(100_000)]
+    finder = DuplicateIds("x", lambda n: iter(names[:n]), batch=1000, max_run=4096)
+    for name in names:
+        finder.add(name)
     finder.finish()
     assert finder.checked == 100_000
     assert finder.memory_bytes() == 8 * 100_000
+    finder.add("read77")  # capped runs (25 of them) still find a repeat
+    with pytest.raises(InputError, match=r"'read77' \(records 78 and 100001\)"):
+        finder.finish()
 
 
 @pytest.mark.parametrize("bits", [2, 64])

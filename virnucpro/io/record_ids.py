@@ -2,9 +2,10 @@
 
 A read set holds tens of millions of records; a Python set (or dict) of their
 IDs costs 150-200 bytes per record. :class:`DuplicateIds` keeps one 64-bit hash
-per record instead, in sorted numpy runs (a log-structured merge: at most about
-log2(records / batch) runs, merged as they reach equal sizes, so adding costs
-O(log n) amortised per record and looking up a batch is a few ``searchsorted``).
+per record instead, in sorted numpy runs (a log-structured merge: runs are
+merged as they reach equal sizes, up to :data:`MAX_RUN` hashes each, so adding
+costs O(log n) amortised per record, a merge never holds more than two runs of
+16 MiB beside each other, and looking up a batch is a few ``searchsorted``).
 
 Records are checked in batches of :data:`BATCH_RECORDS` (and at the end of the
 input), so a duplicate is refused at most one batch after its second
@@ -35,6 +36,9 @@ from virnucpro.errors import InputError
 BATCH_RECORDS = 8192
 """Records per duplicate check (bounds how late a duplicate is found)."""
 
+MAX_RUN = 1 << 21
+"""Hashes per sorted run at most (16 MiB): bounds the transient memory of a merge."""
+
 HASH_BITS = 64
 """Bits of each ID's hash that are compared (tests lower it to force collisions)."""
 
@@ -49,14 +53,15 @@ class DuplicateIds:
             (for a stream, which cannot be read twice). Called only when two hashes collide.
         hash_bits: bits of the hash compared (below 64 only to force collisions in tests).
         batch: records per check.
+        max_run: hashes per sorted run at most.
     """
 
     def __init__(self, name: str, earlier_ids: Callable[[int], Iterable[str]] | None = None, *,
-                 hash_bits: int | None = None, batch: int = BATCH_RECORDS) -> None:
+                 hash_bits: int | None = None, batch: int = BATCH_RECORDS, max_run: int = MAX_RUN) -> None:
         self.name = name
         bits = HASH_BITS if hash_bits is None else hash_bits
         self._mask = None if bits >= 64 else (1 << bits) - 1
-        self._batch = batch
+        self._batch, self._max_run = batch, max_run
         self._earlier = earlier_ids
         self._spool: IO[bytes] | None = None
         self._hashes = array("q")  # the pending batch, in record order
@@ -113,7 +118,8 @@ class DuplicateIds:
         if suspects:
             self._second_look(suspects)
         self._runs.append(keys)
-        while len(self._runs) > 1 and len(self._runs[-2]) <= len(self._runs[-1]):
+        while (len(self._runs) > 1 and len(self._runs[-2]) <= len(self._runs[-1])
+               and len(self._runs[-2]) + len(self._runs[-1]) <= self._max_run):
             last = self._runs.pop()
             merged = np.concatenate((self._runs.pop(), last))
             merged.sort(kind="stable")  # two sorted runs: a linear merge

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import IO, Any, BinaryIO, cast
 
 from virnucpro.errors import InputError, OutputError
-from virnucpro.io.fasta import FastaBytesRecord, FastaWriter, read_fasta_bytes
+from virnucpro.io.fasta import FastaBytesRecord, FastaReader, FastaWriter
 from virnucpro.io.fasta_open import is_stream
 from virnucpro.pipeline.checkpoint import atomic_write, hash_input, make_dir
 from virnucpro.pipeline.outputs import RunPaths
@@ -323,7 +323,8 @@ class AssemblyWalk:
             if handle is None:
                 walk(predictions, chunks, summary, None, iter(()))
                 return
-            with read_fasta_bytes(self.setup.options.input_path) as reader:
+            # The input was checked whole and its sha256 verified: no duplicate-ID check again.
+            with FastaReader(self.setup.options.input_path, check_ids=False) as reader:
                 writer = FastaWriter(cast(BinaryIO, _Attributed(handle, paths.viral_fasta)),
                                      line_width=per_sequence.VIRAL_FASTA_WIDTH)
                 walk(predictions, chunks, summary, writer, iter(reader))
