@@ -5,7 +5,7 @@ IDs costs 150-200 bytes per record. :class:`DuplicateIds` keeps one 64-bit hash
 per record instead, in sorted numpy runs (a log-structured merge: runs are
 merged as they reach equal sizes, up to :data:`MAX_RUN` hashes each, so adding
 costs O(log n) amortised per record, a merge never holds more than two runs of
-16 MiB beside each other, and looking up a batch is a few ``searchsorted``).
+8 MiB beside each other, and looking up a batch is a few ``searchsorted``).
 
 Records are checked in batches of :data:`BATCH_RECORDS` (and at the end of the
 input), so a duplicate is refused at most one batch after its second
@@ -36,8 +36,8 @@ from virnucpro.errors import InputError
 BATCH_RECORDS = 8192
 """Records per duplicate check (bounds how late a duplicate is found)."""
 
-MAX_RUN = 1 << 21
-"""Hashes per sorted run at most (16 MiB): bounds the transient memory of a merge."""
+MAX_RUN = 1 << 20
+"""Hashes per sorted run at most (8 MiB): bounds the transient memory of a merge."""
 
 HASH_BITS = 64
 """Bits of each ID's hash that are compared (tests lower it to force collisions)."""
