@@ -13,7 +13,8 @@ Reading:
   (:func:`is_stream` tells them apart, for callers that must not read twice).
 * The reader holds one record at a time (plus a 1 MiB read block), so peak
   memory is about two to three times the largest record, whatever the file
-  size. It also keeps the set of IDs seen so far, to reject duplicates.
+  size. Duplicate IDs are refused with 8 bytes per record (a 64-bit hash of
+  each ID, :mod:`virnucpro.io.record_ids`), not a set of the IDs.
 * Records are parsed like Biopython's ``SeqIO.parse(..., "fasta")``, which the
   published tool uses: the ID is the first whitespace-separated token of the
   header; spaces, tabs, CR and LF are removed from the sequence; blank lines
@@ -83,6 +84,7 @@ from virnucpro.io.fasta_open import (  # input_stem and its constants live there
     sniff_compression,
 )
 from virnucpro.io.fastq import parse_fastq
+from virnucpro.io.record_ids import DuplicateIds
 
 __all__ = [
     "COMPRESSION_EXTENSIONS", "DNA_SAMPLE_SIZE", "FASTA_EXTENSIONS", "NUCLEOTIDE_CODES", "STDIN", "STDIN_STEM",
@@ -194,16 +196,23 @@ class FastaReader:
     Args:
         path: a file path, or ``-`` for standard input.
         expect_dna: reject records that look like protein (see module doc).
+        check_ids: refuse a repeated record ID (found at most
+            :data:`~virnucpro.io.record_ids.BATCH_RECORDS` records after it, and
+            always before the end of the input is reported).
 
     Raises:
         InputError: see the module documentation for the cases.
     """
 
-    def __init__(self, path: str | os.PathLike[str], *, expect_dna: bool = True) -> None:
+    def __init__(self, path: str | os.PathLike[str], *, expect_dna: bool = True, check_ids: bool = True) -> None:
         self.path = path
         self.name = display_name(path)
         self.expect_dna = expect_dna
         self.stats = ReaderStats()
+        self._ids: DuplicateIds | None = None
+        if check_ids:
+            # A file is read again for the exact look at colliding hashes; a stream spools its IDs.
+            self._ids = DuplicateIds(self.name, None if is_stream(path) else self._reread_ids)
         self._stream, self.compression = open_input(path)
         self._what = f"{self.compression} data" if self.compression else "data"
         #: ``fasta`` or ``fastq`` (told from the first record).
@@ -264,7 +273,6 @@ class FastaReader:
         buf = bytearray(data)
         eof = False
         pos = 0  # index of the current record's '>'
-        seen: dict[str, int] = {}
         number = 0
         while True:
             # Header line: from buf[pos] ('>') to the next newline.
@@ -292,35 +300,45 @@ class FastaReader:
                 nxt = _find_header(buf, search)
             end = nxt if nxt >= 0 else len(buf)
             number += 1
-            yield self._make_record(buf, pos, newline, end, number, seen)
+            yield self._make_record(buf, pos, newline, end, number)
             if nxt < 0:
+                self._end_of_input()
                 return
             pos = nxt + 1
 
     def _parse_fastq(self, data: bytes) -> Iterator[FastaBytesRecord]:
         """FASTQ records (:mod:`virnucpro.io.fastq`), made and checked like FASTA ones."""
-        seen: dict[str, int] = {}
         for number, title, sequence in parse_fastq(data, self._read, self.name):
-            yield self._record(title, sequence, number, seen)
+            yield self._record(title, sequence, number)
+        self._end_of_input()
+
+    def _end_of_input(self) -> None:
+        """The last records' duplicate check, before the end is reported."""
+        if self._ids is not None:
+            self._ids.finish()
+            self._ids.close()
+
+    def _reread_ids(self, count: int) -> Iterator[str]:
+        """The IDs of the first ``count`` records, read again (a file only; for colliding hashes)."""
+        with FastaReader(self.path, expect_dna=False, check_ids=False) as again:
+            for _, record in zip(range(count), again):
+                yield record.id
 
     def _make_record(
-        self, buf: bytearray, pos: int, newline: int, end: int, number: int, seen: dict[str, int]
+        self, buf: bytearray, pos: int, newline: int, end: int, number: int
     ) -> FastaBytesRecord:
         sequence = bytes(memoryview(buf)[newline + 1 : end]).replace(b"\n", b"") if end > newline else b""
-        return self._record(bytes(buf[pos + 1 : newline]), sequence, number, seen)
+        return self._record(bytes(buf[pos + 1 : newline]), sequence, number)
 
-    def _record(self, header: bytes, sequence: bytes, number: int, seen: dict[str, int]) -> FastaBytesRecord:
+    def _record(self, header: bytes, sequence: bytes, number: int) -> FastaBytesRecord:
         """The record of a header line (after ``>`` or ``@``) and its sequence lines joined, checked."""
         title = header.decode("utf-8", "surrogateescape").rstrip()
         parts = title.split(None, 1)
         if not parts:
             raise InputError(f"{self.name}: record {number} has an empty header line (no ID)")
         record_id = parts[0]
-        first = seen.setdefault(record_id, number)
-        if first != number:
-            raise InputError(
-                f"{self.name}: duplicate record ID '{record_id}' (records {first} and {number})"
-            )
+        if self._ids is not None:
+            self._ids.add(record_id)
         if b"\r" in sequence or b" " in sequence or b"\t" in sequence:
             sequence = sequence.translate(None, _SEQ_WHITESPACE)
         if sequence:
@@ -398,6 +416,9 @@ class FastaReader:
         records = getattr(self, "_records", None)
         if records is not None:
             records.close()
+        ids = getattr(self, "_ids", None)
+        if ids is not None:
+            ids.close()
         try:
             self._stream.close()
         except _DECOMPRESS_ERRORS:

@@ -109,7 +109,7 @@ def read_score_file(path: Path) -> Iterator[FrameScore]:
                 yield parse_score_line(line)
 
 
-@dataclass
+@dataclass(slots=True)
 class ChunkCall:
     """Per-chunk maxima of the two scores over its kept frames.
 

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import IO, Any, BinaryIO, cast
 
 from virnucpro.errors import InputError, OutputError
-from virnucpro.io.fasta import FastaBytesRecord, FastaWriter, read_fasta_bytes
+from virnucpro.io.fasta import FastaBytesRecord, FastaReader, FastaWriter
 from virnucpro.io.fasta_open import is_stream
 from virnucpro.pipeline.checkpoint import atomic_write, hash_input, make_dir
 from virnucpro.pipeline.outputs import RunPaths
@@ -49,8 +49,11 @@ from virnucpro.sequence import ids
 
 logger = logging.getLogger(__name__)
 
-#: Chunk calls per sorted run of the external sort behind the highest-score table.
-SORT_RUN_CALLS = 200_000
+#: Chunk calls per sorted run of the external sort behind the highest-score table (about
+#: 10 MiB held: a few shards' worth, whatever the input size).
+SORT_RUN_CALLS = 50_000
+#: Sorted runs merged at once; more runs are first merged in groups into longer runs.
+MERGE_FAN_IN = 128
 
 
 class _GroupRows:
@@ -143,11 +146,11 @@ def assemble(setup: RunSetup, state: RunState, on_table: Callable[[], None] | No
     counts.frames_virus, counts.frames_scored = walk.frames_virus, walk.frames_scored
     table_done()
 
+    runs = _merge_runs_down(paths, list(range(1, walk.sort_runs + 1)))
+
     def write_highest(text: io.TextIOWrapper) -> None:
         text.write(results.HIGHEST_SCORE_HEADER)
-        merged = results.merge_sorted_chunk_calls(
-            read_sorted_chunk_calls(paths.sorted_chunk_calls(k)) for k in range(1, walk.sort_runs + 1)
-        )
+        merged = results.merge_sorted_chunk_calls(read_sorted_chunk_calls(paths.sorted_chunk_calls(k)) for k in runs)
         _rows, counts.published_virus_chunks = results.write_highest_score_rows(merged, text)
 
     atomic_write(paths.highest_score, _text_writer(write_highest))
@@ -204,7 +207,7 @@ class AssemblyWalk:
         self.setup, self.state = setup, state
         self.began = time.monotonic()
         self.sort_runs = 0
-        self.viral: list[int] = []  # input ordinals of the sequences called virus
+        self.viral = 0  # sequences called virus
         self.tally = dict.fromkeys(per_sequence.CALLS, 0)
         self.too_short = self.scored = 0
         self.virus_chunks = self.chunks_scored = 0  # of the scored sequences (per_sequence's definition)
@@ -278,7 +281,7 @@ class AssemblyWalk:
             chunk_text.write(per_sequence.table_header(per_sequence.CHUNK_SCORES_HEADER, demo))
             frames = virus = 0
             pending: list[results.ChunkCall] = []
-            for ordinal, (contig, short, rows) in enumerate(_records(self.setup, shards, self._ready)):
+            for contig, short, rows in _records(self.setup, shards, self._ready):
                 rows_of_record = list(rows)
                 for row in rows_of_record:
                     predictions.write(row.line())
@@ -295,7 +298,7 @@ class AssemblyWalk:
                 self.chunks_scored += contig.chunks if result.scored else 0
                 record = next(inputs, None) if viral_out is not None else None  # the input, in lock-step
                 if result.call.call == per_sequence.CALL_VIRUS:
-                    self.viral.append(ordinal)
+                    self.viral += 1
                     if viral_out is not None:
                         if record is None:
                             raise InputError(f"{self.setup.options.input_path}: the input changed during the "
@@ -325,7 +328,8 @@ class AssemblyWalk:
             if handle is None:
                 walk(predictions, chunks, summary, None, iter(()))
                 return
-            with read_fasta_bytes(self.setup.options.input_path) as reader:
+            # The input was checked whole and its sha256 verified: no duplicate-ID check again.
+            with FastaReader(self.setup.options.input_path, check_ids=False) as reader:
                 writer = FastaWriter(cast(BinaryIO, _Attributed(handle, paths.viral_fasta)),
                                      line_width=per_sequence.VIRAL_FASTA_WIDTH)
                 walk(predictions, chunks, summary, writer, iter(reader))
@@ -349,6 +353,24 @@ class AssemblyWalk:
             atomic_write(paths.chunk_scores, _text_writer(fill_chunks))
 
         atomic_write(paths.predictions, _text_writer(fill_predictions))
+
+
+def _merge_runs_down(paths: RunPaths, runs: list[int]) -> list[int]:
+    """Merge sorted runs in groups of :data:`MERGE_FAN_IN` into longer runs (numbered after the
+    last) until at most that many are left, so the final merge never holds too many files open."""
+    following = max(runs, default=0)
+    while len(runs) > MERGE_FAN_IN:
+        longer = []
+        for first in range(0, len(runs), MERGE_FAN_IN):
+            following += 1
+            group = runs[first:first + MERGE_FAN_IN]
+            write_sorted_chunk_calls(paths.sorted_chunk_calls(following), results.merge_sorted_chunk_calls(
+                read_sorted_chunk_calls(paths.sorted_chunk_calls(k)) for k in group))
+            for k in group:
+                paths.sorted_chunk_calls(k).unlink()
+            longer.append(following)
+        runs = longer
+    return runs
 
 
 def _chunk_key(call: results.ChunkCall) -> str:

@@ -3,8 +3,8 @@
 Read sets repeat reads, and two frames whose DNA differs can still translate
 to the same protein, so each model kind is deduplicated on the sequence it
 embeds (DNABERT-S on the nucleotides, ESM-2 on the protein). While the
-translate stage writes a length group's shards it keeps a 128-bit BLAKE2b
-digest of every frame's sequence per kind (never the sequences); as each
+translate stage writes a length group's shards it keeps a 96-bit BLAKE2b
+digest of every distinct frame sequence per kind (never the sequences); as each
 shard is written, :class:`ReusePlanner` finds each of its frames' first
 occurrence in the group (the same plan :func:`plan_reuse` makes over the whole
 group: a first occurrence depends only on earlier frames, so a shard's plan is
@@ -30,17 +30,20 @@ groups are re-made byte for byte.
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-DIGEST_BYTES = 16
+DIGEST_BYTES = 12
+"""Bytes of each frame digest: 96 bits, so two distinct frames of even 10^9 collide with a
+chance below 10^-11, in 16 bytes per distinct frame and kind with the planner's owner ordinal."""
 
 
 def sequence_digest(sequence: str) -> bytes:
-    """The 16-byte digest frames are compared by (equal digests: the same sequence)."""
+    """The :data:`DIGEST_BYTES` digest frames are compared by (equal digests: the same sequence)."""
     return hashlib.blake2b(sequence.encode("ascii"), digest_size=DIGEST_BYTES).digest()
 
 
@@ -98,14 +101,22 @@ class ReusePlanner:
     A frame's first occurrence depends only on the frames before it, so a shard's
     plan is final as soon as it and every earlier shard of its group were added:
     :meth:`add_shard` returns exactly what :func:`plan_reuse` over the whole group
-    gives that shard. Memory: 24 bytes per distinct sequence of the group (its
-    digest, owning shard and feature row), no more than the whole-group digests.
+    gives that shard. Memory: 16 bytes per distinct sequence of the group (its
+    digest and the ordinal of its owning frame among the group's owned frames),
+    plus two integers per shard that turn an ordinal into (shard, feature row).
     """
 
     def __init__(self) -> None:
         self._known = np.empty(0, dtype=f"V{DIGEST_BYTES}")  # sorted digests of owned frames
-        self._shard = np.empty(0, dtype=np.int64)  # their shard index
-        self._row = np.empty(0, dtype=np.int64)  # their row in that shard's feature file
+        self._ordinal = np.empty(0, dtype=np.uint32)  # their position among the group's owned frames
+        self._starts: list[int] = []  # per added shard: ordinal of its first owned frame
+        self._indices: list[int] = []  # per added shard: its index
+        self._owned = 0
+
+    def _source(self, ordinal: int) -> tuple[int, int]:
+        """``(shard index, feature row)`` of the owned frame of this ordinal."""
+        k = bisect.bisect_right(self._starts, ordinal) - 1
+        return self._indices[k], ordinal - self._starts[k]
 
     def add_shard(self, index: int, digests: bytes) -> list[Borrowed]:
         """The borrowed frames of shard ``index`` (its frames' digests, in shard order)."""
@@ -128,7 +139,7 @@ class ReusePlanner:
         for position in np.flatnonzero(~owned):
             u = int(inverse[position])
             if found[u]:
-                source = (int(self._shard[at[u]]), int(self._row[at[u]]))
+                source = self._source(int(self._ordinal[at[u]]))
             else:
                 source = (index, int(feature_row[first_in_shard[u]]))
             borrowed.append(Borrowed(int(position), *source))
@@ -137,6 +148,11 @@ class ReusePlanner:
             # uniq is sorted and at[new] are its insertion points: a linear merge, no re-sort.
             where = at[new]
             self._known = np.insert(self._known, where, uniq[new])
-            self._shard = np.insert(self._shard, where, index)
-            self._row = np.insert(self._row, where, feature_row[first_in_shard[new]])
+            ordinals = self._owned + feature_row[first_in_shard[new]]
+            self._ordinal = np.insert(self._ordinal, where, ordinals.astype(np.uint32))
+        self._starts.append(self._owned)
+        self._indices.append(index)
+        self._owned += int(owned.sum())
+        if self._owned > np.iinfo(np.uint32).max:
+            raise ValueError("more than 2^32 distinct frames in one length group")
         return borrowed

@@ -13,20 +13,22 @@
   what they reused in the feature file.
 * ``work/assembly/run-NNNNN.chunks.tsv``: one run of chunk calls sorted by
   chunk ID: ``chunk_id  max_others  max_virus`` (``repr`` of the floats, so
-  they read back exactly). Temporary, during assembly only.
+  they read back exactly); runs of many runs merged are numbered after them.
+  Temporary, during assembly only.
 
 Paths come from :class:`~virnucpro.pipeline.outputs.RunPaths`.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from virnucpro.pipeline.checkpoint import atomic_write_text
+from virnucpro.pipeline.checkpoint import atomic_write, atomic_write_text
 from virnucpro.pipeline.report.results import ChunkCall, ContigRow
 from virnucpro.pipeline.stages.reuse import Borrowed
 
@@ -132,8 +134,13 @@ def read_reuse(path: Path) -> list[Borrowed]:
 
 
 def write_sorted_chunk_calls(path: Path, calls: Iterable[ChunkCall]) -> None:
-    """Write one shard's chunk calls (already sorted by chunk ID) atomically."""
-    atomic_write_text(path, "".join(f"{c.chunk_id}\t{c.max_others!r}\t{c.max_virus!r}\n" for c in calls))
+    """Write a run of chunk calls (already sorted by chunk ID) atomically, streaming."""
+    def fill(handle: IO[bytes]) -> None:
+        lines = (f"{c.chunk_id}\t{c.max_others!r}\t{c.max_virus!r}\n" for c in calls)
+        for batch in iter(lambda: list(itertools.islice(lines, 4096)), []):
+            handle.write("".join(batch).encode("utf-8"))
+
+    atomic_write(path, fill)
 
 
 def read_sorted_chunk_calls(path: Path) -> Iterator[ChunkCall]:
