@@ -56,6 +56,7 @@ logger = logging.getLogger(__name__)
 GPU_SAMPLE_SECONDS = 2.0
 STAGE_COUNT = 2  # embed (translate + DNABERT-S + ESM-2, overlapped), score + assemble
 MIN_LIVE_COLUMNS = 60  # below this the live table garbles: plain lines instead
+WIDE_COLUMNS = 72  # below this the worker table leaves out frames/s
 
 
 def _terminal_columns() -> int:
@@ -397,7 +398,18 @@ class Dashboard:
         return cpu, rss
 
     def render(self) -> Any:
-        """The rich renderable of the live view: title, numbers, bar, worker table (in that order)."""
+        """The rich renderable of the live view: title, numbers, bar, worker table (in that order),
+        laid out for the width it is printed at (below :data:`WIDE_COLUMNS` the frames/s column
+        is left out, so the rest keeps its numbers whole)."""
+        board = self
+
+        class _View:
+            def __rich_console__(self, console: Any, options: Any) -> Any:
+                yield board._view(options.max_width)
+
+        return _View()
+
+    def _view(self, width: int) -> Any:
         from rich import box
         from rich.console import Group, NewLine
         from rich.progress_bar import ProgressBar
@@ -416,7 +428,8 @@ class Dashboard:
             table = Table(box=box.SIMPLE_HEAD, expand=False, padding=(0, 1), pad_edge=False, show_edge=False)
             table.add_column("worker", no_wrap=True)
             table.add_column("shard", overflow="ellipsis", no_wrap=True, min_width=5)
-            for header in ("frames", "frames/s", "busy", *use_headers):
+            wide = width >= WIDE_COLUMNS
+            for header in ("frames", *(("frames/s",) if wide else ()), "busy", *use_headers):
                 table.add_column(header, justify="right", no_wrap=True)
             for name, device, pid, state, key, task_done, size, started, busy_text in rows:
                 busy = key is not None
@@ -425,7 +438,7 @@ class Dashboard:
                     name,
                     self._shard_cell(key) if key is not None else state,
                     f"{task_done:,}/{size:,}" if busy else "-",
-                    f"{speed:,.0f}" if speed else "-",
+                    *((f"{speed:,.0f}" if speed else "-",) if wide else ()),
                     busy_text,
                     *self._use_columns(device, pid),
                 )
