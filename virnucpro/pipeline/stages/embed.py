@@ -47,6 +47,7 @@ RUN_WORKER = "virnucpro.pipeline.workers:init_run_worker"
 RUN_PROCESS = "virnucpro.pipeline.workers:embed_run_shard"
 RUN_PREFETCH = "virnucpro.pipeline.workers:prefetch_run_shard"
 DEVICE_CHECK = "virnucpro.pipeline.report.gpu_monitor:device_health"
+MAX_RESTARTS_PER_KIND = 3
 
 
 def feature_stage(kinds: ModelKind | Sequence[ModelKind], shards: list[ShardInfo], setup: RunSetup,
@@ -154,6 +155,8 @@ class FeatureQueue:
                 in_process=plan.in_process, on_event=lambda event: self._on_event(dashboard, event),
                 worker_env={"PYTORCH_CUDA_ALLOC_CONF": "expandable_segments:True"},
                 stall_timeout=options.stall_timeout or None,
+                # The restart budget of the one worker per device is the per-stage budgets it replaces, summed.
+                max_worker_restarts=MAX_RESTARTS_PER_KIND * len(self.kinds),
                 prefetch_fn=RUN_PREFETCH,
                 device_check=DEVICE_CHECK if any(d.startswith("cuda") for d in devices) else None,
             )

@@ -170,6 +170,7 @@ class Scheduler:
         self._on_event = on_event
         self._heap: list[tuple[float, int, Task]] = []
         self._seq = 0
+        self._first_seq: dict[str, int] = {}  # task key -> its place when first queued
         self._attempts: dict[str, int] = {}
         self._avoid: dict[str, set[int]] = {}  # task key -> worker ids whose device faulted on it
         self.feed: TaskFeed | None = None  # tasks still arriving (see :mod:`.feed`)
@@ -212,8 +213,10 @@ class Scheduler:
 
     def push(self, task: Task) -> None:
         """Queue a task (again); the costliest (``Task.order_cost``, by default its size) comes out
-        first, ties in the order queued."""
-        heapq.heappush(self._heap, (-task.order_cost, self._seq, task))
+        first, ties in the order first queued: a task queued again keeps its place, so a retry is
+        not pushed behind newer work (nor left to fail again as the second task of every restart)."""
+        seq = self._first_seq.setdefault(task.key, self._seq)
+        heapq.heappush(self._heap, (-task.order_cost, seq, task))
         self._seq += 1
 
     def pop(self) -> Task:
