@@ -59,6 +59,7 @@ from virnucpro.pipeline.checkpoint import (
 )
 from virnucpro.pipeline.model_kinds import MODEL_KINDS, ModelKind
 from virnucpro.pipeline.outputs import RunPaths
+from virnucpro.pipeline.report.dashboard import STAGE_COUNT
 from virnucpro.pipeline.report.regions import write_run_regions
 from virnucpro.pipeline.report.summary import RunState, write_summary
 from virnucpro.pipeline.run.checks import check_input, check_options
@@ -219,6 +220,8 @@ def _run_stages(setup: RunSetup, state: RunState, chunks: int | None = None) -> 
                             "--min-score %g, --min-length %d", setup.config.min_score, setup.config.min_length)
             if not scoring.overlaps:
                 state.mark("score", "start")
+            logger.info("[score + assemble %d/%d] scoring the shards left and writing the tables", STAGE_COUNT,
+                        STAGE_COUNT)
             scoring.expect([s for s in state.shards if s.index not in found.scored_before])
             scoring.finish()
             state.mark("score", "end")
