@@ -57,7 +57,7 @@ def test_summary_reports_each_worker(reference) -> None:
     assert set(worker["load_seconds"]) == set(worker["busy_seconds"]) == {"dnabert", "esm"}
     assert set(worker["warm_up_seconds"]) == set(worker["compiled"]) == {"dnabert", "esm"}
     assert 0 <= worker["start_s"] <= worker["ready_s"] <= worker["last_task_end_s"] <= worker["end_s"]
-    assert worker["ready_s"] <= summary["stages"]["translate"]["end_s"]  # ready while translate reads
+    assert worker["start_s"] <= summary["stages"]["translate"]["end_s"]  # started while translate reads
     assert 0 < worker["busy_fraction"] <= 1
 
 
