@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable, Sequence
 
 from virnucpro.pipeline.checkpoint import make_dir, verify_done
-from virnucpro.pipeline.model_kinds import EmbedPayload, ModelKind
+from virnucpro.pipeline.model_kinds import MODEL_KINDS, EmbedPayload, ModelKind
 from virnucpro.pipeline.outputs import shard_name
 from virnucpro.pipeline.report.dashboard import Dashboard, relative_costs
 from virnucpro.pipeline.report.summary import RunState, StageReport, WorkerReport
@@ -140,7 +140,9 @@ class FeatureQueue:
             logger.info("embed: %s on %s, each shard as soon as it is translated", names, ", ".join(devices))
         for kind in self.kinds:
             self.state.mark(kind.name, "start")
-        dashboard = Dashboard("embed", 0, devices, no_dashboard=options.no_dashboard, stage_number=1,
+        whole_run = set(self.kinds) == set(MODEL_KINDS)  # predict's stage 1 (training embeds kind by kind)
+        dashboard = Dashboard("embed", 0, devices, no_dashboard=options.no_dashboard,
+                              stage_number=1 if whole_run else None,
                               weights=self.costs, later_factor=0.0,
                               expected_tasks=None if shards is None else shards * len(self.kinds))
         with dashboard:
