@@ -216,6 +216,7 @@ class AssemblyWalk:
         self.viral_fasta = False  # written by the walk
         self.input_stat: tuple[int, int, int] | None = None  # the input's (inode, size, mtime) as it was read
         self._cancel = threading.Event()
+        self._publish = threading.Event()  # a started walk renames its tables only once this is set
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
         self._wait = False
@@ -233,7 +234,10 @@ class AssemblyWalk:
             self._thread.join()
 
     def join(self) -> None:
-        """Wait for a started walk; raises what it raised."""
+        """Let a started walk put its tables in place (the assemble stage has begun), wait for it;
+        raises what it raised. Until then a walk that caught up holds its complete tables under
+        temporary names, so a run stopped before this boundary has published none."""
+        self._publish.set()
         if self._thread is not None:
             self._thread.join()
         if self._error is not None:
@@ -314,6 +318,9 @@ class AssemblyWalk:
                 self.sort_runs += 1
                 write_sorted_chunk_calls(paths.sorted_chunk_calls(self.sort_runs), sorted(pending, key=_chunk_key))
             self.frames_virus, self.frames_scored = virus, frames
+            while self._wait and not self._publish.is_set():  # the tables are renamed when this returns
+                if self._cancel.wait(self.POLL_SECONDS):
+                    raise WalkCancelled("the run stopped")
 
         # One walk fills three tables and the viral FASTA (a second pass over the input, in
         # lock-step with contigs.tsv): each is written atomically, renamed innermost first.
