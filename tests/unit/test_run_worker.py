@@ -1,12 +1,11 @@
 """The run's worker (``pipeline/workers.py``): both demo models loaded in one state, a task dispatched
 on its payload's model, the warm-up call site, and DNABERT-S tokens made on the prefetch thread giving
-the very embeddings of tokenising inside ``embed``."""
+the very embeddings of tokenising inside ``embed`` (ESM-2: encoded ahead, the same embeddings)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
@@ -80,8 +79,32 @@ def test_tokens_made_ahead_give_the_same_embeddings_bit_for_bit(state) -> None:
     assert wrapper._ids == {}  # prepared ids are used once, then forgotten
 
 
+def test_esm_tokens_encoded_on_the_prefetch_thread_give_the_same_embeddings_bit_for_bit(state, tmp_path: Path) -> None:
+    source = _shard(tmp_path, "p.faa", PROTEIN)
+    payload = EmbedPayload(str(source), str(tmp_path / "p.safetensors"), {"model": ESM2.name}, None, model=ESM2.name)
+    task = Task("shard-00001:esm", len(PROTEIN), payload)  # type: ignore[arg-type]
+    prepared = prefetch_run_shard(state, task)
+    embedder = state.kinds["esm"].embedder
+    assert prepared.encoded is not None  # encoded ahead, off the device's path
+    codes, lengths = prepared.encoded
+    assert lengths.tolist() == [len(s) for s in prepared.groups.unique]
+    ahead = embedder.embed(prepared.groups.unique, batch_tokens=64, encoded=prepared.encoded)
+    inline = embedder.embed(prepared.groups.unique, batch_tokens=64)
+    assert torch.equal(ahead, inline)
+
+
+def test_a_bad_protein_found_ahead_is_raised_when_its_task_is_taken(state, tmp_path: Path) -> None:
+    from virnucpro.errors import InputError
+
+    source = _shard(tmp_path, "bad.faa", ["MKV#LA"])
+    payload = EmbedPayload(str(source), str(tmp_path / "bad.safetensors"), {"model": ESM2.name}, None,
+                           model=ESM2.name)
+    with pytest.raises(InputError, match="not in the ESM-2 alphabet"):
+        prefetch_run_shard(state, Task("shard-00002:esm", 1, payload))  # type: ignore[arg-type]
+
+
 class _Warms:
-    """An embedder with issue 27's ``warm_up(batch_tokens) -> dict``: the call site must pass the budget."""
+    """An embedder with the embedders' ``warm_up(batch_tokens) -> dict``: the call site must pass the budget."""
 
     def __init__(self) -> None:
         self.asked: list[int | None] = []
@@ -91,12 +114,10 @@ class _Warms:
         return {"seconds": 1.5, "compiled": True, "compile_seconds": 1.25}
 
 
-def test_warm_up_is_called_when_the_embedder_has_it_and_recorded_as_not_run_otherwise() -> None:
+def test_warm_up_is_called_with_the_budget_and_its_report_kept() -> None:
     embedder = _Warms()
     assert warm_up(embedder, 4096) == {"seconds": 1.5, "compiled": True, "compile_seconds": 1.25}
     assert embedder.asked == [4096]
-    assert warm_up(object(), 4096) == {"seconds": 0.0, "compiled": False, "compile_seconds": 0.0}
-    assert np.isclose(warm_up(None, None)["seconds"], 0.0)
 
 
 def test_the_queue_hands_out_the_costliest_task_first_and_a_retry_keeps_its_place() -> None:

@@ -441,11 +441,17 @@ class Esm2Embedder:
         summed = (reps * weight.unsqueeze(-1)).sum(1)
         return summed / window[:, None].to(torch.float32)
 
+    def encode(self, seqs: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """The token ids and lengths of ``seqs`` (:func:`encode_sequences`), no device work: what
+        :meth:`embed` takes as ``encoded``. Raises InputError as :meth:`embed` would."""
+        return encode_sequences(seqs, self.tokens.lut)
+
     def embed(
         self,
         seqs: Sequence[str],
         batch_tokens: int | None = None,
         on_batch: Callable[[int], None] | None = None,
+        encoded: tuple[np.ndarray, np.ndarray] | None = None,
     ) -> torch.Tensor:
         """Mean last-layer embeddings of protein sequences.
 
@@ -455,6 +461,8 @@ class Esm2Embedder:
                 included); default :attr:`batch_tokens`. Never above the budget an
                 earlier out-of-memory error left.
             on_batch: called after each batch with the number of sequences in it.
+            encoded: ``seqs`` already encoded by :meth:`encode` (e.g. on a prefetch thread while
+                the device computed something else); encoded here when None.
 
         Returns:
             float32 CPU tensor ``[len(seqs), dim]`` in input order.
@@ -462,7 +470,7 @@ class Esm2Embedder:
         Raises:
             InputError: a sequence is empty or has a character outside the alphabet.
         """
-        codes, lengths = encode_sequences(seqs, self.tokens.lut)
+        codes, lengths = self.encode(seqs) if encoded is None else encoded
         budget = self.batch_tokens if batch_tokens is None else batch_tokens
         if self._oom_budget is not None:
             budget = min(budget, self._oom_budget)

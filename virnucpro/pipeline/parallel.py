@@ -90,6 +90,7 @@ class PreparedShard:
     owned_ids: list[str]  # the frames embedded here (not in the reuse plan), file order
     groups: Deduplicated  # their distinct sequences and each owned frame's row among them
     borrowed: list[Borrowed]  # the reuse plan: frames whose row is in an earlier shard
+    encoded: Any = None  # the distinct sequences already encoded for the embedder (ESM-2), else None
 
 
 @dataclass(frozen=True)
@@ -115,8 +116,9 @@ def prepare_shard(state: EmbedderState, task: Task) -> PreparedShard:
 def compute_shard(state: EmbedderState, prepared: PreparedShard, progress: Callable[[int], None]) -> ComputedShard:
     """Embed each distinct owned sequence once and give every owned frame its row, on the host."""
     groups = prepared.groups
+    ahead = {} if prepared.encoded is None else {"encoded": prepared.encoded}
     embeddings = groups.expand(state.embedder.embed(groups.unique, batch_tokens=state.batch_tokens,
-                                                    on_batch=progress))
+                                                    on_batch=progress, **ahead))
     duplicates = groups.duplicates + len(prepared.borrowed)
     if duplicates:
         progress(duplicates)

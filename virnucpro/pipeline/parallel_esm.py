@@ -8,6 +8,7 @@ file (atomically) and ``.done`` marker; ``prefetch_esm_shard`` prepares a shard 
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -31,8 +32,11 @@ def init_esm_worker(device: str, init_args: Mapping[str, Any]) -> EmbedderState:
 
 
 def prefetch_esm_shard(state: EmbedderState, task: Task) -> PreparedShard:
-    """Read and prepare a protein shard ahead of its turn (see :func:`~virnucpro.pipeline.parallel.prepare_shard`)."""
-    return prepare_shard(state, task)
+    """Read and prepare a protein shard ahead of its turn (see :func:`~virnucpro.pipeline.parallel.prepare_shard`)
+    and encode its distinct sequences to token ids, off the device's path (the token matrix of each
+    batch is then filled while the device computes the batch before)."""
+    prepared = prepare_shard(state, task)
+    return dataclasses.replace(prepared, encoded=state.embedder.encode(prepared.groups.unique))
 
 
 def embed_esm_shard(state: EmbedderState, task: Task, progress: Callable[[int], None],

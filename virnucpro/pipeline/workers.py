@@ -40,13 +40,11 @@ def run_init_args(per_kind: Mapping[str, EmbedInitArgs]) -> dict[str, Any]:
 
 
 def warm_up(embedder: Any, batch_tokens: int | None) -> dict[str, Any]:
-    """Run the embedder's ``warm_up`` (every batch-shape variant on synthetic batches) when it
-    has one; an embedder without it reports no warm-up (0 s, not compiled)."""
-    method = getattr(embedder, "warm_up", None)
-    if method is None:
-        return {"seconds": 0.0, "compiled": False, "compile_seconds": 0.0}
+    """Run the embedder's ``warm_up`` (every batch-shape variant on synthetic batches, so no
+    shard pays for a first compile) and return its report with ``seconds``, ``compiled`` and
+    ``compile_seconds`` present."""
     began = time.monotonic()
-    result = dict(method(batch_tokens) or {})
+    result = dict(embedder.warm_up(batch_tokens) or {})
     result.setdefault("seconds", time.monotonic() - began)
     result.setdefault("compiled", False)
     result.setdefault("compile_seconds", 0.0)
@@ -63,7 +61,7 @@ def init_run_worker(device: str, init_args: Mapping[str, Any]) -> RunWorkerState
         began = time.monotonic()
         state = resolve_callable(kind.worker_init)(device, values)
         loaded = time.monotonic()
-        warm = warm_up(getattr(state, "embedder", None), args.batch_tokens)
+        warm = warm_up(state.embedder, args.batch_tokens)
         info["load_seconds"][name] = round(loaded - began, 3)
         info["warm_up_seconds"][name] = round(float(warm["seconds"]), 3)
         info["compiled"][name] = bool(warm["compiled"])
