@@ -10,7 +10,15 @@ path; the worker writes their squares with ``atomic_write`` + ``.done``. The
 - ``write_error``: raise ``OutputError`` (as a full disk would) every time;
 - ``slow``: sleep ``delay`` seconds per number (used to interrupt a run);
 - ``hang_once``: the first time, report one frame and then hang forever (a stuck GPU call);
-- ``device_error``: raise a sticky CUDA error (``device-side assert triggered``) every time.
+- ``device_error``: raise a sticky CUDA error (``device-side assert triggered``) every time;
+- ``unkillable_once``: the first time, fork a child that keeps every file descriptor of the
+  worker open for ``hold`` seconds (its pid in ``<marker>.pid``), report one frame and hang.
+  The worker's end of its process sentinel is among those descriptors, so after the parent's
+  SIGKILL the sentinel does not fire: what the parent sees of a process stuck in the driver
+  (SIGKILL sent, no exit ever observed). The worker itself does die.
+
+:func:`sick_devices` is a ``device_check`` for the queue: the devices listed in
+``$TOY_SICK_DEVICES`` (comma-separated) are reported unusable.
 
 ``init_args['init_limit_dir']`` makes the init fail once that directory already
 holds ``init_limit`` records (a restart that cannot load the model).
@@ -71,6 +79,18 @@ def square_process(state: dict[str, Any], task: Task, progress: Callable[[int], 
             progress(1)
             while True:
                 time.sleep(3600)
+    elif mode == "unkillable_once":
+        marker = Path(payload["marker"])
+        if not marker.exists():
+            marker.write_text("stuck")
+            child = os.fork()
+            if child == 0:  # holds the worker's descriptors, the sentinel's write end among them
+                time.sleep(float(payload.get("hold", 60)))
+                os._exit(0)
+            Path(f"{marker}.pid").write_text(str(child))
+            progress(1)
+            while True:
+                time.sleep(3600)
     elif mode == "exit_always":
         os._exit(137)
     elif mode == "device_error":
@@ -90,6 +110,12 @@ def square_process(state: dict[str, Any], task: Task, progress: Callable[[int], 
     atomic_write_text(output, "".join(f"{s}\n" for s in squares))
     write_done(output, IDENTITY, frames=len(squares))
     return {"frames": len(squares), "pid": state["pid"], "device": state["device"], "visible": state["visible"]}
+
+
+def sick_devices(device: str) -> str | None:
+    """A ``device_check``: why ``device`` is unusable when ``$TOY_SICK_DEVICES`` lists it."""
+    sick = [d.strip() for d in os.environ.get("TOY_SICK_DEVICES", "").split(",") if d.strip()]
+    return f"{device} reported unhealthy (TOY_SICK_DEVICES)" if device in sick else None
 
 
 def write_inputs(directory: Path, sizes: dict[str, int], modes: dict[str, str] | None = None,

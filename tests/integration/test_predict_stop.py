@@ -55,10 +55,12 @@ def assert_not_started(out: Path, boundary: str) -> None:
     """Nothing of the stages after ``boundary`` ran."""
     log = log_of(out)
     features = out / "work" / "features"
-    # DNABERT-S embeds shards while they are translated (stages/stream.py): after:translate may
-    # find some of its shards done, but never a later stage.
-    if boundary in ("after:translate", "after:dnabert", "last:dnabert"):
-        assert "esm: embedding" not in log and not list(features.glob("*.esm.*"))
+    # Both models embed shards on one queue while they are translated (stages/stream.py):
+    # after:translate and last:dnabert may find shards of both done; after:dnabert and after:esm
+    # are one boundary (the queue returned). No later stage ever started.
+    assert "embed: DNABERT-S+ESM-2" in log
+    if boundary in ("after:dnabert", "after:esm"):
+        assert len(list(features.glob("*.esm.safetensors.done"))) == 3
     if boundary in ("after:translate", "after:dnabert", "last:dnabert", "after:esm"):
         assert not (out / "work" / "scores").exists()
     if boundary != "during:assemble":
@@ -111,7 +113,8 @@ def test_a_signal_at_a_stage_boundary_stops_the_run(tmp_path, reference, boundar
 
 @pytest.mark.slow
 def test_interrupted_summary_counts_the_shards_a_stage_finished(tmp_path, reference):
-    """After every DNABERT-S shard finished the queue stops: the summary says 3 shards, 30 frames."""
+    """As the last DNABERT-S shard finishes the queue stops (ESM-2 shares it): the summary says 3
+    shards, 30 frames of DNABERT-S, what ESM-2 finished by then, and nothing scored."""
     source, _ = reference
     out = tmp_path / "out"
     stopped = run_cli(*predict_args(source, out), env={"VIRNUCPRO_SIGNAL_AT": "last:dnabert"})
@@ -119,4 +122,6 @@ def test_interrupted_summary_counts_the_shards_a_stage_finished(tmp_path, refere
     summary = json.loads((out / "run_summary.json").read_text())
     assert summary["stages"]["dnabert"]["computed_shards"] == 3
     assert summary["stages"]["dnabert"]["frames"] == 30
-    assert "esm" not in summary["stages"]
+    esm_done = len(list((out / "work" / "features").glob("*.esm.safetensors.done")))
+    assert summary["stages"]["esm"]["computed_shards"] == esm_done
+    assert "score" not in summary["stages"]

@@ -20,5 +20,5 @@ def test_more_workers_than_shards_and_cores(tmp_path):
     err = result.stderr.decode()
     assert result.returncode == 0, err
     assert f"--workers {workers} is more than the {cores} CPU core(s) available" in err
-    assert f"dnabert: 1 shard(s) to embed: starting 1 of the {workers} planned workers" in err
-    assert "[dnabert 2/4] finished:" in err and "[esm 3/4] finished:" in err
+    assert f"embed: 1 shard(s) to embed: starting 1 of the {workers} planned workers" in err
+    assert "[embed 1/2] finished:" in err

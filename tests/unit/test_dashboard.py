@@ -20,6 +20,7 @@ from virnucpro.pipeline.report.dashboard import (
     ProcessSample,
     format_duration,
     later_cost_factor,
+    relative_costs,
     sample_process,
 )
 from virnucpro.pipeline.report.gpu_monitor import GpuSample
@@ -64,7 +65,7 @@ def test_status_line_counts_rate_eta_and_workers() -> None:
     board.handle(Progress(1, "shard-5", 5_000))
     assert board.status_line() == (
         "[esm] 12,000/50,000 frames (24.0%) 120 frames/s ETA 0:05:17 overall ETA 0:05:17 "
-        "workers: cuda:0 shard-3, cuda:1 shard-5"
+        "workers: cuda:0 shard-3 busy 100%, cuda:1 shard-5 busy 100%"
     )
 
 
@@ -101,7 +102,7 @@ def test_render_shows_gpu_numbers_and_survives_a_failing_sampler() -> None:
     out = io.StringIO()
     Console(file=out, width=140).print(board.render())
     text = out.getvalue()
-    assert re.search(r"cuda:0 +3 +500/2,000 +50 +87% +12.0/80.0 GiB", text), text
+    assert re.search(r"cuda:0 +3 +500/2,000 +50 +- +87% +12.0/80.0 GiB", text), text  # busy: never ready
     assert "cuda:1" in text and "ETA" in text
 
 
@@ -139,7 +140,7 @@ def _rendered(board: Dashboard, width: int) -> str:
 
 
 def _busy_cpu_board(clock: FakeClock, **kwargs) -> Dashboard:
-    board = Dashboard("esm", 120_000, ["cpu", "cpu"], no_dashboard=True, clock=clock, stage_number=3,
+    board = Dashboard("esm", 120_000, ["cpu", "cpu"], no_dashboard=True, clock=clock, stage_number=1,
                       process_sampler=lambda pid: ProcessSample(180.0 + pid, 1536 << 20), **kwargs)
     for worker in (0, 1):
         board.handle(WorkerStarted(worker, "cpu", worker, 1.0))
@@ -158,8 +159,9 @@ def test_numbers_survive_narrow_terminals() -> None:
         flat = " ".join(text.split())  # a narrow terminal may wrap the numbers, never cut them
         for number in ("6,000/120,000 frames", "(5.0%)", "60 frames/s", "ETA 0:31:40", "overall ETA 0:31:40"):
             assert number in flat, (width, number, text)
-        assert "stage 3 of 4: esm" in flat
-        assert re.search(r"cpu-0 +00001 +4,000/10,000 +40 +180% +1.5 GiB", text), text
+        assert "stage 1 of 2: esm" in flat
+        speed = r" +40" if width >= 72 else ""  # frames/s is left out of a narrow table
+        assert re.search(rf"cpu-0 +00001 +4,000/10,000{speed} +100% +180% +1.5 GiB", text), text
 
 
 def test_cpu_workers_show_their_own_names_cpu_use_and_rss() -> None:
@@ -168,8 +170,8 @@ def test_cpu_workers_show_their_own_names_cpu_use_and_rss() -> None:
     assert "GPU" not in text and "CPU" in text and "RSS" in text
     assert "cpu-0" in text and "cpu-1" in text
     assert "180%" in text and "181%" in text and "1.5 GiB" in text
-    assert board.status_line().startswith("[esm 3/4] ")
-    assert "workers: cpu-0 shard-00001, cpu-1 shard-00002" in board.status_line()
+    assert board.status_line().startswith("[esm 1/2] ")
+    assert "workers: cpu-0 shard-00001 busy 100%, cpu-1 shard-00002 busy 100%" in board.status_line()
 
 
 def test_real_process_sampler_reads_this_process() -> None:
@@ -201,3 +203,45 @@ def test_overall_eta_adds_the_later_stages() -> None:
     assert 20 < (later_cost_factor("dnabert", published) or 0) < 60
     assert later_cost_factor("dnabert", {"dnabert": {"dim": 48}, "esm": {"dim": 32}}) is None
     assert later_cost_factor("esm", published) == 0.0
+
+
+
+def test_one_queue_of_both_models_shows_model_shard_busy_share_and_one_weighted_eta() -> None:
+    """The run's queue: rows name the model and shard and the busy share since the worker was
+    ready; the ETA weighs each model's frames by its cost and counts the tasks still to come."""
+    clock = FakeClock()
+    board = Dashboard("embed", 0, ["cpu", "cpu"], no_dashboard=True, clock=clock, stage_number=1,
+                      weights={"dnabert": 1.0, "esm": 3.0}, expected_tasks=4,
+                      process_sampler=lambda pid: None)
+    for key in ("shard-00001:dnabert", "shard-00001:esm"):
+        board.add_task(key, 100)
+    for worker in (0, 1):
+        board.handle(WorkerStarted(worker, "cpu", worker, 1.0))
+    board.handle(TaskStarted(0, "cpu", "shard-00001:esm", 100, 1))
+    board.handle(TaskStarted(1, "cpu", "shard-00001:dnabert", 100, 1))
+    clock.now += 10
+    board.handle(Progress(1, "shard-00001:dnabert", 100))
+    board.handle(TaskFinished(1, "shard-00001:dnabert", {}, 10.0))
+    clock.now += 10
+    line = board.status_line()
+    # 100 of 400 cost units in 20 s; the known 400 are half of the 4 tasks expected: 700 more at 5/s.
+    assert line.startswith("[embed 1/2] 100/200 frames (50.0%) ")
+    assert "ETA 0:02:20 overall ETA 0:02:20" in line
+    assert "workers: cpu-0 esm shard-00001 busy 100%, cpu-1 idle busy 50%" in line
+    text = _rendered(board, 80)
+    assert re.search(r"cpu-0 +esm 00001 +0/100 +- +100%", text), text
+
+
+def test_relative_costs_put_esm_first_for_the_published_models_and_alike_otherwise() -> None:
+    published = {"dnabert": {"dim": 768}, "esm": {"dim": 2560}}
+    costs = relative_costs(published)
+    assert costs["dnabert"] == 1.0 and 20 < costs["esm"] < 60
+    assert relative_costs({"dnabert": {"dim": 48}, "esm": {"dim": 32}}) == {"dnabert": 1.0, "esm": 1.0}
+
+
+def test_a_terminal_narrower_than_60_columns_gets_plain_lines(monkeypatch) -> None:
+    monkeypatch.setenv("COLUMNS", "50")
+    board = Dashboard("embed", 10, ["cpu"], sampler=lambda ordinal: None)
+    board.live = True  # as on a terminal
+    with board:
+        assert board.live is False and board._live is None

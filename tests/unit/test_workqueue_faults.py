@@ -134,6 +134,53 @@ def test_only_worker_hanging_in_load_fails_the_tasks_with_the_reason(tmp_path: P
     assert "did not finish loading" in report.failed["t0"]
 
 
+def test_a_worker_that_never_exits_after_sigkill_is_given_up_and_its_task_runs_elsewhere(tmp_path: Path) -> None:
+    """The stuck-in-the-driver case (GPU_REVIEW finding 5), for real on the CPU: the hung worker is
+    SIGKILLed after the stall timeout, but a child it forked holds its end of the process sentinel
+    (see ``toy_workers``), so the pool never sees it exit. It is given up after ``kill_grace``
+    without waiting, and its task, uncharged, runs on the other worker long before the holder lets go."""
+    tasks = write_inputs(tmp_path, {"stuck": 6, "t1": 3, "t2": 3}, modes={"stuck": "unkillable_once"})
+    tasks[0].payload["hold"] = 120
+    events: list = []
+    began = time.monotonic()
+    try:
+        report = _manager(["cpu", "cpu"], events, stall_timeout=2.0, kill_grace=2.0, max_task_retries=0,
+                          progress_interval=0.05).run(tasks)
+        elapsed = time.monotonic() - began
+    finally:
+        holder = tmp_path / "stuck.crashed.pid"
+        if holder.exists():
+            import os
+            import signal
+
+            os.kill(int(holder.read_text()), signal.SIGKILL)
+    assert elapsed < 60, elapsed  # the holder keeps the sentinel shut for 120 s
+    assert report.ok, report.failed  # no retries allowed: the lost attempt was not charged
+    for task in tasks:
+        _assert_squares(task)
+    stuck_worker = next(e.worker_id for e in events if isinstance(e, TaskStarted) and e.task_key == "stuck")
+    label = f"worker cpu-{stuck_worker}"
+    assert "did not exit 2 s after SIGKILL" in report.worker_errors[label]
+    last_start = [e for e in events if isinstance(e, TaskStarted) and e.task_key == "stuck"][-1]
+    assert last_start.worker_id != stuck_worker and last_start.attempt == 1
+
+
+def test_a_device_the_health_check_rejects_is_not_restarted(tmp_path: Path, monkeypatch) -> None:
+    """A worker dies (SIGKILL); before its slot is restarted the device check (NVML on a GPU; here a
+    check naming the device unhealthy) retires it, and the other worker finishes every task."""
+    monkeypatch.setenv("TOY_SICK_DEVICES", "cpu")
+    tasks = write_inputs(tmp_path, {"crash": 5, "t1": 4, "t2": 4}, modes={"crash": "crash_once"})
+    events: list = []
+    report = _manager(["cpu", "cpu"], events, device_check="tests.helpers.toy_workers:sick_devices",
+                      progress_interval=0.05).run(tasks)
+    assert report.ok, report.failed
+    for task in tasks:
+        _assert_squares(task)
+    errors = " ".join(report.worker_errors.values())
+    assert "not restarted: cpu reported unhealthy" in errors
+    assert not any(type(e).__name__ == "WorkerRestarted" for e in events)
+
+
 def test_each_cuda_worker_sees_only_its_own_gpu(tmp_path: Path, monkeypatch) -> None:
     """On the CPU the toy worker never touches CUDA; it reports the device and visibility it was given."""
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "5,7")

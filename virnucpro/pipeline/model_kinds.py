@@ -5,7 +5,8 @@ A :class:`ModelKind` says everything the stages, the workers and
 identities, file names and task keys; which shard file it reads and which
 feature file it writes; which model file it loads; the worker functions that
 run it (in ``pipeline/parallel.py`` for DNABERT-S, ``pipeline/parallel_esm.py``
-for ESM-2). Each model's feature dimension is read once, by
+for ESM-2; the run's worker, ``pipeline/workers.py``, holds both and dispatches on
+:attr:`EmbedPayload.model`). Each model's feature dimension is read once, by
 ``run.setup.resolve_models``, and recorded in the run's model identities
 (``RunConfig.models[kind.name]["dim"]``).
 
@@ -58,13 +59,16 @@ class EmbedPayload:
 
     ``reuse``: the shard's reuse plan for this kind (frames not to embed, see
     :mod:`~virnucpro.pipeline.stages.reuse`). ``identity`` is what the resume check
-    expects in the marker (see ``RunConfig.feature_identity``).
+    expects in the marker (see ``RunConfig.feature_identity``). ``model``: the
+    :class:`ModelKind` name, on which the run's worker (:mod:`virnucpro.pipeline.workers`)
+    dispatches the task.
     """
 
     source: str
     target: str
     identity: dict[str, Any]
     reuse: str | None = None
+    model: str = ""
 
 
 @dataclass(frozen=True)

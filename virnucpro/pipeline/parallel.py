@@ -38,6 +38,35 @@ class EmbedderState:
     batch_tokens: int | None
 
 
+class PrefetchedTokens:
+    """DNABERT-S's tokenizer with token ids made ahead, on the prefetch thread (GPU_REVIEW finding 6).
+
+    :meth:`prepare` BPE-tokenises a shard's sequences while the device computes the shard before;
+    the embedder's ``encode`` then takes each sequence's ids from here (once: they are dropped as
+    used) and tokenises only what was not prepared. The ids are the wrapped tokenizer's own, each
+    sequence's independent of the others, so the embeddings are the same bit for bit.
+    """
+
+    def __init__(self, tokenizer: Any) -> None:
+        self._tokenizer = tokenizer
+        self._ids: dict[str, list[int]] = {}
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._tokenizer, name)
+
+    def prepare(self, seqs: list[str]) -> None:
+        """Tokenise ``seqs`` now (called on the prefetch thread)."""
+        missing = [s for s in seqs if s not in self._ids]
+        self._ids.update(zip(missing, self._tokenizer.encode(missing)))
+
+    def encode(self, seqs: Any) -> list[list[int]]:
+        """Token ids of ``seqs``: prepared ones taken (and forgotten), the rest tokenised here."""
+        found = [self._ids.pop(s, None) for s in seqs]
+        missing = [s for s, ids in zip(seqs, found) if ids is None]
+        made = iter(self._tokenizer.encode(missing) if missing else [])
+        return [ids if ids is not None else next(made) for ids in found]
+
+
 def init_dnabert_worker(device: str, init_args: Mapping[str, Any]) -> EmbedderState:
     """Load DNABERT-S once for this worker (``init_args``: an :class:`EmbedInitArgs` mapping)."""
     import torch
@@ -48,8 +77,9 @@ def init_dnabert_worker(device: str, init_args: Mapping[str, Any]) -> EmbedderSt
     args = EmbedInitArgs.from_mapping(init_args)
     torch_device = torch.device(device)
     dtype = resolve_precision(args.precision, torch_device)
-    return EmbedderState(load_dnabert_s(Path(args.model_path), torch_device, dtype, args.compile),
-                         args.batch_tokens)
+    embedder = load_dnabert_s(Path(args.model_path), torch_device, dtype, args.compile)
+    embedder.tokenizer = PrefetchedTokens(embedder.tokenizer)  # type: ignore[assignment]  # same interface
+    return EmbedderState(embedder, args.batch_tokens)
 
 
 @dataclass(frozen=True)
@@ -125,8 +155,13 @@ def embed_shard_deferred(state: EmbedderState, task: Task, progress: Callable[[i
 
 
 def prefetch_dnabert_shard(state: EmbedderState, task: Task) -> PreparedShard:
-    """Read and prepare a nucleotide shard ahead of its turn (see :func:`prepare_shard`)."""
-    return prepare_shard(state, task)
+    """Read and prepare a nucleotide shard ahead of its turn (see :func:`prepare_shard`) and
+    BPE-tokenise its distinct sequences (:class:`PrefetchedTokens`), off the device's path."""
+    prepared = prepare_shard(state, task)
+    tokenizer = getattr(state.embedder, "tokenizer", None)
+    if isinstance(tokenizer, PrefetchedTokens):
+        tokenizer.prepare(prepared.groups.unique)
+    return prepared
 
 
 def embed_dnabert_shard(state: EmbedderState, task: Task, progress: Callable[[int], None],

@@ -3,8 +3,9 @@
 ::
 
     input.fa --translate--> work/shards/k.dna.fa + k.protein.faa   (same IDs, same order)
-      k.dna.fa      --DNABERT-S workers--> work/features/k.dnabert.safetensors + .done
-      k.protein.faa --ESM-2 workers------> work/features/k.esm.safetensors     + .done
+      k.dna.fa      --worker (DNABERT-S)--> work/features/k.dnabert.safetensors + .done
+      k.protein.faa --worker (ESM-2)------> work/features/k.esm.safetensors     + .done
+                    (one worker per device, both models loaded and warm, one queue)
       both          --join by ID, classify--> work/scores/k.tsv               + .done
       scores 1..n   --concatenate in order--> prediction_results.txt, ..._highestscore.csv,
                                               contig_summary.tsv, run_summary.json
@@ -20,8 +21,9 @@ remove an earlier run. SIGINT/SIGTERM stop the run wherever it is, and at the
 latest at the next stage boundary (:mod:`.run.stop`).
 
 Where things live: the run's decisions in :mod:`.run`; the stage bodies in
-:mod:`.stages` (:mod:`.stages.translate`, :mod:`.stages.embed` once per
-:mod:`.model_kinds` entry, :mod:`.stages.score`, :mod:`.stages.assemble`);
+:mod:`.stages` (:mod:`.stages.translate`, :mod:`.stages.embed` with every
+:mod:`.model_kinds` entry on one queue, :mod:`.stages.score`, :mod:`.stages.assemble`);
+the worker holding both models in :mod:`.workers`;
 the tables, summary and live view in :mod:`.report`; the generic work queue
 the embedders run on in :mod:`.workqueue`.
 """
@@ -29,6 +31,7 @@ the embedders run on in :mod:`.workqueue`.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from pathlib import Path
 
@@ -54,8 +57,9 @@ from virnucpro.pipeline.checkpoint import (
     read_run_json,
     wipe_run_state,
 )
-from virnucpro.pipeline.model_kinds import MODEL_KINDS
+from virnucpro.pipeline.model_kinds import MODEL_KINDS, ModelKind
 from virnucpro.pipeline.outputs import RunPaths
+from virnucpro.pipeline.report.dashboard import STAGE_COUNT
 from virnucpro.pipeline.report.regions import write_run_regions
 from virnucpro.pipeline.report.summary import RunState, write_summary
 from virnucpro.pipeline.run.checks import check_input, check_options
@@ -64,11 +68,8 @@ from virnucpro.pipeline.run.options import PredictOptions
 from virnucpro.pipeline.run.setup import plan_devices, resolve_models, resolve_shard_size
 from virnucpro.pipeline.run.stop import check_stop, stop_on_signals
 from virnucpro.pipeline.stages.assemble import AssemblyWalk, assemble, remove_intermediates
-from virnucpro.pipeline.stages.embed import feature_stage
-from virnucpro.pipeline.stages.feature_files import reuse_sources
-from virnucpro.pipeline.stages.score import shards_to_score
 from virnucpro.pipeline.stages.score_pool import ScorePool, pool_size
-from virnucpro.pipeline.stages.stream import translate_and_embed
+from virnucpro.pipeline.stages.stream import Translated, translate_and_embed
 from virnucpro.pipeline.stages.work_files import ShardInfo
 
 __all__ = ["WORK_FORMAT", "PredictOptions", "check_input", "main"]
@@ -176,56 +177,56 @@ def _recorded_shard_size(paths: RunPaths) -> int | None:
 
 
 def _run_stages(setup: RunSetup, state: RunState, chunks: int | None = None) -> None:
-    """translate + DNABERT-S (overlapped) -> ESM-2 -> score -> assemble, each skipping verified
-    work; a stop signal caught in one stage ends the run before the next one starts.
+    """translate + DNABERT-S + ESM-2 (one queue, overlapped) -> score -> assemble, each skipping
+    verified work; a stop signal caught in one stage ends the run before the next one starts.
 
-    DNABERT-S embeds each shard as soon as translate wrote it (:mod:`.stages.stream`). With a
-    score pool (``--score-workers``, see :mod:`.score_pool`) scoring overlaps ESM-2: each shard
-    is submitted as its ESM-2 features are written. The result tables are walked in input order
-    as shards are scored (:class:`.stages.assemble.AssemblyWalk`, started with ESM-2), so after the
-    last shard only its rows, the highest-score merge and the viral FASTA are left. Each stage's
-    start and end are recorded
-    (``stages.<name>.start_s``/``end_s`` of ``run_summary.json``)."""
+    A shard's tasks of both models are queued as soon as translate wrote it, on one worker per
+    device holding both models (:mod:`.stages.stream`). With a score pool (``--score-workers``,
+    see :mod:`.score_pool`) scoring overlaps the embeddings: each shard is submitted as its last
+    feature file is written. The result tables are walked in input order as shards are scored
+    (:class:`.stages.assemble.AssemblyWalk`, started as soon as translate has finished), so after
+    the last shard only its rows, the highest-score merge and the viral FASTA are left. Each
+    stage's start and end are recorded (``stages.<name>.start_s``/``end_s`` of
+    ``run_summary.json``; the embedding workers under ``workers``)."""
+    found = Translated()
+    walk = _WalkStarter(AssemblyWalk(setup, state), state)
     try:
-        translate_and_embed(setup, state, chunks)
-    except InputError:
-        if setup.outcome != "resume":  # nothing of this run is worth keeping; let a fixed input start afresh
-            wipe_run_state(setup.paths.root, setup.paths.state_names())
-        raise
-    # after:translate is sent by translate itself (it ends while DNABERT-S still embeds).
-    check_stop(f"after:{MODEL_KINDS[0].name}")
+        with ScorePool(setup, state, [], 0, pool_size(setup.options, setup.plan)) as scoring:
 
-    pending = shards_to_score(setup, state.shards)
-    scored_before = len(state.shards) - len(pending)
-    if scored_before:
-        logger.info("%d of %d shard(s) already scored and verified; reusing them", scored_before, len(state.shards))
-    to_embed = _shards_to_embed(setup, state.shards, pending)
-    if state.shards and not pending and setup.outcome == "resume":
-        logger.info("every shard's scores reused: no embedding computed; re-writing the tables at --min-score %g, "
-                    "--min-length %d", setup.config.min_score, setup.config.min_length)
-    # The tables are walked on a thread as shards are scored, in input order (AssemblyWalk).
-    walk = AssemblyWalk(setup, state)
-    try:
-        with ScorePool(setup, state, pending, scored_before, pool_size(setup.options, setup.plan)) as scoring:
-            scoring.start()
-            state.mark("assemble", "start")
-            walk.start()
-            for kind in MODEL_KINDS[1:]:
-                on_shard_done = None
-                state.mark(kind.name, "start")
-                if kind is MODEL_KINDS[-1] and scoring.overlaps:
-                    state.mark("score", "start")
-                    scoring.submit_ready()  # resume: shards whose features an earlier run made
-                    on_shard_done = scoring.submit_if_ready
-                feature_stage(kind, to_embed, setup, state, on_shard_done=on_shard_done)
-                state.mark(kind.name, "end")
-                check_stop(f"after:{kind.name}")
+            def on_shard_done(_kind: ModelKind, shard: ShardInfo) -> None:
+                if scoring.overlaps and shard.index not in found.scored_before:
+                    scoring.expect([shard])
+                    scoring.submit_if_ready(shard.index)
+
+            if scoring.overlaps:
+                state.mark("score", "start")
+            try:
+                translate_and_embed(setup, state, chunks, found, on_shard_done, walk.start)
+            except InputError:
+                if setup.outcome != "resume":  # nothing of this run is worth keeping; let a fixed input start afresh
+                    wipe_run_state(setup.paths.root, setup.paths.state_names())
+                raise
+            # One boundary, three names: both models end on the same queue (after:translate is
+            # sent by translate itself, while the queue embeds).
+            for boundary in ("after:embed", *(f"after:{kind.name}" for kind in MODEL_KINDS)):
+                check_stop(boundary)
+            scoring.reused = len(found.scored_before)
+            if found.scored_before:
+                logger.info("%d of %d shard(s) already scored and verified; reusing them", len(found.scored_before),
+                            len(state.shards))
+            if state.shards and len(found.scored_before) == len(state.shards) and setup.outcome == "resume":
+                logger.info("every shard's scores reused: no embedding computed; re-writing the tables at "
+                            "--min-score %g, --min-length %d", setup.config.min_score, setup.config.min_length)
             if not scoring.overlaps:
                 state.mark("score", "start")
+            logger.info("[score + assemble %d/%d] scoring the shards left and writing the tables", STAGE_COUNT,
+                        STAGE_COUNT)
+            scoring.expect([s for s in state.shards if s.index not in found.scored_before])
             scoring.finish()
             state.mark("score", "end")
         check_stop("after:score")
-        assemble(setup, state, on_table=lambda: check_stop("during:assemble"), walk=walk)
+        walk.start()  # a no-op when translate started it
+        assemble(setup, state, on_table=lambda: check_stop("during:assemble"), walk=walk.walk)
         state.viral_regions = write_run_regions(setup)
     finally:
         walk.cancel()  # a no-op once the walk ended
@@ -237,14 +238,27 @@ def _run_stages(setup: RunSetup, state: RunState, chunks: int | None = None) -> 
     clean_temporaries(setup.paths.root)
 
 
-def _shards_to_embed(setup: RunSetup, shards: list[ShardInfo], pending: list[ShardInfo]) -> list[ShardInfo]:
-    """The shards whose features this run needs: those to score and the shards they reuse rows from
-    (with --keep-features every shard, also shards scored by an earlier run)."""
-    if setup.options.keep_features:
-        return shards
-    needed = {s.index for s in pending}
-    needed |= {source for s in pending for kind in MODEL_KINDS for source in reuse_sources(setup.paths, kind, s.index)}
-    return [s for s in shards if s.index in needed]
+class _WalkStarter:
+    """Starts the table walk once (from translate's thread when it ends, or here), never after
+    :meth:`cancel`."""
+
+    def __init__(self, walk: AssemblyWalk, state: RunState) -> None:
+        self.walk, self.state = walk, state
+        self._lock = threading.Lock()
+        self._started = self._cancelled = False
+
+    def start(self) -> None:
+        with self._lock:
+            if self._started or self._cancelled:
+                return
+            self._started = True
+            self.state.mark("assemble", "start")
+            self.walk.start()
+
+    def cancel(self) -> None:
+        with self._lock:
+            self._cancelled = True
+        self.walk.cancel()
 
 
 def _finish(setup: RunSetup, state: RunState) -> None:

@@ -6,15 +6,24 @@
     with Dashboard("esm", total_frames, devices) as dashboard:
         report = BatchQueueManager(..., devices, on_event=dashboard.handle).run(tasks)
 
-On a terminal it shows the stage (``stage 3 of 4: esm``), then the numbers
-(frames done, percent, frames/s, stage ETA, overall ETA) on their own line so
-that a narrow terminal wraps them instead of cutting them, a bar as wide as the
-terminal, and one row per worker (its name ``cuda:1`` / ``cpu-0``, shard,
-frames done of the shard, frames/s, and GPU utilisation and memory for GPU
-workers or CPU use and resident memory for CPU workers). When stdout is not a
-terminal (SLURM, pipes) or ``no_dashboard=True`` it logs a line such as
-``[esm 3/4] 12,340/50,000 frames (24.7%) 210 frames/s ETA 0:03:00 overall ETA
-0:03:05 workers: cuda:0 shard-3, cuda:1 shard-5`` every ``interval`` seconds.
+``predict`` has two stages (:data:`STAGE_COUNT`): ``embed`` (translate, DNABERT-S and
+ESM-2, overlapped on one queue: one worker per device holding both models) and
+``score + assemble``. The queue's view shows the stage (``stage 1 of 2: embed``),
+then the numbers (frames done of both models, percent, frames/s, ETA and the
+run's overall ETA) on their own line so that a narrow terminal wraps them
+instead of cutting them, a bar as wide as the terminal, and one row per worker
+(its name ``cuda:1`` / ``cpu-0``, model and shard, frames done of the shard,
+frames/s, busy share since it was ready, and GPU utilisation and memory for GPU
+workers or CPU use and resident memory for CPU workers). Below
+:data:`MIN_LIVE_COLUMNS` columns, when stdout is not a terminal (SLURM, pipes)
+or with ``no_dashboard=True`` it logs a line such as ``[embed 1/2] 12,340/50,000
+frames (24.7%) 210 frames/s ETA 0:03:00 overall ETA 0:03:05 workers: cuda:0 esm
+shard-00003 busy 97%, cuda:1 dnabert shard-00005 busy 95%`` every ``interval`` seconds.
+
+With ``weights`` (each model's relative cost per frame, :func:`relative_costs`) the
+ETA counts work, not frames: a frame of ESM-2 3B costs about 30 of DNABERT-S. While
+translate still adds tasks, ``expected_tasks`` scales the known work up to the
+expected number of tasks, so the ETA is for the whole run from the first shard on.
 A failing GPU or process query or rendering bug is logged at DEBUG and never
 stops the run.
 """
@@ -45,7 +54,16 @@ from virnucpro.pipeline.workqueue.scheduler import worker_name
 logger = logging.getLogger(__name__)
 
 GPU_SAMPLE_SECONDS = 2.0
-STAGE_COUNT = 4  # translate, DNABERT-S, ESM-2, score + assemble
+STAGE_COUNT = 2  # embed (translate + DNABERT-S + ESM-2, overlapped), score + assemble
+MIN_LIVE_COLUMNS = 60  # below this the live table garbles: plain lines instead
+WIDE_COLUMNS = 72  # below this the worker table leaves out frames/s
+
+
+def _terminal_columns() -> int:
+    """The terminal's width in columns (80 when it cannot tell)."""
+    import shutil
+
+    return shutil.get_terminal_size((80, 24)).columns
 
 
 def format_duration(seconds: float | None) -> str:
@@ -104,6 +122,14 @@ def later_cost_factor(stage: str, identities: dict[str, Any] | None) -> float | 
     return ESM2_3B.sequence_flops(168) / DNABERT_S.sequence_flops(110)
 
 
+def relative_costs(identities: dict[str, Any] | None) -> dict[str, float]:
+    """Each model's cost per frame relative to DNABERT-S (the queue's order and the ETA's weights):
+    the published pair by their FLOPs per frame (:func:`later_cost_factor`), any other pair 1:1
+    (unknown, so frames count alike)."""
+    factor = later_cost_factor("dnabert", identities)
+    return {"dnabert": 1.0, "esm": factor if factor else 1.0}
+
+
 @dataclass
 class _WorkerRow:
     device: str
@@ -114,6 +140,9 @@ class _WorkerRow:
     task_size: int = 0
     task_done: int = 0
     task_started: float = 0.0
+    ready_at: float | None = None  # when the (latest) process reported ready
+    busy_since: float | None = None  # when its current busy spell began
+    busy_total: float = 0.0  # seconds busy before the current spell
 
 
 class Dashboard:
@@ -131,6 +160,10 @@ class Dashboard:
         stage_number: this stage's place among the :data:`STAGE_COUNT` stages of ``predict``.
         later_factor: time of the later stages as a multiple of this one (see
             :func:`later_cost_factor`); None when unknown (the overall ETA shows ``?``).
+        weights: model name (a task key's suffix) -> relative cost per frame, for the ETA;
+            None: every frame costs the same.
+        expected_tasks: how many tasks the stage will have in all, when more are still being
+            added (:meth:`add_task`); the ETA scales the known work up to it.
     """
 
     def __init__(
@@ -146,6 +179,8 @@ class Dashboard:
         clock: Callable[[], float] = time.monotonic,
         stage_number: int | None = None,
         later_factor: float | None = 0.0,
+        weights: dict[str, float] | None = None,
+        expected_tasks: int | None = None,
     ) -> None:
         self.stage = stage
         self.total_frames = max(0, int(total_frames))
@@ -156,10 +191,16 @@ class Dashboard:
         self._clock = clock
         self.stage_number = stage_number
         self.later_factor = later_factor
+        self.weights = dict(weights or {})
+        self.expected_tasks = expected_tasks
+        self._known_tasks = 0
+        self.total_cost = float(self.total_frames)
         self._rows = [_WorkerRow(device, worker_name(i, device)) for i, device in enumerate(devices)]
         self._task_done: dict[str, int] = {}
         self._done = 0  # frames of finished tasks plus progress of running ones
-        self._processed = 0  # every frame any attempt processed; the rate uses this
+        self._processed = 0  # every frame any attempt processed
+        self._done_cost = 0.0  # as _done and _processed, weighted: the rate and ETA use these
+        self._processed_cost = 0.0
         self._failed: set[str] = set()
         self._started = clock()
         self._lock = threading.Lock()
@@ -172,6 +213,41 @@ class Dashboard:
 
     # ------------------------------------------------------------------ events
 
+    def _weight(self, key: str) -> float:
+        return self.weights.get(key.rpartition(":")[2], 1.0) if self.weights else 1.0
+
+    def add_task(self, key: str, frames: int) -> None:
+        """A task of ``frames`` frames joined the stage (thread-safe)."""
+        with self._lock:
+            self._known_tasks += 1
+            self.total_frames += frames
+            self.total_cost += frames * self._weight(key)
+
+    def _count(self, key: str, frames: int, processed: bool = True) -> None:
+        cost = frames * self._weight(key)
+        self._done += frames
+        self._done_cost += cost
+        if processed:
+            self._processed += frames
+            self._processed_cost += cost
+
+    def _set_busy(self, row: _WorkerRow, busy: bool) -> None:
+        now = self._clock()
+        if busy and row.busy_since is None:
+            row.busy_since = now
+        elif not busy and row.busy_since is not None:
+            row.busy_total += now - row.busy_since
+            row.busy_since = None
+
+    def busy_share(self, row: _WorkerRow) -> float | None:
+        """The share of the time since the worker was ready that it spent on tasks."""
+        if row.ready_at is None:
+            return None
+        now = self._clock()
+        span = now - row.ready_at
+        busy = row.busy_total + (now - row.busy_since if row.busy_since is not None else 0.0)
+        return min(1.0, busy / span) if span > 0 else None
+
     def handle(self, event: Event) -> None:
         """Update the state from one work-queue event (use as ``on_event``)."""
         with self._lock:
@@ -180,31 +256,35 @@ class Dashboard:
             row = self._rows[event.worker_id]
             if isinstance(event, WorkerStarted):
                 row.state, row.pid = "idle", event.pid
+                row.ready_at, row.busy_since, row.busy_total = self._clock(), None, 0.0
             elif isinstance(event, TaskStarted):
                 row.state, row.task_key, row.task_size = "busy", event.task_key, event.size
                 row.task_done, row.task_started = 0, self._clock()
                 self._task_done[event.task_key] = 0
+                self._set_busy(row, True)
             elif isinstance(event, Progress):
                 row.task_done += event.frames
                 self._task_done[event.task_key] = self._task_done.get(event.task_key, 0) + event.frames
-                self._done += event.frames
-                self._processed += event.frames
+                self._count(event.task_key, event.frames)
             elif isinstance(event, TaskFinished):
                 progressed = self._task_done.pop(event.task_key, 0)
                 size = row.task_size if row.task_key == event.task_key else progressed
-                self._done += max(0, size - progressed)
-                self._processed += max(0, size - progressed)
+                self._count(event.task_key, max(0, size - progressed))
                 if row.task_key == event.task_key:  # with prefetch the worker may already run the next task
                     row.state, row.task_key = "idle", None
+                    self._set_busy(row, False)
             elif isinstance(event, TaskFailed):
-                self._done -= self._task_done.pop(event.task_key, 0)  # the task will be redone
+                # the task will be redone
+                self._count(event.task_key, -self._task_done.pop(event.task_key, 0), processed=False)
                 if not event.will_retry:
                     self._failed.add(event.task_key)
                 if row.task_key == event.task_key:
                     row.state, row.task_key = "idle", None
+                    self._set_busy(row, False)
             elif isinstance(event, WorkerDied):
                 row.state, row.task_key = ("restarting" if event.will_restart else "dead"), None
                 row.pid = None
+                self._set_busy(row, False)
             elif isinstance(event, WorkerRestarted):
                 row.state = "starting"
 
@@ -214,9 +294,18 @@ class Dashboard:
         elapsed = self._clock() - self._started
         return self._processed / elapsed if elapsed > 0 and self._processed else None
 
+    def _planned_cost(self) -> float:
+        """The stage's whole work: the known tasks', scaled up to ``expected_tasks`` while fewer are known."""
+        expected, known = self.expected_tasks, self._known_tasks
+        if expected and 0 < known < expected:
+            return self.total_cost * expected / known
+        return self.total_cost
+
     def _eta(self) -> float | None:
-        rate = self._rate()
-        return max(0, self.total_frames - self._done) / rate if rate else None
+        elapsed = self._clock() - self._started
+        if elapsed <= 0 or not self._processed_cost:
+            return None
+        return max(0.0, self._planned_cost() - self._done_cost) / (self._processed_cost / elapsed)
 
     def _overall_eta(self) -> float | None:
         """This stage's ETA plus the later stages' estimated time (``later_factor`` x this stage's whole time)."""
@@ -229,15 +318,26 @@ class Dashboard:
         return f"{self.stage} {self.stage_number}/{STAGE_COUNT}" if self.stage_number else self.stage
 
     def _task_name(self, key: str) -> str:
-        """``shard-00003:esm`` -> ``shard-00003``: the stage is shown once, above."""
-        return key.removesuffix(f":{self.stage}")
+        """``shard-00003:esm`` -> ``shard-00003`` when the stage is that model (shown once, above),
+        else ``esm shard-00003`` (the model, then the shard)."""
+        shard, sep, model = key.rpartition(":")
+        if not sep or model == self.stage:
+            return shard or key
+        return f"{model} {shard}"
 
     def _shard_cell(self, key: str) -> str:
-        """``shard-00003:esm`` -> ``00003`` under the ``shard`` header: narrow terminals keep the numbers."""
-        return self._task_name(key).removeprefix("shard-")
+        """``shard-00003:esm`` -> ``esm 00003`` (``00003`` in a model's own stage) under the ``shard``
+        header: narrow terminals keep the numbers."""
+        return self._task_name(key).replace("shard-", "")
+
+    def _busy_text(self, row: _WorkerRow) -> str:
+        share = self.busy_share(row)
+        return f"{100 * share:.0f}%" if share is not None else "-"
 
     def _worker_label(self, row: _WorkerRow) -> str:
-        return f"{row.name} {self._task_name(row.task_key)}" if row.task_key else f"{row.name} {row.state}"
+        label = f"{row.name} {self._task_name(row.task_key)}" if row.task_key else f"{row.name} {row.state}"
+        share = self.busy_share(row)
+        return f"{label} busy {100 * share:.0f}%" if share is not None else label
 
     def _numbers(self) -> str:
         """Frames, percent, rate, ETA and overall ETA: the part of every view that must survive."""
@@ -298,7 +398,18 @@ class Dashboard:
         return cpu, rss
 
     def render(self) -> Any:
-        """The rich renderable of the live view: title, numbers, bar, worker table (in that order)."""
+        """The rich renderable of the live view: title, numbers, bar, worker table (in that order),
+        laid out for the width it is printed at (below :data:`WIDE_COLUMNS` the frames/s column
+        is left out, so the rest keeps its numbers whole)."""
+        board = self
+
+        class _View:
+            def __rich_console__(self, console: Any, options: Any) -> Any:
+                yield board._view(options.max_width)
+
+        return _View()
+
+    def _view(self, width: int) -> Any:
         from rich import box
         from rich.console import Group, NewLine
         from rich.progress_bar import ProgressBar
@@ -308,8 +419,8 @@ class Dashboard:
         try:
             now = self._clock()
             with self._lock:
-                rows = [(r.name, r.device, r.pid, r.state, r.task_key, r.task_done, r.task_size, r.task_started)
-                        for r in self._rows]
+                rows = [(r.name, r.device, r.pid, r.state, r.task_key, r.task_done, r.task_size, r.task_started,
+                         self._busy_text(r)) for r in self._rows]
                 done, total = min(self._done, self.total_frames), self.total_frames
                 numbers = self._numbers()
             on_gpu = any(device.startswith("cuda") for _, device, *_ in rows)
@@ -317,16 +428,18 @@ class Dashboard:
             table = Table(box=box.SIMPLE_HEAD, expand=False, padding=(0, 1), pad_edge=False, show_edge=False)
             table.add_column("worker", no_wrap=True)
             table.add_column("shard", overflow="ellipsis", no_wrap=True, min_width=5)
-            for header in ("frames", "frames/s", *use_headers):
+            wide = width >= WIDE_COLUMNS
+            for header in ("frames", *(("frames/s",) if wide else ()), "busy", *use_headers):
                 table.add_column(header, justify="right", no_wrap=True)
-            for name, device, pid, state, key, task_done, size, started in rows:
+            for name, device, pid, state, key, task_done, size, started, busy_text in rows:
                 busy = key is not None
                 speed = task_done / (now - started) if busy and now > started and task_done else None
                 table.add_row(
                     name,
                     self._shard_cell(key) if key is not None else state,
                     f"{task_done:,}/{size:,}" if busy else "-",
-                    f"{speed:,.0f}" if speed else "-",
+                    *((f"{speed:,.0f}" if speed else "-",) if wide else ()),
+                    busy_text,
                     *self._use_columns(device, pid),
                 )
             stage = f"stage {self.stage_number} of {STAGE_COUNT}: " if self.stage_number else ""
@@ -348,6 +461,9 @@ class Dashboard:
 
     def __enter__(self) -> "Dashboard":
         self._started = self._clock()
+        if self.live and _terminal_columns() < MIN_LIVE_COLUMNS:
+            logger.debug("terminal narrower than %d columns: plain progress lines", MIN_LIVE_COLUMNS)
+            self.live = False
         if self.live:
             try:
                 self._start_live()

@@ -157,3 +157,28 @@ def parse_gpu_list(spec: str, gpus: Sequence[GpuInfo] | None = None) -> list[int
                 f"{', '.join(str(o) for o in sorted(known))}"
             )
     return ordinals
+
+
+def device_health(device: str) -> str | None:
+    """Why the GPU of ``device`` (``cuda:N``) must not be given a worker again, or None.
+
+    The work queue calls it in the parent before it restarts a worker (after a crash or a sticky
+    device error) and reloads the models onto that GPU. Asked of NVML, so no CUDA context is made:
+    a GPU that NVML cannot find or query any more (fallen off the bus, reset pending after an Xid
+    error) is unhealthy. None when NVML is missing (nothing can be told; a CPU device never is).
+    """
+    if not device.startswith("cuda"):
+        return None
+    ordinal = int(device.split(":", 1)[1]) if ":" in device else 0
+    devices = _cuda_devices()
+    if not devices:
+        return None
+    if ordinal >= len(devices):
+        return f"NVML no longer lists GPU {ordinal}"
+    try:
+        answers = (devices[ordinal].memory_total(), devices[ordinal].gpu_utilization())
+        if all(_value(answer) is None for answer in answers):
+            return f"NVML cannot query GPU {ordinal} (no memory or utilisation reading)"
+    except Exception as exc:  # noqa: BLE001 - an NVML error here is the answer
+        return f"NVML cannot query GPU {ordinal}: {exc}"
+    return None

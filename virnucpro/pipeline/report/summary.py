@@ -73,6 +73,55 @@ class StageReport:
 
 
 @dataclass
+class WorkerReport:
+    """One embedding worker (one per device) over the run: ``workers`` of ``run_summary.json``.
+
+    Times are seconds from the run's start: ``start_s`` when its (latest) process started,
+    ``ready_s`` when that process had loaded and warmed up every model, ``last_task_end_s``
+    when its last task finished, ``end_s`` when the queue stopped it. ``load_seconds``,
+    ``warm_up_seconds``, ``compile_seconds`` and ``compiled`` are per model, as the worker
+    reported them (``compiled``: the warm-up compiled that model's forward); ``busy_seconds``
+    per model is device time (a task's call until its embeddings were on the host).
+    """
+
+    device: str
+    start_s: float | None = None
+    ready_s: float | None = None
+    last_task_end_s: float | None = None
+    end_s: float | None = None
+    load_seconds: dict[str, float] = field(default_factory=dict)
+    warm_up_seconds: dict[str, float] = field(default_factory=dict)
+    compile_seconds: dict[str, float] = field(default_factory=dict)
+    compiled: dict[str, bool] = field(default_factory=dict)
+    busy_seconds: dict[str, float] = field(default_factory=dict)
+    tasks_done: int = 0
+    restarts: int = 0
+
+    def started(self, now: float, init_seconds: float, info: dict) -> None:
+        """Its process reported ready at ``now`` after ``init_seconds`` (``info``: its worker_info)."""
+        self.start_s = round(now - init_seconds, 3)
+        self.ready_s = now
+        for name in ("load_seconds", "warm_up_seconds", "compile_seconds", "compiled"):
+            value = info.get(name)
+            if isinstance(value, dict):
+                setattr(self, name, dict(value))
+
+    def task_done(self, model: str, busy: float, now: float) -> None:
+        """A task of ``model`` finished at ``now`` after ``busy`` seconds of device work."""
+        self.busy_seconds[model] = round(self.busy_seconds.get(model, 0.0) + busy, 3)
+        self.tasks_done += 1
+        self.last_task_end_s = now
+
+    def as_summary(self) -> dict:
+        """The summary's entry, with ``busy_fraction``: device time over ready-to-end."""
+        values = asdict(self)
+        span = (self.end_s or 0.0) - (self.ready_s or 0.0)
+        busy = sum(self.busy_seconds.values())
+        values["busy_fraction"] = round(busy / span, 3) if self.ready_s is not None and span > 0 else None
+        return values
+
+
+@dataclass
 class RunState:
     """What a run learns as it goes; becomes ``run_summary.json``."""
 
@@ -85,6 +134,7 @@ class RunState:
     viral_regions: int | None = None
     started: float = field(default_factory=time.monotonic)  # the run's start (time.monotonic)
     times: dict[str, dict[str, float]] = field(default_factory=dict)  # stage -> start_s/end_s
+    workers: dict[int, WorkerReport] = field(default_factory=dict)  # embedding worker id -> its report
 
     def mark(self, stage: str, which: str) -> None:
         """Record that ``stage`` starts (``which="start"``) or ends (``"end"``) now, in seconds
@@ -146,6 +196,7 @@ def write_summary(
             "region_min_chunks": config.region_min_chunks,
         },
         "stages": stages,
+        "workers": [state.workers[i].as_summary() for i in sorted(state.workers)],
         "wall_seconds": round(seconds, 3),
         "devices": setup.plan.devices,
         "precision": config.precision,

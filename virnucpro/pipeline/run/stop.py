@@ -11,16 +11,20 @@ but did not act on (it arrived just as the last shard finished) is found by
 Fault hook for the tests: ``VIRNUCPRO_SIGNAL_AT=BOUNDARY[:INT|:TERM]`` sends the
 real signal (SIGTERM by default; ``:KILL`` for SIGKILL) to this process at ``BOUNDARY``:
 
-* ``after:translate``, ``after:dnabert``, ``after:esm``, ``after:score``:
-  once that stage returned;
+* ``after:translate``, ``after:score``: once that stage returned;
+* ``after:embed``, ``after:dnabert``, ``after:esm``: one boundary under three names,
+  once the embedding queue returned (both models run on it, so neither ends before
+  the queue does);
 * ``during:assemble``: after the first result table is written;
-* ``last:dnabert``, ``last:esm``: while the queue still runs, as its last shard
-  finishes (the signal the queue records but no longer acts on);
-* ``overlap:translate``: while translate and DNABERT-S overlap, once the first
-  embedded shard is finished and before translate writes the next shard.
+* ``last:dnabert``, ``last:esm``: as that model's last shard finishes, while the
+  queue still runs (the queue stops at once if the other model's tasks are left,
+  else records the signal and the next boundary acts on it);
+* ``overlap:translate``: while translate and the embedding queue overlap, once the
+  first DNABERT-S shard is finished and before translate writes the next shard
+  (ESM-2 may already be embedding that first shard).
 
-``after:translate`` is sent by translate as it ends, while DNABERT-S embeds
-(the two overlap, see :mod:`virnucpro.pipeline.stages.stream`).
+``after:translate`` is sent by translate as it ends, while the queue embeds
+(they overlap, see :mod:`virnucpro.pipeline.stages.stream`).
 """
 
 from __future__ import annotations

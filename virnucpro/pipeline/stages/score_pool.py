@@ -212,6 +212,16 @@ class ScorePool:
         except (BrokenProcessPool, OSError, RuntimeError) as exc:
             self._give_up(f"cannot start ({exc})")
 
+    def expect(self, shards: list[ShardInfo]) -> None:
+        """Add shards to score (the run learns them as translate goes); starts the pool processes
+        with the first one."""
+        first = not self._pending and not self._submitted
+        for shard in shards:
+            if shard.index not in self._submitted:
+                self._pending.setdefault(shard.index, shard)
+        if first and self._pending:
+            self.start()
+
     def submit_ready(self) -> None:
         """Submit every pending shard that is ready now (resume: features made by an earlier run)."""
         for index in sorted(self._pending):
@@ -294,6 +304,7 @@ class ScorePool:
             left.append(shard)
         if left and self._submitted:
             logger.info("score: %d shard(s) left for this process", len(left))
+        report.reused_shards = self.reused
         score_stage(left, self.setup, self.state, self.reused, began)
         report.workers = self.workers
 

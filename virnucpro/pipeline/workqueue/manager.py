@@ -37,7 +37,9 @@ parent sets none), so ``init_fn`` is called with ``"cuda:0"`` and a stray
 ``cuda:0`` or default-device allocation cannot put a second context on another
 GPU. Logs, events and the dashboard keep the user's ``N``. ``"cpu"`` workers share the machine's
 cores: each gets ``OMP_NUM_THREADS`` and ``torch.set_num_threads`` set to
-``cores // number_of_cpu_workers``.
+``cores // number_of_cpu_workers``; every other worker gets ``cores // number_of_workers``
+(its host-side work, OpenMP and ``TORCHINDUCTOR_COMPILE_THREADS`` for its compile pool),
+so eight GPU workers do not each claim every core.
 
 Signals: while :meth:`BatchQueueManager.run` runs in the main thread, SIGINT
 and SIGTERM stop the hand-out, ask workers to stop at their next progress
@@ -56,7 +58,11 @@ launch failure, ECC), is reported, its worker exits and the slot is restarted
 (the device is retired if the restart's ``init_fn`` fails); the attempt is not
 charged to the task, which goes preferably to another device. A worker whose
 ``init_fn`` has not returned after ``init_timeout`` seconds is killed and its
-device retired. Fault hooks for tests: see :mod:`~virnucpro.pipeline.workqueue.worker`.
+device retired. Before a slot is restarted, the optional ``device_check(device)``
+(called in the parent) may name a reason the device is unusable: the slot is then
+retired instead. A worker that does not exit within ``kill_grace`` seconds of its
+SIGKILL (a process stuck in the driver never does) is retired without waiting for it:
+its tasks go to the other workers, uncharged, and it is never joined. Fault hooks for tests: see :mod:`~virnucpro.pipeline.workqueue.worker`.
 
 Write failures: a task that raises :class:`~virnucpro.errors.OutputError`
 (disk full, permission denied, read-only filesystem) is not retried and no
@@ -175,6 +181,12 @@ class BatchQueueManager:
         prefetch: tasks a busy worker may be sent ahead (0: one task at a time, no background
             preparation or writing); ignored in ``in_process`` mode. None: ``$VIRNUCPRO_PREFETCH``, else 1.
         prefetch_fn: ``prefetch_fn(state, task) -> prepared``; same rules as ``process_fn``.
+        device_threads: threads per non-CPU worker; default: cores divided by the number of workers.
+        device_check: ``device_check(device) -> str | None``, called in the parent before a worker
+            is restarted on ``device``; a string is why the device is unusable (the slot is
+            retired). Must not create a CUDA context (use NVML).
+        kill_grace: seconds a killed worker may take to exit before it is given up without
+            waiting (see the module docstring).
     """
 
     def __init__(
@@ -197,6 +209,9 @@ class BatchQueueManager:
         init_timeout: float | None = DEFAULT_INIT_TIMEOUT,
         prefetch: int | None = None,
         prefetch_fn: WorkerFn | None = None,
+        device_threads: int | None = None,
+        device_check: WorkerFn | None = None,
+        kill_grace: float = 30.0,
     ) -> None:
         if not devices:
             raise ValueError("at least one device is needed")
@@ -217,6 +232,10 @@ class BatchQueueManager:
         self.worker_env = dict(worker_env or {})
         n_cpu = sum(1 for d in self.devices if d == "cpu")
         self.cpu_threads = cpu_threads if cpu_threads is not None else default_cpu_threads(n_cpu)
+        self.device_threads = (device_threads if device_threads is not None
+                               else default_cpu_threads(len(self.devices)))
+        self.device_check_spec = callable_spec(device_check) if device_check is not None else None
+        self.kill_grace = kill_grace
         self.stop_timeout = stop_timeout
         self.poll_interval = poll_interval
         self.progress_interval = progress_interval
@@ -230,7 +249,8 @@ class BatchQueueManager:
             worker_env=self.worker_env, cpu_threads=self.cpu_threads, stop_timeout=self.stop_timeout,
             poll_interval=self.poll_interval, progress_interval=self.progress_interval,
             stall_timeout=self.stall_timeout, init_timeout=self.init_timeout,
-            prefetch=self.prefetch, prefetch_spec=self.prefetch_spec,
+            prefetch=self.prefetch, prefetch_spec=self.prefetch_spec, device_threads=self.device_threads,
+            device_check_spec=self.device_check_spec, kill_grace=self.kill_grace,
         )
 
     def run(self, tasks: Iterable[Task] | TaskFeed) -> RunReport:

@@ -16,7 +16,7 @@ of :mod:`virnucpro.pipeline.workqueue.tasks` instead.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from virnucpro.pipeline.workqueue.tasks import Task
@@ -52,10 +52,12 @@ ToWorker = RunTask | StopWorker | CancelTask
 
 @dataclass(frozen=True)
 class WorkerReady:
-    """``init_fn`` returned after ``init_seconds``; the worker waits for tasks."""
+    """``init_fn`` returned after ``init_seconds``; the worker waits for tasks (``info``: the
+    state's ``worker_info`` dict, if it has one)."""
 
     pid: int
     init_seconds: float
+    info: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -41,7 +41,12 @@ from virnucpro.pipeline.workqueue.messages import CancelTask, RunTask, StopWorke
 from virnucpro.pipeline.workqueue.scheduler import Scheduler, Slot
 from virnucpro.pipeline.workqueue.signals import StopSignals
 from virnucpro.pipeline.workqueue.tasks import QUEUE_LOGGER, RunInterrupted, Task, WorkerDied, WorkerRestarted
-from virnucpro.pipeline.workqueue.worker import EXIT_DEVICE_FAULT, worker_main, worker_visible_devices
+from virnucpro.pipeline.workqueue.worker import (
+    EXIT_DEVICE_FAULT,
+    resolve_callable,
+    worker_main,
+    worker_visible_devices,
+)
 
 logger = logging.getLogger(QUEUE_LOGGER)
 
@@ -91,6 +96,7 @@ class WorkerPool:
                         break
                     self._wait_and_handle(live)
                     self._kill_stalled(live)
+                    self._give_up_unkillable(live)
                 graceful = True
             finally:
                 self._shutdown(graceful)
@@ -105,6 +111,8 @@ class WorkerPool:
                 break
             if slot.process is not None or slot.retired:
                 continue
+            if slot.launches and self._device_unusable(slot):
+                continue
             if slot.launches:
                 slot.restarts += 1
                 logger.warning("restarting %s (restart %d of %d)", slot.label, slot.restarts,
@@ -113,10 +121,29 @@ class WorkerPool:
             self._launch(slot)
             needed -= 1
 
+    def _device_unusable(self, slot: Slot) -> bool:
+        """Run ``device_check`` before a restart; True (and the slot retired) when it names a reason."""
+        spec = self._settings.device_check_spec
+        if spec is None:
+            return False
+        try:
+            reason = resolve_callable(spec)(slot.device)
+        except Exception as exc:  # noqa: BLE001 - a check that cannot run does not retire a device
+            logger.debug("device check of %s failed: %s", slot.device, exc)
+            return False
+        if not reason:
+            return False
+        slot.retired = True
+        why = f"{slot.label} not restarted: {reason}"
+        logger.error("%s; device given up", why)
+        self._scheduler.report.worker_errors[slot.label] = why
+        self._scheduler.emit(WorkerDied(slot.worker_id, slot.device, None, None, why, False))
+        return True
+
     def _launch(self, slot: Slot) -> None:
         settings = self._settings
         parent_conn, child_conn = self._ctx.Pipe(duplex=True)
-        threads = settings.cpu_threads if slot.device == "cpu" else None
+        threads = settings.cpu_threads if slot.device == "cpu" else settings.device_threads
         env = dict(settings.worker_env)
         visible = worker_visible_devices(
             slot.device, env.get("CUDA_VISIBLE_DEVICES", os.environ.get("CUDA_VISIBLE_DEVICES")))
@@ -135,6 +162,7 @@ class WorkerPool:
         slot.process, slot.conn, slot.ready = process, parent_conn, False
         slot.clear()
         slot.launched_at = time.monotonic()
+        slot.killed_at = None
         slot.launches += 1
         logger.debug("started %s as pid %s", slot.label, process.pid)
 
@@ -228,24 +256,37 @@ class WorkerPool:
             slot.last_heard = time.monotonic()
             self._scheduler.handle(slot, message)
 
-    def _on_worker_exit(self, slot: Slot) -> None:
+    def _on_worker_exit(self, slot: Slot, abandoned: bool = False) -> None:
+        """The slot's process is gone (or, ``abandoned``, given up after a SIGKILL it ignored)."""
         self._drain(slot)  # a worker may have reported "done" just before dying
         process = slot.process
-        process.join(timeout=1)
-        exitcode = process.exitcode
+        if abandoned:
+            exitcode = None
+            self._abandon(process)
+        else:
+            process.join(timeout=1)
+            exitcode = process.exitcode
         if slot.conn is not None:
             slot.conn.close()
         slot.process, slot.conn, slot.ready = None, None, False
         begun = [t for t in slot.tasks if t.key in slot.begun]
+        if abandoned:  # the device broke, not the tasks: every task goes to the others, uncharged
+            for lost in begun:
+                self._scheduler.requeue_begun(slot, lost)
+            begun = []
         for unbegun in slot.unbegun():
             logger.info("%s: %s was sent ahead and not begun; queued again (attempt not counted)", slot.label,
                         unbegun.key)
             self._scheduler.requeue_unbegun(unbegun)
         slot.clear()
         task = begun[0] if begun else None
-        if slot.retired:  # init_fn raised; already reported
+        if slot.retired and not abandoned:  # init_fn raised; already reported
             return
-        if slot.init_hung:
+        if abandoned:
+            reason = (f"{slot.label} did not exit {self._settings.kill_grace:g} s after SIGKILL (stuck in the "
+                      f"driver?); given up without waiting, device given up")
+            slot.retired = True
+        elif slot.init_hung:
             reason = (f"{slot.label} did not finish loading its model in "
                       f"{self._settings.init_timeout:g} s and was killed; device given up")
             slot.init_hung = False
@@ -269,6 +310,28 @@ class WorkerPool:
         for failed in begun:
             self._scheduler.task_failed(slot, failed, reason)
 
+    def _abandon(self, process: Any) -> None:
+        """Forget a process that ignored SIGKILL: never joined, here or by multiprocessing at exit
+        (its exit handler joins every child it knows, which would hang on this one)."""
+        import multiprocessing.process as mp_process
+
+        logger.error("pid %s did not exit after SIGKILL; left behind", process.pid)
+        children = getattr(mp_process, "_children", None)
+        if isinstance(children, set):
+            children.discard(process)
+
+    def _give_up_unkillable(self, slots: Sequence[Slot]) -> None:
+        """Retire each slot whose process was sent SIGKILL more than ``kill_grace`` s ago and has
+        not exited (its sentinel never fired): a process stuck in the driver may never exit."""
+        now = time.monotonic()
+        for slot in slots:
+            if slot.process is not None and slot.killed_at is not None and now - slot.killed_at > self._settings.kill_grace:
+                self._on_worker_exit(slot, abandoned=True)
+
+    def _kill(self, slot: Slot) -> None:
+        slot.killed_at = time.monotonic()
+        slot.process.kill()
+
     def _kill_stalled(self, slots: Sequence[Slot]) -> None:
         """SIGKILL a busy worker that sent nothing for ``stall_timeout`` seconds (a hung GPU or
         driver call): its sentinel then fires and the usual retry and restart rules apply.
@@ -283,7 +346,7 @@ class WorkerPool:
                     logger.error("%s has not finished loading its model after %.0f s; killing it", slot.label,
                                  now - slot.launched_at)
                     slot.init_hung = True
-                    slot.process.kill()
+                    self._kill(slot)
         stall_timeout = self._settings.stall_timeout
         if not stall_timeout:
             return
@@ -294,7 +357,7 @@ class WorkerPool:
                 logger.error("%s sent nothing for %.0f s while running %s; killing it", slot.label,
                              now - slot.last_heard, ", ".join(sorted(slot.begun)))
                 slot.stalled = True
-                slot.process.kill()
+                self._kill(slot)
 
     # ------------------------------------------------------------------ the end
 
@@ -324,6 +387,7 @@ class WorkerPool:
                 slot.process.join(timeout=2)
             if slot.process.is_alive():
                 logger.error("%s (pid %s) did not exit after SIGKILL", slot.label, slot.process.pid)
+                self._abandon(slot.process)
             else:
                 slot.process.close()
             if slot.conn is not None:

@@ -60,7 +60,7 @@ from virnucpro.pipeline.workqueue.tasks import (
     WorkerDied,
     WorkerStarted,
 )
-from virnucpro.pipeline.workqueue.worker import DeviceFault, resolve_callable, run_task
+from virnucpro.pipeline.workqueue.worker import DeviceFault, resolve_callable, run_task, worker_info
 
 logger = logging.getLogger(QUEUE_LOGGER)
 
@@ -83,6 +83,9 @@ class QueueSettings:
     init_timeout: float | None = None
     prefetch: int = 1
     prefetch_spec: str | None = None
+    device_threads: int | None = None
+    device_check_spec: str | None = None
+    kill_grace: float = 30.0
 
 
 @dataclass
@@ -111,6 +114,7 @@ class Slot:
     launched_at: float = 0.0  # when the current process was started (for the model-load timeout)
     init_hung: bool = False  # killed by the parent for not finishing init_fn in time
     device_fault: str | None = None  # the sticky device error the worker is exiting after
+    killed_at: float | None = None  # when the parent sent the current process SIGKILL
 
     @property
     def task(self) -> Task | None:
@@ -164,8 +168,9 @@ class Scheduler:
         self.slots = [Slot(i, d) for i, d in enumerate(devices)]
         self.report = RunReport()
         self._on_event = on_event
-        self._heap: list[tuple[int, int, Task]] = []
+        self._heap: list[tuple[float, int, Task]] = []
         self._seq = 0
+        self._first_seq: dict[str, int] = {}  # task key -> its place when first queued
         self._attempts: dict[str, int] = {}
         self._avoid: dict[str, set[int]] = {}  # task key -> worker ids whose device faulted on it
         self.feed: TaskFeed | None = None  # tasks still arriving (see :mod:`.feed`)
@@ -207,8 +212,11 @@ class Scheduler:
         return wanted
 
     def push(self, task: Task) -> None:
-        """Queue a task (again); the largest comes out first, ties in the order queued."""
-        heapq.heappush(self._heap, (-task.size, self._seq, task))
+        """Queue a task (again); the costliest (``Task.order_cost``, by default its size) comes out
+        first, ties in the order first queued: a task queued again keeps its place, so a retry is
+        not pushed behind newer work (nor left to fail again as the second task of every restart)."""
+        seq = self._first_seq.setdefault(task.key, self._seq)
+        heapq.heappush(self._heap, (-task.order_cost, seq, task))
         self._seq += 1
 
     def pop(self) -> Task:
@@ -256,6 +264,14 @@ class Scheduler:
             self.report.not_run.append(task.key)
         else:
             self.push(task)
+
+    def requeue_begun(self, slot: Slot, task: Task) -> None:
+        """Queue again, uncharged and for another device, a task whose worker was given up while
+        running it (the device broke, not the task)."""
+        self._attempts[task.key] -= 1
+        self._avoid.setdefault(task.key, set()).add(slot.worker_id)
+        self.emit(TaskFailed(slot.worker_id, task.key, "worker given up", self._attempts[task.key] + 1, True))
+        self.requeue_unbegun(task)
 
     def emit(self, event: Event) -> None:
         """Pass a public event to ``on_event``."""
@@ -327,10 +343,10 @@ class Scheduler:
                      "msg": f"[{worker_name(slot.worker_id, slot.device)}] {text}", "processName": f"worker-{slot.worker_id}"}
                 )
                 logging.getLogger(name).handle(record)
-            case WorkerReady(pid=pid, init_seconds=seconds):
+            case WorkerReady(pid=pid, init_seconds=seconds, info=info):
                 slot.ready = True
                 logger.debug("%s ready after %.1f s (pid %s)", slot.label, seconds, pid)
-                self.emit(WorkerStarted(slot.worker_id, slot.device, pid, seconds))
+                self.emit(WorkerStarted(slot.worker_id, slot.device, pid, seconds, dict(info)))
             case TaskBegun(task_key=key):
                 task = next((t for t in slot.tasks if t.key == key), None)
                 if task is not None:
@@ -391,7 +407,7 @@ def run_in_process(scheduler: Scheduler) -> None:
             scheduler.handle(slot, WorkerInitFailed(f"{type(exc).__name__}: {exc}", traceback.format_exc()))
             scheduler.fail_remaining()
             return
-        scheduler.handle(slot, WorkerReady(os.getpid(), time.monotonic() - started))
+        scheduler.handle(slot, WorkerReady(os.getpid(), time.monotonic() - started, worker_info(state)))
 
         def send(message: FromWorker) -> None:
             scheduler.handle(slot, message)

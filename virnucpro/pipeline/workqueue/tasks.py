@@ -34,11 +34,20 @@ class Task:
         size: number of frames; larger tasks are handed out first and it is
             the total the dashboard shows for the task.
         payload: picklable arguments for ``process_fn`` (input path, output path...).
+        cost: the order key: the costliest pending task is handed out first (ties in the
+            order queued); None = ``size``. Lets a caller mixing kinds of work (a small and a
+            large model) put the long tasks first without changing what ``size`` counts.
     """
 
     key: str
     size: int
     payload: dict[str, Any] = field(default_factory=dict)
+    cost: float | None = None
+
+    @property
+    def order_cost(self) -> float:
+        """``cost``, or ``size`` when no cost was given."""
+        return float(self.size) if self.cost is None else float(self.cost)
 
 
 @dataclass(frozen=True)
@@ -59,12 +68,14 @@ class DeferredResult:
 
 @dataclass(frozen=True)
 class WorkerStarted:
-    """A worker finished ``init_fn`` and is ready for tasks."""
+    """A worker finished ``init_fn`` and is ready for tasks (``info``: the ``worker_info`` dict of
+    the state ``init_fn`` returned, if it has one: what the init wants recorded, e.g. load times)."""
 
     worker_id: int
     device: str
     pid: int | None
     init_seconds: float
+    info: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

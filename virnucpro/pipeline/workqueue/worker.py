@@ -301,6 +301,13 @@ def run_task(process_fn: Callable[..., Any], state: Any, task: Task, send: Send,
     _send_done(send, task, result, started)
 
 
+def worker_info(state: Any) -> dict[str, Any]:
+    """What ``init_fn``'s state asks to be reported with :class:`WorkerReady`: its ``worker_info``
+    attribute when that is a dict (picklable values), else nothing."""
+    info = getattr(state, "worker_info", None)
+    return dict(info) if isinstance(info, dict) else {}
+
+
 # --------------------------------------------------------------------------- process setup
 
 
@@ -376,9 +383,13 @@ def default_cpu_threads(n_cpu_workers: int) -> int:
 
 
 def _set_thread_env(cpu_threads: int | None) -> None:
+    """OpenMP/MKL threads and Inductor's compile pool sized to this worker's share of the cores
+    (a compile pool is one process per core by default: eight workers' pools and the parent's
+    translate thread would fight over the same cores)."""
     if cpu_threads:
         for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
             os.environ[name] = str(cpu_threads)
+        os.environ.setdefault("TORCHINDUCTOR_COMPILE_THREADS", str(cpu_threads))  # a caller's choice wins
 
 
 def _load(device: str, init_spec: str, process_spec: str, init_args: dict[str, Any],
@@ -448,7 +459,7 @@ def worker_main(worker_id: int, device: str, init_spec: str, process_spec: str, 
     else:
         inbox = Inbox(conn, send)
     inbox.start()
-    send(WorkerReady(os.getpid(), time.monotonic() - started))
+    send(WorkerReady(os.getpid(), time.monotonic() - started, worker_info(state)))
 
     try:
         while True:
