@@ -43,7 +43,7 @@ from virnucpro.pipeline.report.samples import (
 from virnucpro.pipeline.run.checks import check_options
 from virnucpro.pipeline.run.options import PredictOptions
 from virnucpro.pipeline.run.samples import Sample
-from virnucpro.pipeline.run.stop import stop_on_signals
+from virnucpro.pipeline.run.stop import signal_at, stop_on_signals
 
 logger = logging.getLogger(__name__)
 
@@ -97,6 +97,7 @@ def _run_samples(options: PredictOptions, samples: list[Sample], root: Path) -> 
             done = sum(1 for o in outcomes if o.status == "ok")
             logger.info("[sample %d/%d] %s (%d done, %d failed): %s", number, len(samples), sample.name, done,
                         sum(1 for o in outcomes if o.status == "failed"), sample.path)
+            signal_at(f"sample:{sample.name}")  # VIRNUCPRO_SIGNAL_AT=sample:NAME[:KILL|:TERM|:INT] (tests)
             error = _run_sample(options, sample, root / sample.name, outcome)
             last_error = error or last_error
             write_samples_summary(root, outcomes, "running", None, time.monotonic() - started)

@@ -46,10 +46,6 @@ def sample_list(inputs: tuple[str, ...] | list[str], samples_file: str | None) -
     streams: set[str] = set()
     for sample in samples:
         _check_name(sample)
-        if sample.name in seen:
-            raise UsageError(f"two samples are named {sample.name!r} ({seen[sample.name]} and {sample.path}); "
-                             "name them in a --samples file (sample<TAB>path)")
-        seen[sample.name] = sample.path
         if is_stream(sample.path):
             key = sample.path if sample.path == "-" else os.path.realpath(sample.path)
             if key in streams:
@@ -57,6 +53,10 @@ def sample_list(inputs: tuple[str, ...] | list[str], samples_file: str | None) -
             streams.add(key)
         elif not Path(sample.path).exists():
             raise InputError(f"{sample.path}: no such file (sample {sample.name})")
+        if sample.name in seen:
+            raise UsageError(f"two samples are named {sample.name!r} ({seen[sample.name]} and {sample.path}); "
+                             "name them in a --samples file (sample<TAB>path)")
+        seen[sample.name] = sample.path
     return samples
 
 

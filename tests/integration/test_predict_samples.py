@@ -1,0 +1,148 @@
+"""Many samples in one ``predict``: DIR/<sample>/ as separate runs write it, resume per sample,
+a bad sample reported while the others finish, and the refusals before any work."""
+
+from __future__ import annotations
+
+import bz2
+import gzip
+import json
+import lzma
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO_ROOT, one_error_line, run_cli
+from tests.integration.test_predict_resume import verified_markers
+
+pytestmark = pytest.mark.slow
+
+EXAMPLE = REPO_ROOT / "examples" / "example_contigs.fa"
+TABLES = ("prediction_results.txt", "prediction_results_highestscore.csv", "chunk_scores.tsv", "contig_summary.tsv",
+          "viral_contigs.fa", "viral_regions.tsv", "viral_regions.bed", "viral_regions.gff3", "NOTICE.txt")
+DEMO = ("--models", "demo", "--no-dashboard", "--device", "cpu", "--precision", "fp32")
+
+
+def _records(first: int, last: int) -> list[tuple[str, str]]:
+    records, name, seq = [], None, []
+    for line in EXAMPLE.read_text().splitlines():
+        if line.startswith(">"):
+            if name is not None:
+                records.append((name, "".join(seq)))
+            name, seq = line[1:], []
+        else:
+            seq.append(line)
+    records.append((name, "".join(seq)))
+    return records[first:last]
+
+
+def _inputs(tmp: Path) -> dict[str, Path]:
+    """Three samples: plain FASTA, gzipped FASTQ, xz FASTA (sample -> file)."""
+    a = tmp / "gut1.fa"
+    a.write_text("".join(f">{n}\n{s}\n" for n, s in _records(0, 6)))
+    b = tmp / "gut2.fq.gz"
+    b.write_bytes(gzip.compress("".join(f"@{n}\n{s}\n+\n{'I' * len(s)}\n" for n, s in _records(6, 10)).encode()))
+    c = tmp / "soil.fa.xz"
+    c.write_bytes(lzma.compress("".join(f">{n}\n{s}\n" for n, s in _records(10, 14)).encode()))
+    return {"gut1": a, "gut2": b, "soil": c}
+
+
+def _listing(folder: Path) -> set[str]:
+    return {p.name for p in folder.iterdir()}
+
+
+def test_many_samples_write_what_separate_runs_write(tmp_path):
+    inputs = _inputs(tmp_path)
+    many = tmp_path / "many"
+    result = run_cli("predict", *map(str, inputs.values()), "-o", str(many), *DEMO)
+    assert result.returncode == 0, result.stderr.decode()
+    for name, path in inputs.items():
+        alone = tmp_path / f"alone-{name}"
+        single = run_cli("predict", str(path), "-o", str(alone), *DEMO)
+        assert single.returncode == 0, single.stderr.decode()
+        assert _listing(many / name) == _listing(alone)
+        for table in TABLES:
+            assert (many / name / table).read_bytes() == (alone / table).read_bytes(), (name, table)
+        stats = json.loads((many / name / "virnucpro_generalstats_mqc.json").read_text())
+        assert list(stats["data"]) == [name]  # one MultiQC General Statistics row per sample
+    rows = [line.split("\t") for line in (many / "samples_summary.tsv").read_text().splitlines()]
+    assert rows[0] == ["sample", "sequences", "scored", "virus", "regions", "frames", "seconds", "status"]
+    assert [row[0] for row in rows[1:]] == list(inputs)
+    summary = json.loads((many / "run_summary.json").read_text())
+    assert summary["status"] == "ok" and summary["samples_done"] == 3
+    for row, entry in zip(rows[1:], summary["samples"], strict=True):
+        counts = json.loads((many / row[0] / "run_summary.json").read_text())["counts"]
+        assert row[1:6] == [str(counts[k]) for k in ("sequences", "sequences_scored", "sequences_virus",
+                                                     "viral_regions", "kept_frames")]
+        assert row[7] == entry["status"] == "ok" and entry["counts"] == counts
+    assert [int(row[1]) for row in rows[1:]] == [6, 4, 4]
+    # Other commands take one sample's folder; a one-input predict refuses the many-sample DIR.
+    again = run_cli("predict", str(inputs["gut1"]), "-o", str(many), *DEMO)
+    assert again.returncode == 2 and f"pass {many}/<sample>" in one_error_line(again.stderr)
+
+
+def test_samples_file_names_samples_and_refusals_come_before_any_work(tmp_path):
+    inputs = _inputs(tmp_path)
+    out = tmp_path / "out"
+    (tmp_path / "other").mkdir()
+    clash = tmp_path / "other" / "gut1.fa.bz2"
+    clash.write_bytes(bz2.compress(b">s\nACGT\n"))
+    cases = [
+        ((str(inputs["gut1"]), str(clash)), 2, "two samples are named 'gut1'"),
+        ((str(inputs["gut1"]), str(tmp_path / "nope.fa")), 3, "nope.fa: no such file"),
+        (("-", "-"), 2, "cannot be given twice"),
+    ]
+    for args, code, message in cases:
+        result = run_cli("predict", *args, "-o", str(out), *DEMO)
+        assert result.returncode == code and message in one_error_line(result.stderr), result.stderr.decode()
+        assert not out.exists()
+    tsv = tmp_path / "samples.tsv"
+    tsv.write_text(f"first\t{inputs['gut1']}\nsecond\t{clash}\n")
+    result = run_cli("predict", "--samples", str(tsv), "-o", str(out), *DEMO)
+    assert result.returncode == 0, result.stderr.decode()
+    assert sorted(p.name for p in out.iterdir() if p.is_dir()) == ["first", "second"]
+    assert (out / "second" / "contig_summary.tsv").read_text().count("\n") == 2  # header + 1 sequence
+
+
+def test_a_bad_sample_is_reported_and_the_others_finish(tmp_path):
+    inputs = _inputs(tmp_path)
+    bad = tmp_path / "broken.fa"
+    bad.write_text(">x\nACGT@@\n")
+    out = tmp_path / "out"
+    result = run_cli("predict", str(inputs["gut1"]), str(bad), str(inputs["soil"]), "-o", str(out), *DEMO)
+    assert result.returncode == 7, result.stderr.decode()
+    assert "1 of 3 samples failed (broken)" in one_error_line(result.stderr)
+    assert "'@'" in (out / "broken" / "FAILED.txt").read_text()
+    statuses = [line.split("\t")[-1] for line in (out / "samples_summary.tsv").read_text().splitlines()[1:]]
+    assert statuses == ["ok", "failed", "ok"]
+    assert (out / "soil" / "contig_summary.tsv").is_file()
+    summary = json.loads((out / "run_summary.json").read_text())
+    assert summary["status"] == "some_failed" and summary["exit_code"] == 7
+    assert summary["samples"][1]["exit_code"] == 3
+    # Fixed input: the re-run computes only that sample and the FAILED.txt is gone.
+    bad.write_text(">x\nACGTACGTACGT\n")
+    before = verified_markers(out / "gut1")
+    fixed = run_cli("predict", str(inputs["gut1"]), str(bad), str(inputs["soil"]), "-o", str(out), *DEMO)
+    assert fixed.returncode == 0, fixed.stderr.decode()
+    assert not (out / "broken" / "FAILED.txt").exists() and (out / "broken" / "contig_summary.tsv").is_file()
+    assert verified_markers(out / "gut1") == before
+
+
+def test_a_stopped_run_resumes_per_sample_and_an_added_sample_is_the_only_one_computed(tmp_path):
+    inputs = _inputs(tmp_path)
+    out = tmp_path / "out"
+    args = ["predict", str(inputs["gut1"]), str(inputs["gut2"]), "-o", str(out), *DEMO]
+    stopped = run_cli(*args, env={"VIRNUCPRO_SIGNAL_AT": "sample:gut2:TERM"})
+    assert stopped.returncode == 143, stopped.stderr.decode()
+    statuses = [line.split("\t")[-1] for line in (out / "samples_summary.tsv").read_text().splitlines()[1:]]
+    assert statuses == ["ok", "interrupted"]
+    first = verified_markers(out / "gut1")
+    assert first
+    resumed = run_cli(*args)
+    assert resumed.returncode == 0, resumed.stderr.decode()
+    assert verified_markers(out / "gut1") == first  # nothing of the finished sample redone
+    second = verified_markers(out / "gut2")
+    assert second
+    added = run_cli(*args[:3], str(inputs["soil"]), *args[3:])
+    assert added.returncode == 0, added.stderr.decode()
+    assert verified_markers(out / "gut1") == first and verified_markers(out / "gut2") == second
+    assert (out / "soil" / "contig_summary.tsv").is_file()
