@@ -116,8 +116,9 @@ def predict(inputs: tuple[str, ...], samples_file: str | None, output_dir: str, 
       virnucpro predict examples/example_contigs.fa -o demo/ --models demo
       virnucpro predict gut1.fa.gz gut2.fq.gz soil.fa -o many/   # many/gut1/, many/gut2/, many/soil/
     """
-    from virnucpro.pipeline.many_samples import main_many, refuse_many_sample_dir
+    from virnucpro.pipeline.many_samples import main_many
     from virnucpro.pipeline.prediction import PredictOptions, main
+    from virnucpro.pipeline.report.samples import refuse_many_sample_dir
     from virnucpro.pipeline.run.samples import sample_list
 
     samples = sample_list(inputs, samples_file) if len(inputs) != 1 or samples_file is not None else []

@@ -33,6 +33,7 @@ from virnucpro.log import add_log_file, remove_log_file
 from virnucpro.pipeline import prediction
 from virnucpro.pipeline.checkpoint import atomic_write_text, make_dir, output_dir_lock
 from virnucpro.pipeline.outputs import RunPaths
+from virnucpro.pipeline.report.dashboard import set_run_context
 from virnucpro.pipeline.report.samples import (
     FAILED_NAME,
     SAMPLES_SUMMARY_NAME,
@@ -46,19 +47,6 @@ from virnucpro.pipeline.run.samples import Sample
 from virnucpro.pipeline.run.stop import signal_at, stop_on_signals
 
 logger = logging.getLogger(__name__)
-
-
-def is_many_sample_dir(path: str | Path) -> bool:
-    """True when ``path`` holds a many-sample run (its ``samples_summary.tsv``)."""
-    return (Path(path) / SAMPLES_SUMMARY_NAME).is_file()
-
-
-def refuse_many_sample_dir(path: str | Path, command: str) -> None:
-    """Raise a one-line :class:`UsageError` when ``path`` is a many-sample run: ``command``
-    takes one sample's folder, ``DIR/<sample>``."""
-    if is_many_sample_dir(path):
-        raise UsageError(f"{path} holds a many-sample run (see {Path(path) / SAMPLES_SUMMARY_NAME}); "
-                         f"{command} takes one sample's folder: pass {Path(path) / '<sample>'}")
 
 
 def main_many(options: PredictOptions, samples: list[Sample]) -> int:
@@ -94,20 +82,23 @@ def _run_samples(options: PredictOptions, samples: list[Sample], root: Path) -> 
     last_error: VirnucproError | None = None
     try:
         for number, (sample, outcome) in enumerate(zip(samples, outcomes, strict=True), start=1):
-            done = sum(1 for o in outcomes if o.status == "ok")
-            logger.info("[sample %d/%d] %s (%d done, %d failed): %s", number, len(samples), sample.name, done,
-                        sum(1 for o in outcomes if o.status == "failed"), sample.path)
+            done, failed_so_far = (sum(1 for o in outcomes if o.status == s) for s in ("ok", "failed"))
+            context = f"sample {number}/{len(samples)} {sample.name}, {done} done, {failed_so_far} failed"
+            set_run_context(context)
+            logger.info("[%s]: %s", context, sample.path)
             signal_at(f"sample:{sample.name}")  # VIRNUCPRO_SIGNAL_AT=sample:NAME[:KILL|:TERM|:INT] (tests)
             error = _run_sample(options, sample, root / sample.name, outcome)
             last_error = error or last_error
             write_samples_summary(root, outcomes, "running", None, time.monotonic() - started)
     except BaseException as exc:
+        set_run_context(None)
         current = next((o for o in outcomes if o.status == "pending"), None)
         if current is not None:
             current.status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
         write_samples_summary(root, outcomes, "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed",
                               getattr(exc, "exit_code", None), time.monotonic() - started)
         raise
+    set_run_context(None)
     failed = [o for o in outcomes if o.status == "failed"]
     exit_code = EXIT_OK if not failed else EXIT_SAMPLES_FAILED
     if failed and len(failed) == len(outcomes) and len({o.exit_code for o in failed}) == 1:

@@ -59,6 +59,19 @@ MIN_LIVE_COLUMNS = 60  # below this the live table garbles: plain lines instead
 WIDE_COLUMNS = 72  # below this the worker table leaves out frames/s
 
 
+_RUN_CONTEXT: list[str] = []
+
+
+def set_run_context(text: str | None) -> None:
+    """What this run is in, shown before the stage in the live view's title and in each plain
+    progress line (a many-sample run: ``sample 2/5 gut2, 1 done, 0 failed``); None clears it."""
+    _RUN_CONTEXT[:] = [text] if text else []
+
+
+def _context_prefix(separator: str) -> str:
+    return f"{_RUN_CONTEXT[0]}{separator}" if _RUN_CONTEXT else ""
+
+
 def _terminal_columns() -> int:
     """The terminal's width in columns (80 when it cannot tell)."""
     import shutil
@@ -356,7 +369,7 @@ class Dashboard:
     def status_line(self) -> str:
         """The plain progress line (also the last line logged when the stage ends)."""
         with self._lock:
-            return (f"[{self._stage_name()}] {self._numbers()} "
+            return (f"{_context_prefix(' ')}[{self._stage_name()}] {self._numbers()} "
                     f"workers: {', '.join(self._worker_label(r) for r in self._rows)}")
 
     def _cached(self, cache: dict[int, tuple[float, Any]], key: int, sample: Callable[[int], Any]) -> Any:
@@ -443,7 +456,7 @@ class Dashboard:
                     *self._use_columns(device, pid),
                 )
             stage = f"stage {self.stage_number} of {STAGE_COUNT}: " if self.stage_number else ""
-            title = Text(f"virnucpro {stage}{self.stage}", style="bold")
+            title = Text(f"virnucpro {_context_prefix(': ')}{stage}{self.stage}", style="bold")
             bar = ProgressBar(total=max(total, 1), completed=done)  # as wide as the terminal
             return Group(title, Text(numbers), bar, NewLine(), table)  # the bar does not end its line
         except Exception:  # noqa: BLE001

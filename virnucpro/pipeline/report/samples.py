@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from virnucpro import __version__
+from virnucpro.errors import UsageError
 from virnucpro.pipeline.checkpoint import atomic_write_text
 
 SAMPLES_SUMMARY_NAME = "samples_summary.tsv"
@@ -42,6 +43,19 @@ class SampleOutcome:
                   counts.get("viral_regions"), counts.get("kept_frames"),
                   None if self.seconds is None else f"{self.seconds:.3f}", self.status]
         return ["NA" if value is None else str(value) for value in values]
+
+
+def is_many_sample_dir(path: str | Path) -> bool:
+    """True when ``path`` holds a many-sample run (its ``samples_summary.tsv``)."""
+    return (Path(path) / SAMPLES_SUMMARY_NAME).is_file()
+
+
+def refuse_many_sample_dir(path: str | Path, command: str) -> None:
+    """Raise a one-line :class:`UsageError` when ``path`` is a many-sample run: ``command``
+    takes one sample's folder, ``DIR/<sample>``."""
+    if is_many_sample_dir(path):
+        raise UsageError(f"{path} holds a many-sample run (see {Path(path) / SAMPLES_SUMMARY_NAME}); "
+                         f"{command} takes one sample's folder: pass {Path(path) / '<sample>'}")
 
 
 def read_sample_counts(folder: Path) -> dict[str, Any] | None:
