@@ -7,12 +7,14 @@ import bz2
 import gzip
 import json
 import lzma
+import os
+import time
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import REPO_ROOT, one_error_line, run_cli
-from tests.integration.test_predict_resume import verified_markers
+from tests.integration.test_predict_resume import cli_env, start_cli, verified_markers
 
 pytestmark = pytest.mark.slow
 
@@ -149,3 +151,44 @@ def test_a_stopped_run_resumes_per_sample_and_an_added_sample_is_the_only_one_co
     assert added.returncode == 0, added.stderr.decode()
     assert verified_markers(out / "gut1") == first and verified_markers(out / "gut2") == second
     assert (out / "soil" / "contig_summary.tsv").is_file()
+
+
+def _group_members(pgid: int) -> list[int]:
+    import psutil
+
+    members = []
+    for process in psutil.process_iter():
+        try:
+            if os.getpgid(process.pid) == pgid and process.status() != psutil.STATUS_ZOMBIE:
+                members.append(process.pid)
+        except (OSError, psutil.Error):
+            continue
+    return members
+
+
+def test_one_set_of_workers_serves_every_sample_and_stops_with_the_run(tmp_path):
+    inputs = _inputs(tmp_path)
+    out = tmp_path / "out"
+    workers = ("--workers", "2")
+    result = run_cli("predict", *map(str, inputs.values()), "-o", str(out), *DEMO, *workers)
+    assert result.returncode == 0, result.stderr.decode()
+    loads = [[w["load_seconds"] for w in json.loads((out / name / "run_summary.json").read_text())["workers"]]
+             for name in inputs]
+    # Two workers load the models once each for the whole run (the second may still be loading when
+    # the first sample ends: it is then reported ready, with its load, in the next sample).
+    assert loads[0] and sum(1 for sample in loads for load in sample if load) == 2
+    assert all(len(sample) <= 2 for sample in loads) and loads[2] == [{}, {}]
+    alone = tmp_path / "alone"
+    single = run_cli("predict", str(inputs["gut2"]), "-o", str(alone), *DEMO, *workers)
+    assert single.returncode == 0, single.stderr.decode()
+    for table in TABLES:
+        assert (out / "gut2" / table).read_bytes() == (alone / table).read_bytes(), table
+    # Stopped between samples (workers idle, kept): the run exits 143 and leaves no worker behind.
+    stopped_dir = tmp_path / "stopped"
+    process = start_cli(["predict", *map(str, inputs.values()), "-o", str(stopped_dir), *DEMO, *workers],
+                        env={**cli_env(), "VIRNUCPRO_SIGNAL_AT": "sample:soil:TERM"})
+    assert process.wait(timeout=300) == 143, process.stderr.read().decode()
+    deadline = time.monotonic() + 10
+    while _group_members(process.pid) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert _group_members(process.pid) == []

@@ -14,8 +14,12 @@ the run then ends with :data:`~virnucpro.errors.EXIT_SAMPLES_FAILED` (or with th
 samples' own exit code when every sample failed alike). A stop signal ends the whole
 run, the current sample keeping what it finished.
 
-Not (yet) shared across samples: the worker processes. Each sample starts its own
-workers and loads the models again (issue 28's "one set of workers" is open).
+One set of workers serves every sample (:func:`~.stages.embed.kept_workers`): the
+first sample's embedding queue starts one worker per device and loads the models;
+the later samples' queues hand their tasks to the same workers, so the models load
+once per device for the whole run. Not shared: one queue across samples (a sample's
+shards are embedded once it is translated, after the previous sample was scored
+and assembled, so the devices idle during those steps).
 
 ``DIR`` itself holds ``samples_summary.tsv`` and ``run_summary.json`` (see
 :mod:`.report.samples`) and ``virnucpro.log`` (every sample's log lines).
@@ -45,6 +49,7 @@ from virnucpro.pipeline.run.checks import check_options
 from virnucpro.pipeline.run.options import PredictOptions
 from virnucpro.pipeline.run.samples import Sample
 from virnucpro.pipeline.run.stop import signal_at, stop_on_signals
+from virnucpro.pipeline.stages.embed import kept_workers
 
 logger = logging.getLogger(__name__)
 
@@ -69,7 +74,7 @@ def main_many(options: PredictOptions, samples: list[Sample]) -> int:
         make_dir(root)
         log_handler = add_log_file(root / "virnucpro.log")
         try:
-            with output_dir_lock(root):
+            with output_dir_lock(root), kept_workers():
                 return _run_samples(options, samples, root)
         finally:
             remove_log_file(log_handler)
