@@ -248,7 +248,7 @@ def test_a_terminal_narrower_than_60_columns_gets_plain_lines(monkeypatch) -> No
 
 
 def test_a_many_sample_run_names_its_sample_in_the_line_and_the_title() -> None:
-    from virnucpro.pipeline.report.dashboard import set_run_context
+    from virnucpro.pipeline.report.samples import set_run_context
 
     clock = FakeClock()
     board = _dashboard(clock, stage_number=1)

@@ -37,12 +37,12 @@ from virnucpro.log import add_log_file, remove_log_file
 from virnucpro.pipeline import prediction
 from virnucpro.pipeline.checkpoint import atomic_write_text, make_dir, output_dir_lock
 from virnucpro.pipeline.outputs import RunPaths
-from virnucpro.pipeline.report.dashboard import set_run_context
 from virnucpro.pipeline.report.samples import (
     FAILED_NAME,
     SAMPLES_SUMMARY_NAME,
     SampleOutcome,
     read_sample_counts,
+    set_run_context,
     write_samples_summary,
 )
 from virnucpro.pipeline.run.checks import check_options

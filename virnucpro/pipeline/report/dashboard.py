@@ -39,6 +39,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from virnucpro.pipeline.report import gpu_monitor
+from virnucpro.pipeline.report.samples import context_prefix as _context_prefix
 from virnucpro.pipeline.workqueue.manager import (
     Event,
     Progress,
@@ -57,19 +58,6 @@ GPU_SAMPLE_SECONDS = 2.0
 STAGE_COUNT = 2  # embed (translate + DNABERT-S + ESM-2, overlapped), score + assemble
 MIN_LIVE_COLUMNS = 60  # below this the live table garbles: plain lines instead
 WIDE_COLUMNS = 72  # below this the worker table leaves out frames/s
-
-
-_RUN_CONTEXT: list[str] = []
-
-
-def set_run_context(text: str | None) -> None:
-    """What this run is in, shown before the stage in the live view's title and in each plain
-    progress line (a many-sample run: ``sample 2/5 gut2, 1 done, 0 failed``); None clears it."""
-    _RUN_CONTEXT[:] = [text] if text else []
-
-
-def _context_prefix(separator: str) -> str:
-    return f"{_RUN_CONTEXT[0]}{separator}" if _RUN_CONTEXT else ""
 
 
 def _terminal_columns() -> int:

@@ -45,6 +45,20 @@ class SampleOutcome:
         return ["NA" if value is None else str(value) for value in values]
 
 
+_RUN_CONTEXT: list[str] = []
+
+
+def set_run_context(text: str | None) -> None:
+    """What this run is in, shown before the stage in the live view's title and in each plain
+    progress line of :mod:`.dashboard` (``sample 2/5 gut2, 1 done, 0 failed``); None clears it."""
+    _RUN_CONTEXT[:] = [text] if text else []
+
+
+def context_prefix(separator: str) -> str:
+    """The text of :func:`set_run_context` followed by ``separator``, or nothing."""
+    return f"{_RUN_CONTEXT[0]}{separator}" if _RUN_CONTEXT else ""
+
+
 def is_many_sample_dir(path: str | Path) -> bool:
     """True when ``path`` holds a many-sample run (its ``samples_summary.tsv``)."""
     return (Path(path) / SAMPLES_SUMMARY_NAME).is_file()
