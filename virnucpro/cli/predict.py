@@ -121,6 +121,8 @@ def predict(inputs: tuple[str, ...], samples_file: str | None, output_dir: str, 
     from virnucpro.pipeline.report.samples import refuse_many_sample_dir
     from virnucpro.pipeline.run.samples import sample_list
 
+    if not inputs and samples_file is None:
+        raise click.UsageError("Missing argument 'INPUT...' (or --samples FILE)")
     samples = sample_list(inputs, samples_file) if len(inputs) != 1 or samples_file is not None else []
     options = PredictOptions(
         input_path=inputs[0] if len(inputs) == 1 and samples_file is None else "", output_dir=output_dir, model_type=int(model_type), model_path=model_path,
