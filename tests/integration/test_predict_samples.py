@@ -83,6 +83,9 @@ def test_many_samples_write_what_separate_runs_write(tmp_path):
         refused = run_cli(*command)
         assert refused.returncode == 2 and f"pass {many}/<sample>" in one_error_line(refused.stderr), command
     assert run_cli("plot", str(many / "gut1"), "-o", str(tmp_path / "gut1.pdf")).returncode == 0
+    # ... and a many-sample run refuses a one-input run's DIR.
+    into_single = run_cli("predict", *map(str, inputs.values()), "-o", str(tmp_path / "alone-gut1"), *DEMO)
+    assert into_single.returncode == 2 and "holds a one-input run" in one_error_line(into_single.stderr)
 
 
 def test_samples_file_names_samples_and_refusals_come_before_any_work(tmp_path):
@@ -192,3 +195,20 @@ def test_one_set_of_workers_serves_every_sample_and_stops_with_the_run(tmp_path)
     while _group_members(process.pid) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert _group_members(process.pid) == []
+
+
+def test_a_run_killed_inside_a_sample_resumes_it_and_runs_the_rest(tmp_path):
+    inputs = _inputs(tmp_path)
+    out = tmp_path / "out"
+    args = ["predict", str(inputs["gut1"]), str(inputs["gut2"]), "-o", str(out), *DEMO]
+    killed = run_cli(*args, env={"VIRNUCPRO_SIGNAL_AT": "after:translate:KILL"})  # the first sample's
+    assert killed.returncode == -9
+    shards = {p.name for p in (out / "gut1" / "work" / "shards").glob("*.done")}
+    assert shards and not (out / "gut2").exists()
+    resumed = run_cli(*args)
+    assert resumed.returncode == 0, resumed.stderr.decode()
+    for name in ("gut1", "gut2"):
+        alone = tmp_path / f"alone-{name}"
+        assert run_cli("predict", str(inputs[name]), "-o", str(alone), *DEMO).returncode == 0
+        for table in TABLES:
+            assert (out / name / table).read_bytes() == (alone / table).read_bytes(), (name, table)
