@@ -18,6 +18,7 @@ EXIT_INPUT = 3
 EXIT_MODEL_UNAVAILABLE = 4
 EXIT_SHARDS_FAILED = 5
 EXIT_DIR_BUSY = 6
+EXIT_SAMPLES_FAILED = 7
 EXIT_INTERRUPTED = 130  # 128 + SIGINT
 EXIT_TERMINATED = 143  # 128 + SIGTERM
 
@@ -29,6 +30,7 @@ EXIT_CODES = {
     EXIT_MODEL_UNAVAILABLE: "model not available (not cached and cannot be downloaded, or not a valid model file)",
     EXIT_SHARDS_FAILED: "some shards failed (finished work kept, re-run to continue)",
     EXIT_DIR_BUSY: "another virnucpro run is using the output directory",
+    EXIT_SAMPLES_FAILED: "some samples of a many-sample run failed (the others finished; see DIR/samples_summary.tsv)",
     EXIT_INTERRUPTED: "interrupted by SIGINT / Ctrl-C (finished work kept, re-run to continue)",
     EXIT_TERMINATED: "stopped by SIGTERM, e.g. a scheduler (finished work kept, re-run to continue)",
 }
@@ -91,6 +93,12 @@ class ShardsFailedError(VirnucproError):
     """Some shards kept failing; finished shards are kept for a re-run."""
 
     exit_code = EXIT_SHARDS_FAILED
+
+
+class SamplesFailedError(VirnucproError):
+    """Some samples of a many-sample ``predict`` failed; the others finished."""
+
+    exit_code = EXIT_SAMPLES_FAILED
 
 
 class DeviceSelectionError(VirnucproError):

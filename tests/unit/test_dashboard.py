@@ -245,3 +245,17 @@ def test_a_terminal_narrower_than_60_columns_gets_plain_lines(monkeypatch) -> No
     board.live = True  # as on a terminal
     with board:
         assert board.live is False and board._live is None
+
+
+def test_a_many_sample_run_names_its_sample_in_the_line_and_the_title() -> None:
+    from virnucpro.pipeline.report.samples import set_run_context
+
+    clock = FakeClock()
+    board = _dashboard(clock, stage_number=1)
+    set_run_context("sample 2/5 gut2, 1 done, 0 failed")
+    try:
+        assert board.status_line().startswith("sample 2/5 gut2, 1 done, 0 failed [esm 1/2] 0/50,000 frames")
+        assert "virnucpro sample 2/5 gut2, 1 done, 0 failed: stage 1 of 2: esm" in _rendered(board, 120)
+    finally:
+        set_run_context(None)
+    assert board.status_line().startswith("[esm 1/2] ")

@@ -33,6 +33,9 @@ def export(run_dir: str, output_dir: str | None, fmt: str, model: str) -> None:
       virnucpro features export run/ --model esm --format tsv -o esm_tsv/
     """
     from virnucpro.pipeline.report.feature_export import MODELS, export_features
+    from virnucpro.pipeline.report.samples import refuse_many_sample_dir
+
+    refuse_many_sample_dir(run_dir, "features export")
 
     models = MODELS if model == "both" else (model,)
     for path in export_features(run_dir, output_dir, fmt, models):

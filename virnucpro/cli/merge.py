@@ -54,6 +54,10 @@ def merge(run_dirs: tuple[str, ...], output_dir: str, manifest_path: str | None,
       virnucpro merge runs/part-* -o results/ --manifest parts/manifest.json
     """
     from virnucpro.cluster.merge import merge_runs
+    from virnucpro.pipeline.report.samples import refuse_many_sample_dir
+
+    for run_dir in run_dirs:  # merge joins the parts of ONE input; samples stay apart
+        refuse_many_sample_dir(run_dir, "merge")
 
     merge_runs(list(run_dirs), output_dir, manifest_path,
                {"min_score": min_score, "min_length": min_length, "region_gap": region_gap,

@@ -30,6 +30,9 @@ def plot(run_dir: str, output: str | None, top: int | None, ids: tuple[str, ...]
       virnucpro plot results/ --ids contig_7 --ids contig_12 -o two.pdf
     """
     from virnucpro.pipeline.report.plot import DEFAULT_TOP, plot_run
+    from virnucpro.pipeline.report.samples import refuse_many_sample_dir
+
+    refuse_many_sample_dir(run_dir, "plot")
 
     if top is not None and ids:
         raise click.UsageError("use either --top or --ids, not both")

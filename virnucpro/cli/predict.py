@@ -26,7 +26,10 @@ class ShardSize(click.ParamType):
 
 
 @click.command()
-@click.argument("input_path", metavar="INPUT", type=str)
+@click.argument("inputs", metavar="INPUT...", type=str, nargs=-1)
+@click.option("--samples", "samples_file", type=str, default=None, metavar="FILE",
+              help="More samples: a TSV of 'sample<TAB>path' per line (# comments allowed). Several samples "
+                   "(INPUTs and/or --samples) write DIR/<sample>/ each.")
 @click.option("-o", "--output-dir", required=True, type=click.Path(file_okay=False),
               help="Directory for results and resumable work (created if missing).")
 @click.option("-m", "--model-type", type=click.Choice(["300", "500"]), default="500", show_default=True,
@@ -86,7 +89,7 @@ class ShardSize(click.ParamType):
               help="Processes that score shards while the GPUs embed the next ones; 0 = score in this process "
                    "after the embeddings [default: 0 on CPU, else the spare cores, at most 8]. Scores are the same "
                    "either way.")
-def predict(input_path: str, output_dir: str, model_type: str, model_path: str | None, chunk_length: int | None,
+def predict(inputs: tuple[str, ...], samples_file: str | None, output_dir: str, model_type: str, model_path: str | None, chunk_length: int | None,
             model_set: str, esm_model: str | None, dnabert_model: str | None, dnabert_revision: str | None,
             device: str, precision: str, batch_tokens: int | None, offline: bool, parallel: bool,
             gpus: str | None, workers: int, shard_size: int | None, force: bool, no_dashboard: bool,
@@ -94,7 +97,9 @@ def predict(input_path: str, output_dir: str, model_type: str, model_path: str |
             min_score: float, min_length: int, compile_mode: str,
             score_workers: int | None, region_gap: int, region_min_chunks: int) -> None:
     """Score every chunk of INPUT (DNA FASTA or FASTQ, plain or gz/bz2/xz; '-' for stdin, or a named pipe)
-    as virus or not.
+    as virus or not. Several INPUTs (or --samples FILE) are samples of one run: each gets
+    OUTPUT_DIR/<sample>/ (the file name without FASTA/FASTQ and compression suffixes) with the
+    files listed below, and OUTPUT_DIR gets samples_summary.tsv and run_summary.json.
 
     Writes in OUTPUT_DIR: prediction_results.txt (per frame),
     prediction_results_highestscore.csv (per chunk), chunk_scores.tsv (per
@@ -109,11 +114,18 @@ def predict(input_path: str, output_dir: str, model_type: str, model_path: str |
       virnucpro predict contigs.fa -o results/
       virnucpro predict contigs.fa -o results/ --parallel --gpus 0,1,2,3
       virnucpro predict examples/example_contigs.fa -o demo/ --models demo
+      virnucpro predict gut1.fa.gz gut2.fq.gz soil.fa -o many/   # many/gut1/, many/gut2/, many/soil/
     """
+    from virnucpro.pipeline.many_samples import main_many
     from virnucpro.pipeline.prediction import PredictOptions, main
+    from virnucpro.pipeline.report.samples import refuse_many_sample_dir
+    from virnucpro.pipeline.run.samples import sample_list
 
-    main(PredictOptions(
-        input_path=input_path, output_dir=output_dir, model_type=int(model_type), model_path=model_path,
+    if not inputs and samples_file is None:
+        raise click.UsageError("Missing argument 'INPUT...' (or --samples FILE)")
+    samples = sample_list(inputs, samples_file) if len(inputs) != 1 or samples_file is not None else []
+    options = PredictOptions(
+        input_path=inputs[0] if len(inputs) == 1 and samples_file is None else "", output_dir=output_dir, model_type=int(model_type), model_path=model_path,
         chunk_length=chunk_length, esm_model=esm_model, dnabert_model=dnabert_model,
         dnabert_revision=dnabert_revision, models=model_set, device=device, precision=precision,
         batch_tokens=batch_tokens, offline=offline, shard_size=shard_size, parallel=parallel or gpus is not None,
@@ -121,4 +133,9 @@ def predict(input_path: str, output_dir: str, model_type: str, model_path: str |
         stall_timeout=stall_timeout, discard_features=discard_features, allow_chunk_length=allow_chunk_length,
         min_score=min_score, min_length=min_length, compile=compile_mode, score_workers=score_workers,
         region_gap=region_gap, region_min_chunks=region_min_chunks,
-    ))
+    )
+    if samples:
+        main_many(options, samples)
+    else:
+        refuse_many_sample_dir(output_dir, "a one-input predict")
+        main(options)

@@ -39,6 +39,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from virnucpro.pipeline.report import gpu_monitor
+from virnucpro.pipeline.report.samples import context_prefix as _context_prefix
 from virnucpro.pipeline.workqueue.manager import (
     Event,
     Progress,
@@ -356,7 +357,7 @@ class Dashboard:
     def status_line(self) -> str:
         """The plain progress line (also the last line logged when the stage ends)."""
         with self._lock:
-            return (f"[{self._stage_name()}] {self._numbers()} "
+            return (f"{_context_prefix(' ')}[{self._stage_name()}] {self._numbers()} "
                     f"workers: {', '.join(self._worker_label(r) for r in self._rows)}")
 
     def _cached(self, cache: dict[int, tuple[float, Any]], key: int, sample: Callable[[int], Any]) -> Any:
@@ -443,7 +444,7 @@ class Dashboard:
                     *self._use_columns(device, pid),
                 )
             stage = f"stage {self.stage_number} of {STAGE_COUNT}: " if self.stage_number else ""
-            title = Text(f"virnucpro {stage}{self.stage}", style="bold")
+            title = Text(f"virnucpro {_context_prefix(': ')}{stage}{self.stage}", style="bold")
             bar = ProgressBar(total=max(total, 1), completed=done)  # as wide as the terminal
             return Group(title, Text(numbers), bar, NewLine(), table)  # the bar does not end its line
         except Exception:  # noqa: BLE001

@@ -19,7 +19,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
 
 from virnucpro.pipeline.checkpoint import make_dir, verify_done
 from virnucpro.pipeline.model_kinds import MODEL_KINDS, EmbedPayload, ModelKind
@@ -48,6 +50,32 @@ RUN_PROCESS = "virnucpro.pipeline.workers:embed_run_shard"
 RUN_PREFETCH = "virnucpro.pipeline.workers:prefetch_run_shard"
 DEVICE_CHECK = "virnucpro.pipeline.report.gpu_monitor:device_health"
 MAX_RESTARTS_PER_KIND = 3
+
+_KEPT: list[dict[str, BatchQueueManager]] = []
+
+
+@contextmanager
+def kept_workers() -> Iterator[None]:
+    """Within the block, every :class:`FeatureQueue` run started with the same devices and
+    settings uses one :class:`BatchQueueManager` with ``keep_workers``: the workers (and their
+    loaded models) of the first run serve the later ones (a many-sample ``predict``); they are
+    stopped when the block ends."""
+    _KEPT.append({})
+    try:
+        yield
+    finally:
+        for manager in _KEPT.pop().values():
+            manager.close()
+
+
+def _manager(make: Callable[[bool], BatchQueueManager], key: str) -> BatchQueueManager:
+    """A new manager, or inside :func:`kept_workers` the one made for ``key`` before (made once)."""
+    if not _KEPT:
+        return make(False)
+    kept = _KEPT[-1]
+    if key not in kept:
+        kept[key] = make(True)
+    return kept[key]
 
 
 def feature_stage(kinds: ModelKind | Sequence[ModelKind], shards: list[ShardInfo], setup: RunSetup,
@@ -125,7 +153,7 @@ class FeatureQueue:
         make_dir(setup.paths.features_dir)
         devices = plan.devices
         shards = len({t.key.split(":")[0] for t in tasks}) if isinstance(tasks, list) else expected_shards
-        if shards is not None and not plan.in_process and len(devices) > shards:
+        if shards is not None and not plan.in_process and len(devices) > shards and not _KEPT:
             # Planned from the shards there are: a worker without a shard of its own only loads the
             # models and halves the others' CPU threads (measured: 3.6x slower on one shard).
             logger.info("embed: %d shard(s) to embed: starting %d of the %d planned workers", shards,
@@ -152,9 +180,8 @@ class FeatureQueue:
                     dashboard.add_task(key, shard.frames)
             init_args = {kind.name: kind.init_args(setup.models, plan.precision, options.batch_tokens,
                                                    options.compile) for kind in self.kinds}
-            manager = BatchQueueManager(
-                RUN_WORKER, RUN_PROCESS, devices, run_init_args(init_args),
-                in_process=plan.in_process, on_event=lambda event: self._on_event(dashboard, event),
+            settings: dict[str, Any] = dict(
+                in_process=plan.in_process,
                 worker_env={"PYTORCH_CUDA_ALLOC_CONF": "expandable_segments:True"},
                 stall_timeout=options.stall_timeout or None,
                 # The restart budget of the one worker per device is the per-stage budgets it replaces, summed.
@@ -162,6 +189,11 @@ class FeatureQueue:
                 prefetch_fn=RUN_PREFETCH,
                 device_check=DEVICE_CHECK if any(d.startswith("cuda") for d in devices) else None,
             )
+            manager = _manager(
+                lambda keep: BatchQueueManager(RUN_WORKER, RUN_PROCESS, devices, run_init_args(init_args),
+                                               keep_workers=keep, **settings),
+                repr((devices, sorted(init_args.items()), sorted(settings.items()))))
+            manager.on_event = lambda event: self._on_event(dashboard, event)
             try:
                 run_report = manager.run(tasks)
             finally:

@@ -68,8 +68,9 @@ def describe_exit(exitcode: int | None) -> str:
 class WorkerPool:
     """Runs a scheduler's tasks on spawned workers, one per slot."""
 
-    def __init__(self, scheduler: Scheduler) -> None:
+    def __init__(self, scheduler: Scheduler, keep_workers: bool = False) -> None:
         self._scheduler = scheduler
+        self._keep_workers = keep_workers  # a run that ends normally leaves its workers running
         self._settings = scheduler.settings
         self._slots = scheduler.slots
         self._ctx = multiprocessing.get_context("spawn")
@@ -99,7 +100,12 @@ class WorkerPool:
                     self._give_up_unkillable(live)
                 graceful = True
             finally:
-                self._shutdown(graceful)
+                if not (graceful and self._keep_workers):
+                    self._shutdown(graceful)
+
+    def shutdown(self) -> None:
+        """Stop the workers an earlier run kept (ask, wait, terminate, kill)."""
+        self._shutdown(graceful=True)
 
     # ------------------------------------------------------------------ one turn of the loop
 
