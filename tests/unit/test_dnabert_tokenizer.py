@@ -83,3 +83,44 @@ def test_special_token_names_from_tokenizer_config(model_dir: Path, tmp_path: Pa
     (dest / "tokenizer_config.json").write_text(json.dumps({"cls_token": "<no such token>"}))
     with pytest.raises(ModelNotAvailableError, match="has no <no such token> token"):
         DnabertTokenizer.from_dir(dest)
+
+
+def _malloc_in_use() -> int | None:
+    """Bytes this process has allocated with glibc's malloc (``mallinfo2``), None elsewhere."""
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    libc = ctypes.CDLL(name) if name else None
+    if libc is None or not hasattr(libc, "mallinfo2"):
+        return None
+
+    class MallInfo2(ctypes.Structure):
+        _fields_ = [(field, ctypes.c_size_t) for field in (
+            "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks",
+            "keepcost")]
+
+    libc.mallinfo2.restype = MallInfo2
+    return int(libc.mallinfo2().uordblks)
+
+
+def test_tokenising_new_frames_holds_no_memory(model_dir: Path) -> None:
+    """The BPE word cache is off: a worker tokenises every distinct frame of a run once, and
+    with the library's default cache each one stayed in memory (issue 30 follow-up: ~95 MiB
+    per worker with the demo tokenizer). Memory in use must not grow with frames tokenised."""
+    import random
+
+    if _malloc_in_use() is None:
+        pytest.skip("needs glibc's mallinfo2 to read the memory in use")
+    tok = DnabertTokenizer.from_dir(model_dir)
+    rng = random.Random(0)
+
+    def frames(n: int) -> list[str]:
+        return ["".join(rng.choices("ACGT", k=150)) for _ in range(n)]
+
+    tok.encode(frames(1000))  # the library's own one-time allocations
+    before = _malloc_in_use()
+    for _ in range(4):
+        tok.encode(frames(1000))
+    grown = _malloc_in_use() - before  # type: ignore[operator]
+    assert grown < 2 * 2**20, f"{grown / 2**20:.1f} MiB held after tokenising 4,000 new frames"
