@@ -26,14 +26,9 @@ def _use(impl: str) -> None:
 
 
 def _read_all(path: Path) -> tuple[int, int]:
-    from virnucpro.io.fasta import read_fasta_bytes
+    from virnucpro.cluster.split import count_records
 
-    records = bases = 0
-    with read_fasta_bytes(path) as reader:
-        for record in reader:
-            records += 1
-            bases += len(record.sequence)
-    return records, bases
+    return count_records(path)
 
 
 def _decompress_only(path: Path) -> int:
