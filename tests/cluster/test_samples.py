@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.cluster.conftest import MODEL_ARGS, THREADS_ENV, predict, records_of, results_of
+from tests.cluster.conftest import MODEL_ARGS, THREADS_ENV, predict, results_of
 from tests.conftest import REPO_ROOT, one_error_line, run_cli
 from tests.helpers.published import assert_predictions_match
 
