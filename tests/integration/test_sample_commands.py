@@ -96,3 +96,23 @@ def test_plot_every_finished_sample(many, tmp_path):
     one = run_cli("plot", str(many), "--sample", "gut2", "--ids", ids[0], "-o", str(tmp_path / "gut2.svg"))
     assert one.returncode == 0 and one.stdout.decode().split() == [str(tmp_path / "gut2.svg")], one.stderr.decode()
     assert b"<svg" in (tmp_path / "gut2.svg").read_bytes()[:400]
+
+
+def test_merge_samples_takes_predict_runs_as_they_are(many, tmp_path):
+    """``merge --samples`` on sample folders that hold predict runs (no parts): kept as they are, the
+    tables rewritten; asked for other report-only settings, it refuses before any work (merge cannot
+    re-call them)."""
+    copy = tmp_path / "many"
+    shutil.copytree(many, copy)
+    sheet = tmp_path / "sheet.tsv"
+    sheet.write_text("".join(f"{name}\t{many.parent / name}.fa\n" for name in ("gut1", "gut2")))
+    before = {name: (copy / name / "contig_summary.tsv").read_bytes() for name in ("gut1", "gut2")}
+    kept = run_cli("merge", "--samples", str(sheet), "-o", str(copy))
+    assert kept.returncode == 0, kept.stderr.decode()
+    rows = [line.split("\t") for line in (copy / "samples_summary.tsv").read_text().splitlines()[1:]]
+    assert [(row[0], row[-1]) for row in rows] == [("gut1", "ok"), ("gut2", "ok")]
+    assert {name: (copy / name / "contig_summary.tsv").read_bytes() for name in before} == before
+    table = (copy / "samples_summary.tsv").read_bytes()
+    refused = run_cli("merge", "--samples", str(sheet), "-o", str(copy), "--min-score", "0.7")
+    assert refused.returncode == 2 and "merge cannot call it at other settings" in one_error_line(refused.stderr)
+    assert not (copy / "gut1" / "FAILED.txt").exists() and (copy / "samples_summary.tsv").read_bytes() == table

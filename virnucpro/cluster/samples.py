@@ -110,6 +110,12 @@ def merge_samples(samples: Sequence[Sample], root: str | Path, settings: dict[st
 
     root = Path(root)
     check_output_dir(root, True, "merge --samples")
+    if settings and any(value is not None for value in settings.values()):
+        for sample in samples:
+            folder = root / sample.name
+            if not (folder / PARTS_DIR / "manifest.json").is_file() and RunPaths(folder).run_summary.is_file():
+                raise UsageError(f"{folder}: sample {sample.name} is a predict run of its own, not parts; merge "
+                                 "cannot call it at other settings (re-run its predict command with them)")
     make_dir(root)
     handler = add_log_file(root / "virnucpro.log")
     try:
@@ -162,6 +168,7 @@ def _merge_one(folder: Path, outcome: SampleOutcome, settings: dict[str, Any]) -
         elif _summary(folder).get("status") != "ok":
             raise MergeError(f"{folder}: sample {outcome.name} was not split (no {PARTS_DIR}/manifest.json: "
                              "did its split job fail?) and holds no finished run")
+
     except VirnucproError as exc:
         outcome.status, outcome.error, outcome.exit_code = "failed", str(exc), exc.exit_code
         logger.error("sample %s failed: %s", outcome.name, exc)

@@ -99,9 +99,10 @@ def dry_run_hint(settings: SlurmSettings) -> str:
     return "\n".join([
         f"job scripts written to {slurm_dir}/ (not submitted); submit them with:",
         f"  split=$(sbatch --parsable {slurm_dir}/split-samples.sbatch); deps=; k=0",
-        f"  for s in $(grep -v '^#' {slurm_dir}/{SHEET_NAME} | cut -f1); do k=$((k+1))",
+        "  while IFS=$'\\t' read -r s _; do k=$((k+1))",
         f"    deps=$deps:$(sbatch --parsable --dependency=afterok:${{split}}_$k --kill-on-invalid-dep=yes "
-        f"--job-name=virnucpro-predict-$s {slurm_dir}/predict-samples.sbatch $s); done",
+        f"--job-name=\"virnucpro-predict-$s\" {slurm_dir}/predict-samples.sbatch \"$s\")",
+        f"  done < <(awk '!/^[[:space:]]*(#|$)/' {slurm_dir}/{SHEET_NAME})",
         f"  sbatch --dependency=afterany$deps {slurm_dir}/merge-samples.sbatch",
     ])
 
