@@ -8,7 +8,8 @@ import click
 @click.command()
 @click.argument("run_dir", metavar="DIR", type=click.Path(exists=True, file_okay=False))
 @click.option("-o", "--output", type=click.Path(dir_okay=False), default=None,
-              help="Plot file; .pdf (one page per 6 sequences), .png or .svg  [default: DIR/plots.pdf]")
+              help="Plot file; .pdf (one page per 6 sequences), .png or .svg; {sample} in it is replaced by each "
+                   "sample's name  [default: DIR/plots.pdf, or DIR/<sample>/plots.pdf for a many-sample DIR]")
 @click.option("--top", type=click.IntRange(min=1), default=None,
               help="Plot the N sequences with the highest virus_score  [default: 10]")
 @click.option("--ids", multiple=True, metavar="ID",
