@@ -118,6 +118,47 @@ def test_snakemake_many_samples_equal_a_many_sample_predict(tmp_path, samples, m
     assert_same_samples(out, many_predict, ["gut1", "gut2", "soil"])
 
 
+@needs_snakemake
+def test_snakemake_keep_going_then_merge_samples_reports_a_failed_sample(tmp_path, samples, many_predict):
+    """The documented way with Snakemake: --keep-going finishes the other samples, merge --samples
+    then writes the tables with the failed sample reported."""
+    bad = tmp_path / "broken.fa"
+    bad.write_text(">x\nACGT@@\n")
+    sheet = tmp_path / "sheet.tsv"
+    sheet.write_text(f"gut2\t{samples['gut2']}\nbroken\t{bad}\n")
+    wf, out = tmp_path / "wf", tmp_path / "out"
+    result = run_cli("workflow", "snakemake", "-o", str(wf), "--samples", str(sheet), "--parts", "1",
+                     "--output", str(out), "--cpus-per-part", "1", *MODEL_ARGS)
+    assert result.returncode == 0, result.stderr.decode()
+    run = snakemake(wf, tmp_path, "--keep-going")
+    assert run.returncode != 0 and "'@'" in (out / "broken" / "logs" / "split.log").read_text()
+    assert results_of(out / "gut2") == results_of(many_predict / "gut2")
+    assert not (out / "samples_summary.tsv").exists()
+    merged = run_cli("merge", "--samples", str(wf / "samples.tsv"), "-o", str(out))
+    assert merged.returncode == 7 and "1 of 2 samples failed (broken)" in one_error_line(merged.stderr)
+    assert [row[-1] for row in summary_rows(out)] == ["ok", "failed"]
+    assert "was not split" in (out / "broken" / "FAILED.txt").read_text()
+
+
+@pytest.mark.skipif(importlib.util.find_spec("snakemake") is None
+                    or importlib.util.find_spec("snakemake_executor_plugin_slurm") is None,
+                    reason="snakemake and its SLURM executor plugin are not installed (pip install 'virnucpro[workflow]')")
+def test_snakemake_slurm_executor_many_samples(private_slurm, tmp_path, samples, many_predict):
+    wf, out = tmp_path / "wf", tmp_path / "out"
+    env = private_slurm.env | THREADS_ENV | {"PYTHONPATH": str(REPO_ROOT)}
+    result = run_cli("workflow", "snakemake", "-o", str(wf), "--input", str(samples["gut1"]), "--input",
+                     str(samples["soil"]), "--parts", "2", "--output", str(out), "--cpus-per-part", "1",
+                     "--mem-mb", "1000", "--runtime", "10", *MODEL_ARGS, env=env)
+    assert result.returncode == 0, result.stderr.decode()
+    run = subprocess.run(
+        [sys.executable, "-m", "snakemake", "-s", str(wf / "Snakefile"), "--executor", "slurm", "--jobs", "4",
+         "--slurm-init-seconds-before-status-checks", "1", "--latency-wait", "5", "--slurm-no-account"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600,
+    )
+    assert run.returncode == 0, run.stderr[-4000:]
+    assert_same_samples(out, many_predict, ["gut1", "soil"])
+
+
 def test_by_hand_split_predict_merge_samples_and_a_failed_sample(tmp_path, samples, many_predict):
     """The documented recipe: per sample split -n N -o DIR/<s>/parts, predict each part into
     DIR/<s>/runs/part-k, then merge --samples FILE -o DIR."""
