@@ -77,9 +77,10 @@ def test_many_samples_write_what_separate_runs_write(tmp_path):
                                                      "viral_regions", "kept_frames")]
         assert row[7] == entry["status"] == "ok" and entry["counts"] == counts
     assert [int(row[1]) for row in rows[1:]] == [6, 4, 4]
-    # Other commands take one sample's folder; a one-input predict refuses the many-sample DIR.
-    for command in (["predict", str(inputs["gut1"]), "-o", str(many), *DEMO], ["plot", str(many)],
-                    ["features", "export", str(many)], ["merge", str(many), "-o", str(tmp_path / "merged")]):
+    # A one-input predict and a merge of parts refuse the many-sample DIR (plot and features take
+    # it: tests/integration/test_sample_commands.py).
+    for command in (["predict", str(inputs["gut1"]), "-o", str(many), *DEMO],
+                    ["merge", str(many), "-o", str(tmp_path / "merged")]):
         refused = run_cli(*command)
         assert refused.returncode == 2 and f"pass {many}/<sample>" in one_error_line(refused.stderr), command
     assert run_cli("plot", str(many / "gut1"), "-o", str(tmp_path / "gut1.pdf")).returncode == 0

@@ -22,8 +22,8 @@ import click
 
 logger = logging.getLogger(__name__)
 
-#: predict parameters that are the cluster command's own (its INPUT and output directory; one
-#: input per cluster run, so no ``--samples``).
+#: predict parameters that are the cluster command's own: its inputs (``--samples`` included:
+#: each command declares its own, see :mod:`.samples`) and its output directory.
 COMMAND_OWNED = frozenset({"input_path", "inputs", "samples_file", "output_dir"})
 #: Options whose value may be a local path: made absolute, since jobs run elsewhere.
 PATH_VALUED = frozenset({"model_path", "esm_model", "dnabert_model"})

@@ -19,6 +19,9 @@ in ``scripts/slurm/`` for labs that edit their own) with a header of
 again resubmits all three: the split job finds a matching manifest and writes
 nothing, finished parts' predict runs resume and finish at once, and the merge
 runs again.
+
+Several samples (``slurm submit A.fa B.fa -o OUT`` or ``--samples FILE``) are
+:mod:`.slurm_samples`: one folder per sample, the same steps per sample.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from pathlib import Path
 from virnucpro.cluster.predict_args import shell_join
 from virnucpro.errors import OutputError, VirnucproError
 from virnucpro.pipeline.checkpoint import atomic_write_text
+from virnucpro.pipeline.run.samples import Sample
 
 logger = logging.getLogger(__name__)
 
@@ -67,6 +71,8 @@ class SlurmSettings:
     account: str | None = None
     max_running: int | None = None
     virnucpro: str = ""
+    #: Several samples (:mod:`.slurm_samples`): ``input_path`` is then unused.
+    samples: tuple[Sample, ...] = ()
 
     @property
     def command(self) -> str:
@@ -122,14 +128,15 @@ def render_scripts(settings: SlurmSettings) -> dict[str, str]:
     return scripts
 
 
-def write_scripts(settings: SlurmSettings) -> Path:
-    """Write the job scripts into ``OUT/slurm/``; returns that directory."""
+def write_scripts(settings: SlurmSettings, scripts: dict[str, str] | None = None) -> Path:
+    """Write the job scripts (``scripts``, default :func:`render_scripts`) into ``OUT/slurm/``;
+    returns that directory."""
     slurm_dir = settings.out_dir / "slurm"
     try:
         (slurm_dir / "logs").mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise OutputError(f"cannot create directory {slurm_dir}: {exc.strerror or exc}") from None
-    for name, text in render_scripts(settings).items():
+    for name, text in (scripts if scripts is not None else render_scripts(settings)).items():
         path = atomic_write_text(slurm_dir / name, text)
         path.chmod(0o755)
     return slurm_dir

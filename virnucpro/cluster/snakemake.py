@@ -14,6 +14,11 @@ passes ``--config``) and never the Snakefile. Outputs::
     OUTPUT/runs/part-0001/ ...  one predict run per part (+ part-0001.finished flags)
     OUTPUT/logs/                one log per job
 
+Several samples (``--input A --input B`` or ``--samples FILE``): WF_DIR also gets
+``samples.tsv`` (``sample<TAB>path``, the sample sheet config.yaml names), and each
+sample gets the layout above in ``OUTPUT/<sample>/`` (:mod:`.samples`); a last rule runs
+``virnucpro merge --samples`` for ``OUTPUT/samples_summary.tsv`` and ``OUTPUT/run_summary.json``.
+
 Resources per job are Snakemake's standard ones (``mem_mb``, ``runtime`` in
 minutes, ``threads``) plus ``gpu`` for predict jobs when GPUs are asked for,
 which the SLURM executor plugin turns into ``--gpus``; ``slurm_partition`` and
@@ -30,9 +35,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from virnucpro.cluster.samples import SHEET_NAME, write_sample_sheet
 from virnucpro.cluster.slurm import HELPER, template_text
 from virnucpro.errors import OutputError
 from virnucpro.pipeline.checkpoint import atomic_write_text
+from virnucpro.pipeline.run.samples import Sample
 
 logger = logging.getLogger(__name__)
 
@@ -55,17 +62,19 @@ class WorkflowSettings:
     partition: str | None = None
     account: str | None = None
     virnucpro: str = ""
+    #: Several samples: ``input_path`` is then unused and config.yaml names the sample sheet.
+    samples: tuple[Sample, ...] = ()
 
-    def config(self) -> dict[str, Any]:
-        """The values ``config.yaml`` holds."""
+    def config(self, sheet: Path | None = None) -> dict[str, Any]:
+        """The values ``config.yaml`` holds (``sheet``: the sample sheet of several samples)."""
         out = self.output.resolve()
         light = {"threads": 1, "mem_mb": 4000, "runtime": min(self.runtime_minutes, 240)}
+        where: dict[str, Any] = (
+            {"samples": str(sheet.resolve()), "parts": self.parts, "output": str(out)} if sheet is not None else
+            {"input": str(Path(self.input_path).resolve()), "parts": self.parts, "output": str(out),
+             "parts_dir": str(out / "parts"), "runs_dir": str(out / "runs")})
         return {
-            "input": str(Path(self.input_path).resolve()),
-            "parts": self.parts,
-            "output": str(out),
-            "parts_dir": str(out / "parts"),
-            "runs_dir": str(out / "runs"),
+            **where,
             "virnucpro": self.virnucpro or f"{sys.executable} -m virnucpro",
             "predict_args": list(self.predict_args),
             "slurm_partition": self.partition or "",
@@ -110,9 +119,14 @@ def write_workflow(settings: WorkflowSettings, wf_dir: str | Path) -> Path:
         "# virnucpro workflow settings (written by `virnucpro workflow snakemake`; edit freely).\n"
         "# resources: mem_mb and runtime (minutes) per job; gpu = GPUs per predict job.\n"
     )
-    atomic_write_text(target / CONFIG, header + to_yaml(settings.config()))
+    sheet = None
+    if settings.samples:
+        sheet = write_sample_sheet(settings.samples, target / SHEET_NAME)
+        header += "# samples: the sample sheet (sample<TAB>path per line); each sample -> output/<sample>/.\n"
+    atomic_write_text(target / CONFIG, header + to_yaml(settings.config(sheet)))
     atomic_write_text(target / SNAKEFILE, template_text(SNAKEFILE))
     helper = atomic_write_text(target / HELPER, template_text(HELPER))
     helper.chmod(0o755)
-    logger.info("workflow written to %s (%d parts -> %s)", target, settings.parts, settings.output)
+    logger.info("workflow written to %s (%s%d parts -> %s)", target,
+                f"{len(settings.samples)} samples, " if settings.samples else "", settings.parts, settings.output)
     return target / SNAKEFILE

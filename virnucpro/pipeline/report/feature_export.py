@@ -212,3 +212,25 @@ def export_features(run_dir: str | Path, out_dir: str | Path | None = None, fmt:
             _write_tsv(shards, model, path)
             written.append(path)
     return written
+
+
+def export_sample_features(root: str | Path, sample: str | None = None, out_dir: str | Path | None = None,
+                           fmt: str = "npy", models: Sequence[str] = MODELS) -> list[Path]:
+    """:func:`export_features` for every finished sample of a many-sample DIR (or ``sample``).
+
+    Each sample's files go to ``DIR/<sample>/features/``, or with ``out_dir`` to
+    ``out_dir/<sample>/`` (``out_dir`` itself when one ``sample`` is picked), so every
+    sample's files keep the names of a one-input run's export.
+    """
+    from virnucpro.pipeline.report.sample_dirs import for_each_sample, pick_samples
+
+    chosen = pick_samples(root, sample, "features export")
+
+    def target(name: str) -> Path | None:
+        if out_dir is None:
+            return None
+        return Path(out_dir) if sample is not None else Path(out_dir) / name
+
+    written = for_each_sample(chosen, lambda s: export_features(s.folder, target(s.name), fmt, models),
+                              "features export")
+    return [path for paths in written for path in paths]

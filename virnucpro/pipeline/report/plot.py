@@ -473,3 +473,22 @@ def plot_run(run_dir: str | Path, output: str | Path | None = None, top: int = D
     info, tracks = load_tracks(run_dir, top, ids)
     chosen = "selected" if ids else f"top {len(tracks)} by virus_score"
     return render(tracks, info, target, f"VirNucPro chunk scores: {run_dir.resolve().name} ({chosen})")
+
+
+def plot_samples(root: str | Path, sample: str | None = None, output: str | None = None, top: int = DEFAULT_TOP,
+                 ids: Sequence[str] | None = None) -> list[Path]:
+    """Plot every finished sample of a many-sample DIR (or ``sample``) into ``DIR/<sample>/plots.pdf``,
+    or into ``output`` with ``{sample}`` replaced by each name (see :mod:`.sample_dirs`)."""
+    from virnucpro.pipeline.report.sample_dirs import for_each_sample, pick_samples
+
+    if sample is None and output is not None and "{sample}" not in output:
+        raise PlotUsageError(f"-o {output}: a many-sample DIR gives one plot per sample; put {{sample}} in the "
+                             "name (e.g. -o plots/{sample}.png) or pick one with --sample NAME")
+    if sample is None and ids:
+        raise PlotUsageError("--ids names sequences of one sample: add --sample NAME")
+    if output is not None:
+        output_format(Path(output))
+    _matplotlib()
+    chosen = pick_samples(root, sample, "plot")
+    return for_each_sample(chosen, lambda s: plot_run(s.folder, None if output is None else output.replace(
+        "{sample}", s.name), top, ids), "plot")
