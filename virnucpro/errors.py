@@ -117,3 +117,25 @@ class PlotUsageError(VirnucproError):
     """``--ids`` names a sequence that is not in the run, or ``-o`` has an unknown extension."""
 
     exit_code = EXIT_USAGE
+
+
+class ClassifierMismatchError(ModelNotAvailableError):
+    """A downloaded classifier is not the published file (its git blob id differs from the pin)."""
+
+
+class MergeError(VirnucproError):
+    """The runs given to ``merge`` cannot be joined (names the part and what is wrong)."""
+
+    exit_code = EXIT_USAGE
+
+
+class RecallError(VirnucproError):
+    """A part cannot be called at the merged settings (names the part and what is wrong)."""
+
+    exit_code = EXIT_USAGE
+
+
+class SlurmError(VirnucproError):
+    """sbatch is missing or refused a job."""
+
+    exit_code = EXIT_FAILURE

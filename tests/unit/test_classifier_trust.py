@@ -19,9 +19,9 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO_ROOT, run_cli
-from virnucpro.errors import EXIT_MODEL_UNAVAILABLE, ModelNotAvailableError
+from virnucpro.errors import EXIT_MODEL_UNAVAILABLE, ClassifierMismatchError, ModelNotAvailableError
 from virnucpro.models import registry
-from virnucpro.models.registry import ClassifierMismatchError, git_blob_sha1, resolve_classifier
+from virnucpro.models.registry import git_blob_sha1, resolve_classifier
 
 FIXTURE_CLASSIFIER = Path(__file__).resolve().parents[1] / "data" / "tiny_reference" / "models" / "classifier_tiny.pth"
 

@@ -59,15 +59,9 @@ from typing import IO, Any
 
 from virnucpro import __version__
 from virnucpro.cluster.split import Manifest, read_manifest
-from virnucpro.errors import OutputError, VirnucproError
+from virnucpro.errors import MergeError, OutputError, VirnucproError
 
 logger = logging.getLogger(__name__)
-
-
-class MergeError(VirnucproError):
-    """The runs given to ``merge`` cannot be joined (names the part and what is wrong)."""
-
-    exit_code = 2
 
 
 # --------------------------------------------------------------------------- adapter

@@ -34,15 +34,9 @@ from typing import IO, Any, BinaryIO, cast
 
 import numpy as np
 
-from virnucpro.errors import VirnucproError
+from virnucpro.errors import RecallError
 from virnucpro.pipeline.report import per_sequence, regions
 from virnucpro.sequence import ids
-
-
-class RecallError(VirnucproError):
-    """A part cannot be called at the merged settings (names the part and what is wrong)."""
-
-    exit_code = 2
 
 
 @dataclass(frozen=True)

@@ -33,7 +33,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from virnucpro.errors import EXIT_OK, EXIT_SAMPLES_FAILED, SamplesFailedError, UsageError, VirnucproError
+from virnucpro.errors import (
+    EXIT_OK,
+    EXIT_SAMPLES_FAILED,
+    MergeError,
+    SamplesFailedError,
+    UsageError,
+    VirnucproError,
+)
 from virnucpro.io.fasta_open import is_stream
 from virnucpro.pipeline.checkpoint import atomic_write_text, make_dir, output_dir_lock
 from virnucpro.pipeline.outputs import RunPaths
@@ -151,7 +158,7 @@ def _merge_all(samples: Sequence[Sample], root: Path, settings: dict[str, Any]) 
 
 def _merge_one(folder: Path, outcome: SampleOutcome, settings: dict[str, Any]) -> VirnucproError | None:
     """One sample: merged (or kept when current); its error is recorded and returned, not raised."""
-    from virnucpro.cluster.merge import MergeError, merge_runs
+    from virnucpro.cluster.merge import merge_runs
 
     failed_note = folder / FAILED_NAME
     manifest = folder / PARTS_DIR / "manifest.json"

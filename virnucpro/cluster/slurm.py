@@ -37,7 +37,7 @@ from importlib import resources
 from pathlib import Path
 
 from virnucpro.cluster.predict_args import shell_join
-from virnucpro.errors import OutputError, VirnucproError
+from virnucpro.errors import OutputError, SlurmError
 from virnucpro.pipeline.checkpoint import atomic_write_text
 from virnucpro.pipeline.run.samples import Sample
 
@@ -47,12 +47,6 @@ SCRIPTS = ("split.sbatch", "predict.sbatch", "merge.sbatch")
 HELPER = "predict-part.sh"
 HEADER_MARK = "@@HEADER@@"
 BODY_MARK = "# ---- the job (nothing below needs editing) ----"
-
-
-class SlurmError(VirnucproError):
-    """sbatch is missing or refused a job."""
-
-    exit_code = 1
 
 
 @dataclass(frozen=True)

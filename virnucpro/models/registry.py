@@ -52,7 +52,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from virnucpro.errors import ModelNotAvailableError
+from virnucpro.errors import ClassifierMismatchError, ModelNotAvailableError
 from virnucpro.models.locations import (  # re-exported: callers find the caches through the registry
     cache_dir,
     classifier_cache_path,
@@ -129,10 +129,6 @@ HF_REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 def is_hub_repo_id(spec: str) -> bool:
     """True when ``spec`` is not an existing directory and reads as a Hugging Face repo id."""
     return not Path(spec).expanduser().is_dir() and bool(HF_REPO_ID.match(spec)) and not spec.startswith((".", "/", "~"))
-
-
-class ClassifierMismatchError(ModelNotAvailableError):
-    """A downloaded classifier is not the published file (its git blob id differs from the pin)."""
 
 
 def git_blob_sha1(path: Path) -> str:
