@@ -2,9 +2,11 @@
 
 ``/usr/bin/time -v`` reports one process; a ``virnucpro predict`` run is a
 parent, its workers and its score pool. This script runs a command, samples
-the summed RSS of the command and all of its descendants from ``/proc`` every
-``--interval`` seconds, and prints one JSON line with the peak, the wall time
-and the exit status.
+the summed RSS and PSS of the command and all of its descendants from ``/proc``
+every ``--interval`` seconds, and prints one JSON line with the peaks, the wall
+time and the exit status. PSS (proportional set size) counts a page shared by N
+processes 1/N in each, so read-only pages shared between workers (torch's
+libraries, memory-mapped weights) are not counted once per worker.
 
 Examples::
 
@@ -47,37 +49,52 @@ def _rss_bytes(pid: int) -> int:
         return 0
 
 
-def tree_rss(root: int, each: dict[int, int] | None = None) -> tuple[int, int]:
-    """Summed RSS in bytes of ``root`` and all its descendants, and how many processes that is.
+def _pss_bytes(pid: int) -> int:
+    """The process's PSS from ``/proc/PID/smaps_rollup`` (0 when it cannot be read)."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as fh:
+            for line in fh:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, IndexError, ValueError):
+        pass
+    return 0
+
+
+def tree_rss(root: int, each: dict[int, int] | None = None) -> tuple[int, int, int]:
+    """Summed RSS and PSS in bytes of ``root`` and all its descendants, and how many processes that is.
 
     ``each``: updated with the largest RSS seen of every process (by pid).
     """
-    total, count, todo = 0, 0, [root]
+    total, pss, count, todo = 0, 0, 0, [root]
     while todo:
         pid = todo.pop()
         rss = _rss_bytes(pid)
         total += rss
+        pss += _pss_bytes(pid)
         count += 1
         if each is not None:
             each[pid] = max(each.get(pid, 0), rss)
         todo.extend(_children(pid))
-    return total, count
+    return total, pss, count
 
 
 def run_measured(cmd: list[str], interval: float) -> dict[str, float | int]:
-    """Run ``cmd``; the peak summed RSS of its process tree, the wall time and the exit status."""
+    """Run ``cmd``; the peak summed RSS and PSS of its process tree, the wall time and the exit status."""
     start = time.monotonic()
     proc = subprocess.Popen(cmd)
-    peak, peak_procs = 0, 0
+    peak, peak_pss, peak_procs = 0, 0, 0
     each: dict[int, int] = {}
     while proc.poll() is None:
-        rss, procs = tree_rss(proc.pid, each)
+        rss, pss, procs = tree_rss(proc.pid, each)
+        peak_pss = max(peak_pss, pss)
         if rss > peak:
             peak, peak_procs = rss, procs
         time.sleep(interval)
     others = sorted((v for pid, v in each.items() if pid != proc.pid), reverse=True)
     return {"rc": proc.returncode, "wall_s": round(time.monotonic() - start, 1),
-            "peak_tree_rss_mib": round(peak / 2**20, 1), "processes_at_peak": peak_procs,
+            "peak_tree_rss_mib": round(peak / 2**20, 1), "peak_tree_pss_mib": round(peak_pss / 2**20, 1),
+            "processes_at_peak": peak_procs,
             "peak_parent_mib": round(each.get(proc.pid, 0) / 2**20, 1),
             "peak_children_mib": [round(v / 2**20, 1) for v in others[:4]]}
 
