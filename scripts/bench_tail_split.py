@@ -28,11 +28,19 @@ CONTIGS = ROOT / "tests" / "data" / "tiny_reference" / "contigs.fa"
 
 
 def make_input(path: Path, copies: int) -> None:
-    """The fixture's records ``copies`` times, each copy's ids prefixed ``cN_``."""
-    text = CONTIGS.read_text()
+    """The fixture's records ``copies`` times, each copy's ids prefixed ``cN_`` and its sequences
+    rotated by ``37 N`` bases, so the copies' frames differ (identical frames are embedded once)."""
+    records: list[list[str]] = []
+    for line in CONTIGS.read_text().splitlines():
+        if line.startswith(">"):
+            records.append([line[1:], ""])
+        elif records:
+            records[-1][1] += line.strip()
     with path.open("w") as out:
         for copy in range(copies):
-            out.write(text.replace(">", f">c{copy}_"))
+            for name, seq in records:
+                turn = (37 * copy) % max(1, len(seq))
+                out.write(f">c{copy}_{name}\n{seq[turn:] + seq[:turn]}\n")
 
 
 def one_run(code: Path, fasta: Path, out: Path, workers: int, shard_size: int) -> dict:
@@ -44,8 +52,9 @@ def one_run(code: Path, fasta: Path, out: Path, workers: int, shard_size: int) -
     summary = json.loads((out / "run_summary.json").read_text())
     ends = [w["last_task_end_s"] for w in summary["workers"]]
     sizes = [s["frames"] for s in json.loads((out / "work" / "translate.json").read_text())["shards"]]
+    reused = sum(summary["counts"].get(f"{kind}_reused_frames", 0) for kind in ("dnabert", "esm"))
     return {"waits": [round(max(ends) - e, 3) for e in ends], "wall": summary["wall_seconds"],
-            "shards": len(sizes), "last_sizes": sizes[-6:]}
+            "shards": len(sizes), "last_sizes": sizes[-6:], "reused": reused, "frames": sum(sizes)}
 
 
 def main() -> None:
@@ -67,7 +76,8 @@ def main() -> None:
                               args.shard_size)
                 results[name].append(run)
                 print(f"{name} #{repeat + 1}: waits at the end {run['waits']} s, wall {run['wall']} s, "
-                      f"{run['shards']} shards, last sizes {run['last_sizes']}", flush=True)
+                      f"{run['frames']} frames ({run['reused']} reused) in {run['shards']} shards, last sizes "
+                      f"{run['last_sizes']}", flush=True)
     print(f"load average after: {os.getloadavg()}")
     print("| code | runs | longest wait at the end (s): each run | median | wall (s): median | shards |")
     print("| --- | ---: | --- | ---: | ---: | ---: |")

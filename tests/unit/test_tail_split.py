@@ -93,18 +93,21 @@ def _plan(workers: int) -> DevicePlan:
 
 
 def test_the_plan_is_made_for_several_workers_on_a_counted_input_and_then_kept():
-    fresh = resolve_tail_plan(_options(), None, 1_000, _plan(4))
+    fresh = resolve_tail_plan(_options(), None, 1_000, _plan(4), 60)
     assert fresh == TailPlan(4, tail_min_frames(500, None, ["cpu"]), 1_000)
-    assert resolve_tail_plan(_options(), None, 1_000, _plan(1)) is None  # one worker: today's cut
-    assert resolve_tail_plan(_options(), None, None, _plan(4)) is None  # a stream: chunk count unknown
+    assert resolve_tail_plan(_options(), None, 1_000, _plan(1), 60) is None  # one worker: today's cut
+    assert resolve_tail_plan(_options(), None, None, _plan(4), 60) is None  # a stream: chunk count unknown
+    # no more workers than the input fills shards (the queue starts no more): 3 here, none at 1
+    assert resolve_tail_plan(_options(), None, 150, _plan(8), 60) == TailPlan(3, fresh.min_frames, 150)
+    assert resolve_tail_plan(_options(), None, 60, _plan(8), 60) is None
     recorded = {"shard_size": 60, "tail": fresh.as_params()}
     # resumed on other devices (and when the input check was skipped): the recorded plan
-    assert resolve_tail_plan(_options(), recorded, None, _plan(1)) == fresh
-    assert resolve_tail_plan(_options(), recorded, None, _plan(8)) == fresh
+    assert resolve_tail_plan(_options(), recorded, None, _plan(1), 60) == fresh
+    assert resolve_tail_plan(_options(), recorded, None, _plan(8), 60) == fresh
     # a run.json from before the tail split (or from one worker): no split, whatever the devices now
-    assert resolve_tail_plan(_options(), {"shard_size": 60}, 1_000, _plan(4)) is None
+    assert resolve_tail_plan(_options(), {"shard_size": 60}, 1_000, _plan(4), 60) is None
     # --force starts afresh
-    assert resolve_tail_plan(_options(force=True), {"shard_size": 60}, 1_000, _plan(2)) == TailPlan(
+    assert resolve_tail_plan(_options(force=True), {"shard_size": 60}, 1_000, _plan(2), 60) == TailPlan(
         2, fresh.min_frames, 1_000)
     assert TailPlan.from_params({"workers": 1, "min_frames": 5, "chunks": 9}) is None
     assert TailPlan.from_params("garbage") is None
@@ -171,7 +174,9 @@ def test_a_length_group_is_cut_from_its_own_frames_only(tmp_path):
     assert sizes[:20] == [30] * 20 and 10 <= min(sizes[:-1]) < 30
 
 
-def test_expected_shards_follow_the_plan():
+def test_expected_shards_count_the_work_in_whole_shards():
     assert expected_shards(_config(None), 433) == 8  # ceil(433 / 60), as before
-    assert expected_shards(_config(TailPlan(2, 25, 432)), 432) == len(planned_shard_sizes(432, 60, TailPlan(2, 25, 432)))
+    tail = TailPlan(2, 25, 432)
+    # with a tail split: a lower bound of the shard count, the shards' worth of frames
+    assert expected_shards(_config(tail), 432) == 8 < len(planned_shard_sizes(432, 60, tail))
     assert expected_shards(_config(None), None) is None

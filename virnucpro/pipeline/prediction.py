@@ -156,7 +156,7 @@ def _accept_run(options: PredictOptions, paths: RunPaths, chunks: int | None) ->
     recorded = _recorded_params(paths)
     shard_size = resolve_shard_size(options, _recorded_shard_size(recorded), chunks, plan)
     config = RunConfig.build(options, models, plan, hash_input(options.input_path), shard_size,
-                             resolve_tail_plan(options, recorded, chunks, plan))
+                             resolve_tail_plan(options, recorded, chunks, plan, shard_size))
     check_stop("before:accept")
     outcome = check_or_write_run_json(
         paths.root, config.run_params(), force=options.force, state_names=paths.state_names(),

@@ -346,17 +346,22 @@ def tail_min_frames(chunk_length: int, batch_tokens: int | None, devices: list[s
 
 
 def resolve_tail_plan(options: PredictOptions, recorded: Mapping[str, Any] | None, chunks: int | None,
-                      plan: DevicePlan) -> TailPlan | None:
+                      plan: DevicePlan, shard_size: int) -> TailPlan | None:
     """The run's tail split: the one an earlier run in the directory recorded (``recorded``: its
     ``run.json`` params; none recorded there means none, so an older run resumes as it was cut),
-    else one for the planned devices when there are several and the input's chunk count is
-    known (a file, not a stream)."""
+    else, when the input's chunk count is known (a file, not a stream), one for the workers the
+    queue will start: the planned devices, but no more than the input fills shards of
+    ``shard_size`` (about one kept frame per chunk; ``stages.embed`` starts no more), and only
+    when that is more than one."""
     if recorded is not None and not options.force:
         return TailPlan.from_params(recorded.get("tail"))
-    if len(plan.devices) < 2 or chunks is None:
+    if chunks is None:
         return None
-    tail = TailPlan(len(plan.devices), tail_min_frames(options.effective_chunk_length, options.batch_tokens,
-                                                       plan.devices), chunks)
+    workers = min(len(plan.devices), -(-chunks // shard_size))
+    if workers < 2:
+        return None
+    tail = TailPlan(workers, tail_min_frames(options.effective_chunk_length, options.batch_tokens, plan.devices),
+                    chunks)
     logger.info("tail split: the last shards shrink to the work left over %d x %d workers, down to %d frames",
                 TAIL_FACTOR, tail.workers, tail.min_frames)
     return tail

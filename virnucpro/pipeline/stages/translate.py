@@ -39,7 +39,7 @@ from virnucpro.pipeline.outputs import RunPaths
 from virnucpro.pipeline.report.results import ContigRow
 from virnucpro.pipeline.report.summary import RunCounts, RunState, StageReport
 from virnucpro.pipeline.run.config import RunConfig, RunSetup
-from virnucpro.pipeline.run.setup import TailPlan, planned_shard_sizes, tail_shard_size
+from virnucpro.pipeline.run.setup import TailPlan, tail_shard_size
 from virnucpro.pipeline.stages.frames import TranslateStats, iter_chunk_frames
 from virnucpro.pipeline.stages.reuse import ReusePlanner, sequence_digest
 from virnucpro.pipeline.stages.work_files import (
@@ -158,15 +158,18 @@ def translate_stage(setup: RunSetup, state: RunState, on_shard: Callable[[ShardI
 
 
 def expected_shards(config: RunConfig, chunks: int | None) -> int | None:
-    """How many shards translate will cut from an input of ``chunks`` chunks (None: unknown),
-    counting about one kept frame per chunk (the same estimate ``--shard-size auto`` sizes
-    from): ``ceil(chunks / shard_size)`` without a tail split, else the count
-    ``run.setup.planned_shard_sizes`` gives (more, smaller shards at the end)."""
+    """The work an input of ``chunks`` chunks gives, in whole shards (None: unknown), counting
+    about one kept frame per chunk as ``--shard-size auto`` does: ``ceil(chunks / shard_size)``.
+
+    Without a tail split that is the shard count. With one it is a lower bound of the count
+    (the tail's frames are cut into more, smaller shards) chosen on purpose: the queue starts
+    no more workers than this, which is the tail plan's own worker count
+    (``run.setup.resolve_tail_plan``), and the dashboard scales the work of the tasks known
+    so far (full shards come first) up to it, which a count of the tail's small shards
+    would overstate (8 workers, 1M frames: 151 shards for 100 shards' worth of frames)."""
     if chunks is None:
         return None
-    if config.tail is None:
-        return max(1, -(-chunks // config.shard_size))
-    return max(1, len(planned_shard_sizes(chunks, config.shard_size, config.tail)))
+    return max(1, -(-chunks // config.shard_size))
 
 
 def _length_groups(shards: list[ShardInfo]) -> list[tuple[int, int | None, int]]:
