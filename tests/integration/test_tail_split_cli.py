@@ -120,3 +120,24 @@ def test_a_run_recorded_without_a_tail_split_resumes_as_it_was_cut(tmp_path, one
     assert _summary(out)["stages"]["score"]["computed_shards"] == 0
     for name in ("prediction_results.txt", "prediction_results_highestscore.csv", "contig_summary.tsv"):
         assert (out / name).read_bytes() == (one_worker / name).read_bytes()
+
+
+def test_a_lower_min_length_re_makes_the_cut_group_identically_and_cuts_the_new_one(tmp_path):
+    """Two length groups, each with its own tail: lowering --min-length re-reads the input and
+    re-makes the first group's shards; with the tail split they must come out the same, so their
+    scores are reused and only the new group is embedded."""
+    out = tmp_path / "out"
+    first = _predict(out, "--workers", "2", "--min-length", "1000")
+    assert first.returncode == 0, first.stderr.decode()
+    index = json.loads((out / "work" / "translate.json").read_text())["shards"]
+    assert index[-2]["frames"] < SHARD_SIZE  # the group was cut with a tail
+    lower = _predict(out, "--workers", "2", "--min-length", "0")
+    assert lower.returncode == 0, lower.stderr.decode()
+    after = json.loads((out / "work" / "translate.json").read_text())["shards"]
+    assert after[:len(index)] == index  # the first group's shards, numbered and cut as before
+    added = after[len(index):]
+    assert added and all(s["min_length"] == 0 and s["below"] == 1000 for s in added)
+    assert added[-2]["frames"] < SHARD_SIZE and max(s["frames"] for s in added) <= SHARD_SIZE
+    summary = _summary(out)
+    assert summary["stages"]["score"]["computed_shards"] == len(added)  # the old group's scores reused
+    assert sum(s["frames"] for s in after) == 433
