@@ -1,4 +1,5 @@
-"""Before any work: which model files, which devices, which precision.
+"""Before any work: which model files, which devices, which precision, which shard size and
+which tail split.
 
 Everything here runs in the parent process. It never initialises CUDA when
 workers will be spawned (GPUs are discovered through NVML); only the
