@@ -197,6 +197,10 @@ def embed_unique(
     return groups.expand(embed(groups.unique)), groups
 
 
+#: The largest token budget :func:`estimate_batch_tokens` gives (a GPU with room to spare).
+MAX_BATCH_TOKENS = 65536
+
+
 def estimate_batch_tokens(
     free_bytes: int,
     dim: int,
@@ -206,7 +210,7 @@ def estimate_batch_tokens(
     reference_len: int = 512,
     fraction: float = 0.6,
     floor: int = 1024,
-    cap: int = 65536,
+    cap: int = MAX_BATCH_TOKENS,
 ) -> int:
     """Token budget that fits the activations of one layer in ``fraction`` of free memory.
 

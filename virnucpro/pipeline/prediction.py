@@ -65,7 +65,7 @@ from virnucpro.pipeline.report.summary import RunState, write_summary
 from virnucpro.pipeline.run.checks import check_input, check_options
 from virnucpro.pipeline.run.config import WORK_FORMAT, RunConfig, RunSetup
 from virnucpro.pipeline.run.options import PredictOptions
-from virnucpro.pipeline.run.setup import plan_devices, resolve_models, resolve_shard_size
+from virnucpro.pipeline.run.setup import plan_devices, resolve_models, resolve_shard_size, resolve_tail_plan
 from virnucpro.pipeline.run.stop import check_stop, stop_on_signals
 from virnucpro.pipeline.stages.assemble import AssemblyWalk, assemble, remove_intermediates
 from virnucpro.pipeline.stages.score_pool import ScorePool, pool_size
@@ -153,8 +153,10 @@ def _accept_run(options: PredictOptions, paths: RunPaths, chunks: int | None) ->
     models = resolve_models(options)
     if models.demo:
         logger.warning("*** %s ***", models.notice)
-    shard_size = resolve_shard_size(options, _recorded_shard_size(paths), chunks, plan)
-    config = RunConfig.build(options, models, plan, hash_input(options.input_path), shard_size)
+    recorded = _recorded_params(paths)
+    shard_size = resolve_shard_size(options, _recorded_shard_size(recorded), chunks, plan)
+    config = RunConfig.build(options, models, plan, hash_input(options.input_path), shard_size,
+                             resolve_tail_plan(options, recorded, chunks, plan, shard_size))
     check_stop("before:accept")
     outcome = check_or_write_run_json(
         paths.root, config.run_params(), force=options.force, state_names=paths.state_names(),
@@ -167,12 +169,18 @@ def _accept_run(options: PredictOptions, paths: RunPaths, chunks: int | None) ->
     return RunSetup(options, paths, config, models, plan, outcome)
 
 
-def _recorded_shard_size(paths: RunPaths) -> int | None:
-    """The shard size an earlier run in ``paths.root`` recorded in ``run.json`` (None if none)."""
+def _recorded_params(paths: RunPaths) -> dict | None:
+    """The params an earlier run in ``paths.root`` recorded in ``run.json`` (None if none)."""
     try:
-        value = ((read_run_json(paths.root) or {}).get("params") or {}).get("shard_size")
+        params = (read_run_json(paths.root) or {}).get("params")
     except VirnucproError:  # an unreadable run.json is refused with its own message later
         return None
+    return params if isinstance(params, dict) else None
+
+
+def _recorded_shard_size(recorded: dict | None) -> int | None:
+    """The shard size of an earlier run's recorded params (None if none)."""
+    value = (recorded or {}).get("shard_size")
     return value if isinstance(value, int) and value > 0 else None
 
 

@@ -2,7 +2,7 @@
 
 - :mod:`.options`: :class:`PredictOptions`, what the user asked for;
 - :mod:`.checks`: options and the whole input checked before anything is removed or loaded;
-- :mod:`.setup`: which model files, devices, precision and shard size;
+- :mod:`.setup`: which model files, devices, precision, shard size and tail split (the last shards cut smaller);
 - :mod:`.config`: :class:`RunConfig`, what ``run.json`` stores and every stage identity;
 - :mod:`.stop`: SIGINT/SIGTERM over the whole run, checked at every stage boundary.
 

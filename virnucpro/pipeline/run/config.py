@@ -6,7 +6,7 @@ in the same directory is resumed only when they are equal), and every stage
 takes the identity it writes into, and checks against, its ``.done`` markers
 from here:
 
-* translate: input, chunk length, shard size, work format;
+* translate: input, chunk length, shard size, work format, and the tail split when there is one;
 * features, per model kind: that model's identity, the precision, and the
   sha256 of the shard file it read and of its reuse plan;
 * scores: the classifier's identity and both feature identities.
@@ -30,7 +30,7 @@ from typing import Any
 from virnucpro.pipeline.model_kinds import MODEL_KINDS, ModelKind
 from virnucpro.pipeline.outputs import RunPaths
 from virnucpro.pipeline.run.options import PredictOptions
-from virnucpro.pipeline.run.setup import DevicePlan, ResolvedModels
+from virnucpro.pipeline.run.setup import DevicePlan, ResolvedModels, TailPlan
 
 #: Bumped whenever the layout of work files changes, so old work is never reused.
 WORK_FORMAT = 1
@@ -51,6 +51,9 @@ class RunConfig:
         min_score: ``--min-score``, the sequence-call threshold (no identity).
         min_length: ``--min-length``, records shorter are not scored (no identity).
         region_gap, region_min_chunks: ``--region-gap``, ``--region-min-chunks`` (viral regions; no identity).
+        tail: how translate cuts the last shards on several workers (``run.setup.TailPlan``); None:
+            no tail split. Recorded in ``run.json`` and the translate identity only when set, so a
+            run from before the tail split resumes with the very params and identities it wrote.
     """
 
     input_sha256: str | None
@@ -63,15 +66,16 @@ class RunConfig:
     min_length: int = 0
     region_gap: int = 1
     region_min_chunks: int = 2
+    tail: TailPlan | None = None
 
     @classmethod
     def build(cls, options: PredictOptions, models: ResolvedModels, plan: DevicePlan,
-              input_sha256: str | None, shard_size: int) -> RunConfig:
+              input_sha256: str | None, shard_size: int, tail: TailPlan | None = None) -> RunConfig:
         """The config of a run of ``options`` with these models on this device plan
-        (``shard_size``: ``run.setup.resolve_shard_size``)."""
+        (``shard_size``: ``run.setup.resolve_shard_size``; ``tail``: ``run.setup.resolve_tail_plan``)."""
         return cls(input_sha256, options.effective_chunk_length, shard_size, plan.precision,
                    models.identities, min_score=options.min_score, min_length=options.min_length,
-                   region_gap=options.region_gap, region_min_chunks=options.region_min_chunks)
+                   region_gap=options.region_gap, region_min_chunks=options.region_min_chunks, tail=tail)
 
     def run_params(self) -> dict[str, Any]:
         """What ``run.json`` records under ``params``."""
@@ -82,7 +86,11 @@ class RunConfig:
             "shard_size": self.shard_size,
             "precision": self.precision,
             "models": self.models,
+            **self._tail_params(),
         }
+
+    def _tail_params(self) -> dict[str, Any]:
+        return {} if self.tail is None else {"tail": self.tail.as_params()}
 
     @staticmethod
     def describe_differences(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
@@ -112,7 +120,9 @@ class RunConfig:
             else:
                 diffs.append(f"{kind} model file {_text(after.get('name'))} changed "
                              f"(sha256 {_short(before.get('sha256'))} -> {_short(after.get('sha256'))})")
-        known = {"input_sha256", "chunk_length", "shard_size", "precision", "work_format", "models"}
+        if old.get("tail") != new.get("tail"):
+            diffs.append(f"tail split of the last shards: {_tail_text(old.get('tail'))} -> {_tail_text(new.get('tail'))}")
+        known = {"input_sha256", "chunk_length", "shard_size", "precision", "work_format", "models", "tail"}
         for key in sorted((set(old) | set(new)) - known):
             if old.get(key) != new.get(key):
                 diffs.append(f"{key}: {_text(old.get(key))} -> {_text(new.get(key))}")
@@ -121,7 +131,7 @@ class RunConfig:
     def translate_identity(self) -> dict[str, Any]:
         """Identity of the shard files and the shard index."""
         return {"input_sha256": self.input_sha256, "chunk_length": self.chunk_length,
-                "shard_size": self.shard_size, "work_format": self.work_format}
+                "shard_size": self.shard_size, "work_format": self.work_format, **self._tail_params()}
 
     def feature_identity(self, kind: ModelKind, inputs_sha256: Mapping[str, str | None]) -> dict[str, Any]:
         """Identity of one feature file of ``kind``, made from the shard files with these
@@ -139,6 +149,12 @@ class RunConfig:
 
 def _short(digest: Any) -> str:
     return "(none: stdin or stream)" if digest is None else f"{str(digest)[:12]}..."
+
+
+def _tail_text(value: Any) -> str:
+    if not isinstance(value, Mapping):
+        return "none"
+    return f"{value.get('workers')} workers, down to {value.get('min_frames')} frames"
 
 
 def _text(value: Any) -> str:

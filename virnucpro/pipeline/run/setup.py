@@ -1,4 +1,5 @@
-"""Before any work: which model files, which devices, which precision.
+"""Before any work: which model files, which devices, which precision, which shard size and
+which tail split.
 
 Everything here runs in the parent process. It never initialises CUDA when
 workers will be spawned (GPUs are discovered through NVML); only the
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -255,3 +257,112 @@ def resolve_shard_size(options: PredictOptions, recorded: int | None, chunks: in
     logger.info("shard size: %d frames (auto: %s chunk(s), %d worker(s))", size,
                 "unknown" if chunks is None else chunks, len(plan.devices))
     return size
+
+
+# --------------------------------------------------------------------------- tail split
+
+#: Tail shards are cut to the remaining work over ``TAIL_FACTOR x workers`` (guided
+#: self-scheduling with factor 2: each worker's share of what is left, halved).
+TAIL_FACTOR = 2
+
+
+@dataclass(frozen=True)
+class TailPlan:
+    """How translate cuts the last shards of a run on several workers, so that they end together.
+
+    Recorded in ``run.json`` (``params.tail``) and in the translate identity: a resume re-cuts
+    exactly the same shards whatever its devices. Absent (None) means no tail split: every
+    shard but a group's last holds ``shard_size`` frames.
+
+    Attributes:
+        workers: the devices the run was planned on (P > 1).
+        min_frames: the smallest tail shard, about one ESM-2 batch (:func:`tail_min_frames`).
+        chunks: the input's chunk count at the run's chunk length (the input check's), from
+            which translate estimates the frames still to come.
+    """
+
+    workers: int
+    min_frames: int
+    chunks: int
+
+    def as_params(self) -> dict[str, int]:
+        """The plan as ``run.json`` and the translate identity record it."""
+        return {"workers": self.workers, "min_frames": self.min_frames, "chunks": self.chunks}
+
+    @classmethod
+    def from_params(cls, value: Any) -> TailPlan | None:
+        """The plan :meth:`as_params` recorded; None for an absent or unreadable one (no tail split)."""
+        if not isinstance(value, dict):
+            return None
+        try:
+            plan = cls(int(value["workers"]), int(value["min_frames"]), int(value["chunks"]))
+        except (KeyError, TypeError, ValueError):
+            return None
+        return plan if plan.workers > 1 and plan.min_frames > 0 and plan.chunks >= 0 else None
+
+
+def tail_shard_size(remaining: int, shard_size: int, tail: TailPlan | None) -> int:
+    """Frames of the next shard when about ``remaining`` frames are left (this shard's included):
+    ``clamp(ceil(remaining / (TAIL_FACTOR x workers)), min_frames, shard_size)``; ``shard_size``
+    without a tail plan."""
+    if tail is None:
+        return shard_size
+    share = -(-max(0, remaining) // (TAIL_FACTOR * tail.workers))
+    return max(1, min(shard_size, max(tail.min_frames, share)))
+
+
+def planned_shard_sizes(frames: int, shard_size: int, tail: TailPlan | None) -> list[int]:
+    """The shards ``frames`` frames are cut into when the frames still to come are known exactly:
+    :func:`tail_shard_size` of what is left, the last shard holding the remainder."""
+    if tail is None:
+        return [shard_size] * (frames // shard_size) + ([frames % shard_size] if frames % shard_size else [])
+    sizes: list[int] = []
+    left = frames
+    full = max(0, (left - TAIL_FACTOR * tail.workers * shard_size) // shard_size)  # before the tail
+    sizes.extend([shard_size] * full)
+    left -= full * shard_size
+    while left > 0:
+        size = min(left, tail_shard_size(left, shard_size, tail))
+        sizes.append(size)
+        left -= size
+    return sizes
+
+
+def tail_min_frames(chunk_length: int, batch_tokens: int | None, devices: list[str]) -> int:
+    """Frames of one ESM-2 batch of full chunks: the batch token budget over a frame's tokens
+    (``chunk_length // 3`` residues plus BOS and EOS).
+
+    The budget is ``--batch-tokens`` when given, else the embedder's default
+    (:func:`virnucpro.models.esm2.default_batch_tokens`): :data:`~virnucpro.models.esm2.CPU_BATCH_TOKENS`
+    on CPU; on a GPU it is sized from free memory in the worker, unknown here, so the largest
+    it can be (:data:`~virnucpro.models.batching.MAX_BATCH_TOKENS`, what a GPU of 24 GB or more
+    gives ESM-2 3B) stands in.
+    """
+    if batch_tokens is None:
+        from virnucpro.models.batching import MAX_BATCH_TOKENS
+        from virnucpro.models.esm2 import CPU_BATCH_TOKENS
+
+        batch_tokens = MAX_BATCH_TOKENS if any(d.startswith("cuda") for d in devices) else CPU_BATCH_TOKENS
+    return max(1, -(-batch_tokens // (chunk_length // 3 + 2)))
+
+
+def resolve_tail_plan(options: PredictOptions, recorded: Mapping[str, Any] | None, chunks: int | None,
+                      plan: DevicePlan, shard_size: int) -> TailPlan | None:
+    """The run's tail split: the one an earlier run in the directory recorded (``recorded``: its
+    ``run.json`` params; none recorded there means none, so an older run resumes as it was cut),
+    else, when the input's chunk count is known (a file, not a stream), one for the workers the
+    queue will start: the planned devices, but no more than the input fills shards of
+    ``shard_size`` (about one kept frame per chunk; ``stages.embed`` starts no more), and only
+    when that is more than one."""
+    if recorded is not None and not options.force:
+        return TailPlan.from_params(recorded.get("tail"))
+    if chunks is None:
+        return None
+    workers = min(len(plan.devices), -(-chunks // shard_size))
+    if workers < 2:
+        return None
+    tail = TailPlan(workers, tail_min_frames(options.effective_chunk_length, options.batch_tokens, plan.devices),
+                    chunks)
+    logger.info("tail split: the last shards shrink to the work left over %d x %d workers, down to %d frames",
+                TAIL_FACTOR, tail.workers, tail.min_frames)
+    return tail

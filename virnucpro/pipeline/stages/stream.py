@@ -22,7 +22,6 @@ the shards already queued are finished, then the error is raised.
 from __future__ import annotations
 
 import logging
-import math
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -35,7 +34,7 @@ from virnucpro.pipeline.run.stop import signal_at, signal_wanted_at
 from virnucpro.pipeline.stages.embed import FeatureQueue
 from virnucpro.pipeline.stages.feature_files import reuse_sources
 from virnucpro.pipeline.stages.score import score_identity
-from virnucpro.pipeline.stages.translate import translate_stage
+from virnucpro.pipeline.stages.translate import expected_shards, translate_stage
 from virnucpro.pipeline.stages.work_files import ShardInfo
 from virnucpro.pipeline.workqueue.feed import FeedCancelled, TaskFeed
 
@@ -120,7 +119,7 @@ def translate_and_embed(setup: RunSetup, state: RunState, chunks: int | None, fo
                 state.mark(kind.name, "end")
         return found
 
-    expected = None if chunks is None else max(1, math.ceil(chunks / setup.config.shard_size))
+    expected = expected_shards(setup.config, chunks)
     feed = TaskFeed(expected=None if expected is None else expected * len(MODEL_KINDS))
     errors: list[BaseException] = []
 

@@ -11,6 +11,13 @@ reuses every shard (assembly leaves the shorter records out); one with a lower
 minimum re-reads the input, re-makes the existing groups' shards identically (so
 their features and scores stay valid) and adds a new group for the lengths
 ``[new minimum, old minimum)``, numbered after the existing shards.
+
+Tail split (``RunConfig.tail``, on several workers when the input's chunk count is known):
+each length group's last shards shrink so the workers end together,
+``run.setup.tail_shard_size`` of the frames estimated to be left. The estimate is the
+group's frames not yet in a shard plus the chunks still to read times the group's
+frames per chunk so far (from its first frame on): the same input gives the same cut
+whatever else the run does, and the same cut again when a group is re-made.
 """
 
 from __future__ import annotations
@@ -31,7 +38,8 @@ from virnucpro.pipeline.model_kinds import MODEL_KINDS, ModelKind
 from virnucpro.pipeline.outputs import RunPaths
 from virnucpro.pipeline.report.results import ContigRow
 from virnucpro.pipeline.report.summary import RunCounts, RunState, StageReport
-from virnucpro.pipeline.run.config import RunSetup
+from virnucpro.pipeline.run.config import RunConfig, RunSetup
+from virnucpro.pipeline.run.setup import TailPlan, tail_shard_size
 from virnucpro.pipeline.stages.frames import TranslateStats, iter_chunk_frames
 from virnucpro.pipeline.stages.reuse import ReusePlanner, sequence_digest
 from virnucpro.pipeline.stages.work_files import (
@@ -94,12 +102,14 @@ def translate_stage(setup: RunSetup, state: RunState, on_shard: Callable[[ShardI
     stats = TranslateStats()
     chunk_length, shard_size = setup.config.chunk_length, setup.config.shard_size
 
-    writers = [_GroupWriter(paths, identity, shard_size, *g, on_shard=on_shard) for g in groups]
+    writers = [_GroupWriter(paths, identity, shard_size, *g, on_shard=on_shard, tail=setup.config.tail)
+               for g in groups]
 
     def translate_into_shards(contigs_table: IO[bytes]) -> None:
         # Contig rows are written as soon as a record's chunks have all passed, so memory
         # stays flat however many records the input holds.
         with_frames: dict[str, int] = {}
+        read = 0  # chunks read (the tail split's position in the input)
 
         def write_finished_contigs(current: str | None = None) -> None:
             while stats.contigs and stats.contigs[0].id != current:
@@ -110,6 +120,7 @@ def translate_stage(setup: RunSetup, state: RunState, on_shard: Callable[[ShardI
         for chunk in iter_chunk_frames(setup.options.input_path, chunk_length, stats):
             if cancelled is not None and cancelled():
                 raise FeedCancelled("translate stopped: the embedding queue stopped")
+            read += 1
             write_finished_contigs(chunk.record_id)
             if not chunk.frames:
                 continue
@@ -117,7 +128,7 @@ def translate_stage(setup: RunSetup, state: RunState, on_shard: Callable[[ShardI
             length = stats.contigs[0].length  # the current record (finished ones were popped)
             writer = next((w for w in writers if w.holds_length(length)), None)
             if writer is not None:
-                writer.add(chunk.chunk_id, chunk.frames)
+                writer.add(chunk.chunk_id, chunk.frames, read)
         for writer in writers:
             writer.finish()
         state.shards.extend(sorted((s for w in writers for s in w.shards), key=lambda s: s.index))
@@ -146,6 +157,21 @@ def translate_stage(setup: RunSetup, state: RunState, on_shard: Callable[[ShardI
     logger.info("translate: %s; %d shard(s)", stats.summary(), len(state.shards))
 
 
+def expected_shards(config: RunConfig, chunks: int | None) -> int | None:
+    """The work an input of ``chunks`` chunks gives, in whole shards (None: unknown), counting
+    about one kept frame per chunk as ``--shard-size auto`` does: ``ceil(chunks / shard_size)``.
+
+    Without a tail split that is the shard count. With one it is a lower bound of the count
+    (the tail's frames are cut into more, smaller shards) chosen on purpose: the queue starts
+    no more workers than this, which is the tail plan's own worker count
+    (``run.setup.resolve_tail_plan``), and the dashboard scales the work of the tasks known
+    so far (full shards come first) up to it, which a count of the tail's small shards
+    would overstate (8 workers, 1M frames: 151 shards for 100 shards' worth of frames)."""
+    if chunks is None:
+        return None
+    return max(1, -(-chunks // config.shard_size))
+
+
 def _length_groups(shards: list[ShardInfo]) -> list[tuple[int, int | None, int]]:
     """``(min_length, below, first shard index)`` of each length group of an index, in index order."""
     groups: dict[tuple[int, int | None], int] = {}
@@ -161,15 +187,19 @@ def _reused_count(kind: ModelKind) -> str:
 
 
 class _GroupWriter:
-    """Cuts one length group's frames into shards numbered from ``first``, and plans which
-    frames reuse an identical earlier frame's embedding (:mod:`.reuse`, per model kind)."""
+    """Cuts one length group's frames into shards numbered from ``first`` (the last ones smaller
+    with a ``tail`` plan), and plans which frames reuse an identical earlier frame's embedding
+    (:mod:`.reuse`, per model kind)."""
 
     def __init__(self, paths: RunPaths, identity: dict[str, Any], shard_size: int,
                  min_length: int, below: int | None, first: int,
-                 on_shard: Callable[[ShardInfo], None] | None = None) -> None:
+                 on_shard: Callable[[ShardInfo], None] | None = None, tail: TailPlan | None = None) -> None:
         self.paths, self.identity, self.shard_size = paths, identity, shard_size
         self.min_length, self.below, self.next_index = min_length, below, first
-        self.on_shard = on_shard
+        self.on_shard, self.tail = on_shard, tail
+        self.target = shard_size  # frames of the shard being filled
+        self.seen = self.written = 0  # frames of the group read so far / in written shards
+        self.first_chunk = self.chunks_read = 0  # chunk (1-based) of the group's first frame / chunks read
         self.frames: list[tuple[str, str, str]] = []
         self.shards: list[ShardInfo] = []
         self.digests = {kind.name: bytearray() for kind in MODEL_KINDS}  # of the frames not yet in a shard
@@ -179,13 +209,30 @@ class _GroupWriter:
     def holds_length(self, length: int) -> bool:
         return self.min_length <= length and (self.below is None or length < self.below)
 
-    def add(self, chunk_id: str, frames: list[Any]) -> None:
+    def add(self, chunk_id: str, frames: list[Any], chunks_read: int = 0) -> None:
+        """Take one chunk's kept frames (``chunks_read``: the input's chunks read, this one included)."""
+        self.first_chunk = self.first_chunk or chunks_read
+        self.chunks_read = chunks_read
+        self.seen += len(frames)
         for frame in frames:
+            if not self.frames:
+                self.target = self._next_size()
             self.frames.append((ids.frame_id(chunk_id, frame.suffix), frame.nucleotide, frame.protein))
             for kind in MODEL_KINDS:
                 self.digests[kind.name] += sequence_digest(getattr(frame, kind.sequence))
-            if len(self.frames) == self.shard_size:
+            if len(self.frames) == self.target:
                 self.flush()
+
+    def _next_size(self) -> int:
+        """The size of the shard about to start: ``shard_size``, or with a tail plan the share of
+        the frames estimated to be left (read, not yet in a shard, plus the chunks still to read
+        at the group's frames per chunk since its first frame)."""
+        if self.tail is None:
+            return self.shard_size
+        span = max(1, self.chunks_read - self.first_chunk + 1)
+        to_read = max(0, self.tail.chunks - self.chunks_read)
+        remaining = self.seen - self.written + -(-self.seen * to_read // span)
+        return tail_shard_size(remaining, self.shard_size, self.tail)
 
     def flush(self) -> None:
         """Write the shard of the frames held, then its reuse plans (final: every earlier shard of
@@ -201,6 +248,7 @@ class _GroupWriter:
             self.reused[kind.name] += len(borrowed)
             self.digests[kind.name] = bytearray()
         self.shards.append(info)
+        self.written += len(self.frames)
         self.next_index += 1
         self.frames = []
         if self.on_shard is not None:
