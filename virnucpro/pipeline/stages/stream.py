@@ -27,6 +27,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from virnucpro.log import helper_thread_name
 from virnucpro.pipeline.checkpoint import verify_done
 from virnucpro.pipeline.model_kinds import MODEL_KINDS, ModelKind
 from virnucpro.pipeline.report.summary import RunState
@@ -145,7 +146,7 @@ def translate_and_embed(setup: RunSetup, state: RunState, chunks: int | None, fo
         finally:
             feed.close()
 
-    thread = threading.Thread(target=produce, name="virnucpro-translate", daemon=True)
+    thread = threading.Thread(target=produce, name=helper_thread_name("translate"), daemon=True)
     thread.start()
     try:
         queue.run(feed, expected_shards=expected)
