@@ -218,3 +218,71 @@ def test_a_run_killed_inside_a_sample_resumes_it_and_runs_the_rest(tmp_path):
         assert run_cli("predict", str(inputs[name]), "-o", str(alone), *DEMO).returncode == 0
         for table in TABLES:
             assert (out / name / table).read_bytes() == (alone / table).read_bytes(), (name, table)
+
+
+def _absolute(summary: dict, seconds: float) -> float:
+    """A time of a sample's run_summary.json (seconds from its start) on the run's time line."""
+    return summary["start_time"] + seconds
+
+
+def test_one_queue_spans_the_samples_and_a_bad_one_between_them_fails_alone(tmp_path):
+    big = tmp_path / "big.fa"
+    big.write_text("".join(f">{n}\n{s}\n" for n, s in _records(0, 29)))
+    small = tmp_path / "small.fa"
+    small.write_text("".join(f">{n}\n{s}\n" for n, s in _records(29, 31)))
+    bad = tmp_path / "broken.fa"
+    bad.write_text(">x\nACGT@@\n")
+    options = (*DEMO, "--workers", "2", "--shard-size", "4")
+    out = tmp_path / "out"
+    result = run_cli("predict", str(big), str(bad), str(small), "-o", str(out), *options)
+    assert result.returncode == 7, result.stderr.decode()
+    assert "1 of 3 samples failed (broken)" in one_error_line(result.stderr)
+    assert "'@'" in (out / "broken" / "FAILED.txt").read_text()
+    statuses = [line.split("\t")[-1] for line in (out / "samples_summary.tsv").read_text().splitlines()[1:]]
+    assert statuses == ["ok", "failed", "ok"]
+    summaries = {name: json.loads((out / name / "run_summary.json").read_text()) for name in ("big", "small")}
+    # The queue spans the samples: small's first embedding began before big was scored and assembled
+    # (one queue per sample would start small's only after big's tables were written).
+    small_first = min(_absolute(summaries["small"], summaries["small"]["stages"][kind]["first_shard_s"])
+                      for kind in ("dnabert", "esm"))
+    big_done = _absolute(summaries["big"], summaries["big"]["stages"]["assemble"]["end_s"])
+    assert small_first < big_done
+    # ... on one set of workers: two model loads in the whole run, each reported once.
+    loads = [w["load_seconds"] for s in summaries.values() for w in s["workers"]]
+    assert sum(1 for load in loads if load) == 2 and all(len(s["workers"]) == 2 for s in summaries.values())
+    # Each sample's log holds its own lines only (two samples ran at once).
+    big_log, small_log = ((out / name / "virnucpro.log").read_text() for name in ("big", "small"))
+    assert str(big) in big_log and str(small) not in big_log and "small/shard-" not in big_log
+    assert str(small) in small_log and str(big) not in small_log and "big/shard-" not in small_log
+    for name, path in (("big", big), ("small", small)):
+        alone = tmp_path / f"alone-{name}"
+        single = run_cli("predict", str(path), "-o", str(alone), *options)
+        assert single.returncode == 0, single.stderr.decode()
+        assert _listing(out / name) == _listing(alone)
+        for table in TABLES:
+            assert (out / name / table).read_bytes() == (alone / table).read_bytes(), (name, table)
+
+
+def test_a_run_killed_while_two_samples_run_resumes_redoing_nothing_finished(tmp_path):
+    inputs = _inputs(tmp_path)
+    out = tmp_path / "out"
+    args = ["predict", *map(str, inputs.values()), "-o", str(out), *DEMO, "--workers", "2"]
+    # SIGKILL as gut1 ends: gut2 (started once gut1's tasks were queued) is running then.
+    process = start_cli(args, env={**cli_env(), "VIRNUCPRO_SIGNAL_AT": "sample-done:gut1:KILL"})
+    assert process.wait(timeout=300) == -9
+    deadline = time.monotonic() + 10
+    while _group_members(process.pid) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert _group_members(process.pid) == []  # the workers died with the run
+    done = {name: verified_markers(out / name) for name in inputs if (out / name).exists()}
+    assert done["gut1"] and (out / "gut1" / "contig_summary.tsv").is_file()
+    resumed = run_cli(*args)
+    assert resumed.returncode == 0, resumed.stderr.decode()
+    for name, before in done.items():
+        now = verified_markers(out / name)
+        kept = {m for m in before if "features" not in m.parts}  # features go with the intermediates
+        assert kept <= set(now) and all(now[m] == before[m] for m in kept), name
+    alone = tmp_path / "alone-gut2"
+    assert run_cli("predict", str(inputs["gut2"]), "-o", str(alone), *DEMO, "--workers", "2").returncode == 0
+    for table in TABLES:
+        assert (out / "gut2" / table).read_bytes() == (alone / table).read_bytes(), table
