@@ -279,9 +279,16 @@ def test_a_run_killed_while_two_samples_run_resumes_redoing_nothing_finished(tmp
     resumed = run_cli(*args)
     assert resumed.returncode == 0, resumed.stderr.decode()
     for name, before in done.items():
+        # Shards and features go with the intermediates once a sample ends; the rest stays untouched.
         now = verified_markers(out / name)
-        kept = {m for m in before if "features" not in m.parts}  # features go with the intermediates
+        kept = {m for m in before if m.parent.name not in ("features", "shards")}
         assert kept <= set(now) and all(now[m] == before[m] for m in kept), name
+        # A shard embedded before the kill (and not scored) had its features reused, not computed again.
+        stages = json.loads((out / name / "run_summary.json").read_text())["stages"]
+        scored = {m.name.split(".")[0] for m in before if m.parent.name == "scores"}
+        for kind in ("dnabert", "esm"):
+            embedded = {m.name.split(".")[0] for m in before if m.parent.name == "features" and f".{kind}." in m.name}
+            assert len(embedded - scored) <= stages[kind]["reused_shards"], (name, kind)
     alone = tmp_path / "alone-gut2"
     assert run_cli("predict", str(inputs["gut2"]), "-o", str(alone), *DEMO, "--workers", "2").returncode == 0
     for table in TABLES:
