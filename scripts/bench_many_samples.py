@@ -53,8 +53,8 @@ def _samples(work: Path) -> list[Path]:
     return paths
 
 
-def _predict(args: list[str]) -> None:
-    env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+def _predict(args: list[str], code: Path = ROOT) -> None:
+    env = {**os.environ, "PYTHONPATH": f"{code}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
     result = subprocess.run([sys.executable, "-m", "virnucpro", "predict", *args], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, check=False)
     if result.returncode != 0:
@@ -69,7 +69,9 @@ def _window(folder: Path) -> tuple[float, float] | None:
     lasts = [w["last_task_end_s"] for w in summary["workers"] if w.get("last_task_end_s") is not None]
     if not firsts or not lasts:
         return None
-    return summary["start_time"] + min(firsts), summary["start_time"] + max(lasts)
+    # A tree older than "start_time" (--baseline): the summary is written as the run ends.
+    start = summary.get("start_time", (folder / "run_summary.json").stat().st_mtime - summary["wall_seconds"])
+    return start + min(firsts), start + max(lasts)
 
 
 def _overlapping_nothing(began: float, ended: float, windows: list[tuple[float, float]]) -> dict[str, float]:
@@ -98,11 +100,11 @@ def _separate(work: Path, inputs: list[Path], extra: list[str]) -> dict[str, flo
     return _overlapping_nothing(began, ended, [w for p in inputs if (w := _window(out / p.stem))])
 
 
-def _one(work: Path, inputs: list[Path], extra: list[str]) -> dict[str, float]:
-    out = work / "one"
+def _one(work: Path, inputs: list[Path], extra: list[str], code: Path = ROOT, name: str = "one") -> dict[str, float]:
+    out = work / name
     subprocess.run(["rm", "-rf", str(out)], check=True)
     began = time.time()
-    _predict([*map(str, inputs), "-o", str(out), *DEMO, *extra])
+    _predict([*map(str, inputs), "-o", str(out), *DEMO, *extra], code)
     ended = time.time()
     return _overlapping_nothing(began, ended, [w for p in inputs if (w := _window(out / p.stem))])
 
@@ -110,6 +112,8 @@ def _one(work: Path, inputs: list[Path], extra: list[str]) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--baseline", type=Path, help="also time the one run with the code of this tree "
+                        "(e.g. a `git archive` of an earlier commit)")
     parser.add_argument("extra", nargs="*", help="more predict options (after --), e.g. --workers 2")
     args = parser.parse_args()
     load = os.getloadavg()[0]
@@ -121,6 +125,10 @@ def main() -> None:
         inputs = _samples(work)
         for round_number in range(1, args.rounds + 1):
             calls = [("10 separate", _separate), ("one run", _one)]
+            if args.baseline is not None:
+                baseline = args.baseline.resolve()
+                calls.append(("one run, baseline tree",
+                              lambda w, i, e: _one(w, i, e, baseline, "baseline")))  # noqa: B023
             if round_number % 2 == 0:
                 calls.reverse()
             results = {}
@@ -131,6 +139,10 @@ def main() -> None:
             sep, one = results["10 separate"], results["one run"]
             print(f"| {round_number} | ratio separate / one | {sep['wall'] / one['wall']:.2f}x | "
                   f"{sep['idle'] / one['idle']:.2f}x | | | |", flush=True)
+            if args.baseline is not None:
+                base = results["one run, baseline tree"]
+                print(f"| {round_number} | ratio baseline / one | {base['wall'] / one['wall']:.2f}x | "
+                      f"{base['idle'] / one['idle']:.2f}x | | | |", flush=True)
             for path in inputs:
                 for table in TABLES:
                     if not filecmp.cmp(work / "separate" / path.stem / table, work / "one" / path.stem / table,

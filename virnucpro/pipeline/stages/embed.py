@@ -12,6 +12,11 @@ Order: the costliest task first (frames x the kind's relative cost per frame, se
 :func:`~virnucpro.pipeline.report.dashboard.relative_costs`), ties in the order queued;
 a task sent ahead to a busy worker is given back to an idle one (the queue's
 rebalancing), so at the end no worker waits while another holds a task it has not begun.
+
+A many-sample run (:func:`one_queue`) has one queue for all its samples: the main thread
+serves it (:class:`SampleQueue`) and each sample's :class:`FeatureQueue`, on the sample's
+thread, puts its tasks on it through a channel (:mod:`~virnucpro.pipeline.workqueue.channels`)
+and waits for them there, so the stage's code is the same in both.
 """
 
 from __future__ import annotations

@@ -6,7 +6,9 @@ and protein files, its reuse plans and their ``.done`` markers exist, to a
 (DNABERT-S and ESM-2). One work queue runs in the main thread (it owns the stop
 signals) with one worker per device holding both models
 (:mod:`virnucpro.pipeline.workers`); the workers load and warm up their models
-while the first shard is translated, and no model waits for the other's shards.
+while the first shard is translated, and no model waits for the other's shards. (In a
+many-sample run this runs on the sample's thread and the queue is the run's one queue,
+see :class:`~virnucpro.pipeline.stages.embed.SampleQueue`; the code here is the same.)
 
 Which shards are embedded is decided shard by shard exactly as the serial run
 decided it over the whole list: a shard whose scores verify is skipped (unless
