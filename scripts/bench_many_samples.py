@@ -2,9 +2,11 @@
 
 Usage (from the repository root)::
 
-    PYTHONPATH=$PWD python scripts/bench_many_samples.py [--rounds 2] [-- EXTRA PREDICT OPTIONS]
+    PYTHONPATH=$PWD python scripts/bench_many_samples.py [--rounds 2] [--whole] [--baseline TREE]
+        [-- EXTRA PREDICT OPTIONS]
 
-The 10 samples are ``examples/example_contigs.fa`` cut in 10 (3 records each, the last one 4).
+The 10 samples are ``examples/example_contigs.fa`` cut in 10 (3 records each, the last one 4),
+or with ``--whole`` 10 copies of the whole file (31 records each).
 Each round runs the 10 separate runs, then the one run, alternating which goes first from one
 round to the next; the tables of every sample are compared byte for byte between the two.
 
@@ -37,7 +39,7 @@ TABLES = ("prediction_results.txt", "prediction_results_highestscore.csv", "chun
 SAMPLES = 10
 
 
-def _samples(work: Path) -> list[Path]:
+def _samples(work: Path, whole: bool = False) -> list[Path]:
     records: list[list[str]] = []
     for line in (ROOT / "examples" / "example_contigs.fa").read_text().splitlines():
         if line.startswith(">"):
@@ -46,7 +48,7 @@ def _samples(work: Path) -> list[Path]:
             records[-1][1] += line
     paths = []
     for i in range(SAMPLES):
-        part = records[3 * i:3 * i + 3] if i < SAMPLES - 1 else records[3 * i:]
+        part = records if whole else records[3 * i:3 * i + 3] if i < SAMPLES - 1 else records[3 * i:]
         path = work / f"s{i}.fa"
         path.write_text("".join(f"{h}\n{s}\n" for h, s in part))
         paths.append(path)
@@ -112,17 +114,20 @@ def _one(work: Path, inputs: list[Path], extra: list[str], code: Path = ROOT, na
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--whole", action="store_true", help="each sample is the whole example file "
+                        "(31 records) instead of 3 of its records")
     parser.add_argument("--baseline", type=Path, help="also time the one run with the code of this tree "
                         "(e.g. a `git archive` of an earlier commit)")
     parser.add_argument("extra", nargs="*", help="more predict options (after --), e.g. --workers 2")
     args = parser.parse_args()
     load = os.getloadavg()[0]
-    print(f"load average at start: {load:.2f}; extra options: {' '.join(args.extra) or '(none)'}")
+    print(f"load average at start: {load:.2f}; samples: {'the whole example' if args.whole else '3 records'} "
+          f"each; extra options: {' '.join(args.extra) or '(none)'}")
     print("| round | call | wall s | overlaps nothing s | before first task | between | after last task |")
     print("| --- | --- | --- | --- | --- | --- | --- |")
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        inputs = _samples(work)
+        inputs = _samples(work, args.whole)
         for round_number in range(1, args.rounds + 1):
             calls = [("10 separate", _separate), ("one run", _one)]
             if args.baseline is not None:
