@@ -55,9 +55,10 @@ def _samples(work: Path, whole: bool = False) -> list[Path]:
     return paths
 
 
-def _predict(args: list[str], code: Path = ROOT) -> None:
+def _predict(args: list[str], code: Path, cwd: Path) -> None:
+    # Run from ``cwd`` (not the repository): ``python -m`` puts the working directory first on the path.
     env = {**os.environ, "PYTHONPATH": f"{code}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
-    result = subprocess.run([sys.executable, "-m", "virnucpro", "predict", *args], env=env,
+    result = subprocess.run([sys.executable, "-m", "virnucpro", "predict", *args], env=env, cwd=cwd,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, check=False)
     if result.returncode != 0:
         raise SystemExit(f"predict {' '.join(args)} failed:\n{result.stderr.decode()[-2000:]}")
@@ -97,7 +98,7 @@ def _separate(work: Path, inputs: list[Path], extra: list[str]) -> dict[str, flo
     subprocess.run(["rm", "-rf", str(out)], check=True)
     began = time.time()
     for path in inputs:
-        _predict([str(path), "-o", str(out / path.stem), *DEMO, *extra])
+        _predict([str(path), "-o", str(out / path.stem), *DEMO, *extra], ROOT, work)
     ended = time.time()
     return _overlapping_nothing(began, ended, [w for p in inputs if (w := _window(out / p.stem))])
 
@@ -106,7 +107,7 @@ def _one(work: Path, inputs: list[Path], extra: list[str], code: Path = ROOT, na
     out = work / name
     subprocess.run(["rm", "-rf", str(out)], check=True)
     began = time.time()
-    _predict([*map(str, inputs), "-o", str(out), *DEMO, *extra], code)
+    _predict([*map(str, inputs), "-o", str(out), *DEMO, *extra], code, work)
     ended = time.time()
     return _overlapping_nothing(began, ended, [w for p in inputs if (w := _window(out / p.stem))])
 

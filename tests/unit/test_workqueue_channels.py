@@ -66,8 +66,11 @@ def test_jobs_share_the_workers_each_gets_its_own_tasks_events_and_report(tmp_pa
     inits.mkdir()
     barrier.mkdir()
     shared = SharedFeed()
-    a = _Job(shared, "a", write_inputs(tmp_path / "a", {f"t{i}": 20 + i for i in range(4)}))
-    b = _Job(shared, "b", write_inputs(tmp_path / "b", {f"t{i}": 10 + i for i in range(3)}), via_feed=False)
+    # Slow tasks (10 ms a number): both jobs still wait when the workers report ready.
+    sizes_a, sizes_b = {f"t{i}": 20 + i for i in range(4)}, {f"t{i}": 10 + i for i in range(3)}
+    a = _Job(shared, "a", write_inputs(tmp_path / "a", sizes_a, dict.fromkeys(sizes_a, "slow"), delay=0.01))
+    b = _Job(shared, "b", write_inputs(tmp_path / "b", sizes_b, dict.fromkeys(sizes_b, "slow"), delay=0.01),
+             via_feed=False)
     queue_events: list = []
     # The barrier: both workers are ready before either takes a task, while both jobs wait.
     manager = toy_manager(["cpu", "cpu"], [], {"init_dir": str(inits), "barrier_dir": str(barrier),
