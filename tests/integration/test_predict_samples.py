@@ -144,22 +144,35 @@ def test_a_stopped_run_resumes_per_sample_and_an_added_sample_is_the_only_one_co
     assert stopped.returncode == 143, stopped.stderr.decode()
     statuses = [line.split("\t")[-1] for line in (out / "samples_summary.tsv").read_text().splitlines()[1:]]
     assert statuses[0] == "ok" and statuses[1] in ("interrupted", "ok")  # ok: gut2 was as quick as gut1's end
+    summary = json.loads((out / "run_summary.json").read_text())
+    assert summary["status"] == "interrupted" and summary["exit_code"] == 143
     first = verified_markers(out / "gut1")
     assert first
     done_in_gut2 = verified_markers(out / "gut2")
     resumed = run_cli(*args)
     assert resumed.returncode == 0, resumed.stderr.decode()
     assert verified_markers(out / "gut1") == first  # nothing of the finished sample redone
-    # Nor what gut2 had finished (its feature files are removed with the intermediates once it ends).
-    now_in_gut2 = verified_markers(out / "gut2")
-    kept = {m for m in done_in_gut2 if "features" not in m.parts}
-    assert kept <= set(now_in_gut2) and all(now_in_gut2[m] == done_in_gut2[m] for m in kept)
+    _assert_nothing_redone(out / "gut2", done_in_gut2)  # nor what gut2 had finished
     second = verified_markers(out / "gut2")
     assert second
     added = run_cli(*args[:3], str(inputs["soil"]), *args[3:])
     assert added.returncode == 0, added.stderr.decode()
     assert verified_markers(out / "gut1") == first and verified_markers(out / "gut2") == second
     assert (out / "soil" / "contig_summary.tsv").is_file()
+
+
+def _assert_nothing_redone(folder: Path, before: dict[Path, int]) -> None:
+    """After a resumed run finished ``folder``: what verified ``before`` was not computed again."""
+    # Shards and features go with the intermediates once a sample ends; the rest stays untouched.
+    now = verified_markers(folder)
+    kept = {m for m in before if m.parent.name not in ("features", "shards")}
+    assert kept <= set(now) and all(now[m] == before[m] for m in kept), folder
+    # A shard embedded before the stop (and not scored) had its features reused, not computed again.
+    stages = json.loads((folder / "run_summary.json").read_text())["stages"]
+    scored = {m.name.split(".")[0] for m in before if m.parent.name == "scores"}
+    for kind in ("dnabert", "esm"):
+        embedded = {m.name.split(".")[0] for m in before if m.parent.name == "features" and f".{kind}." in m.name}
+        assert len(embedded - scored) <= stages[kind]["reused_shards"], (folder, kind)
 
 
 def _group_members(pgid: int) -> list[int]:
@@ -281,16 +294,7 @@ def test_a_run_killed_while_two_samples_run_resumes_redoing_nothing_finished(tmp
     resumed = run_cli(*args)
     assert resumed.returncode == 0, resumed.stderr.decode()
     for name, before in done.items():
-        # Shards and features go with the intermediates once a sample ends; the rest stays untouched.
-        now = verified_markers(out / name)
-        kept = {m for m in before if m.parent.name not in ("features", "shards")}
-        assert kept <= set(now) and all(now[m] == before[m] for m in kept), name
-        # A shard embedded before the kill (and not scored) had its features reused, not computed again.
-        stages = json.loads((out / name / "run_summary.json").read_text())["stages"]
-        scored = {m.name.split(".")[0] for m in before if m.parent.name == "scores"}
-        for kind in ("dnabert", "esm"):
-            embedded = {m.name.split(".")[0] for m in before if m.parent.name == "features" and f".{kind}." in m.name}
-            assert len(embedded - scored) <= stages[kind]["reused_shards"], (name, kind)
+        _assert_nothing_redone(out / name, before)
     alone = tmp_path / "alone-gut2"
     assert run_cli("predict", str(inputs["gut2"]), "-o", str(alone), *DEMO, "--workers", "2").returncode == 0
     for table in TABLES:

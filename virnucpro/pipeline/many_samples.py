@@ -44,6 +44,7 @@ from virnucpro.errors import (
     SamplesFailedError,
     UsageError,
     VirnucproError,
+    exit_code_for_signal,
 )
 from virnucpro.log import SCOPE_PREFIX, add_log_file, remove_log_file
 from virnucpro.pipeline import prediction
@@ -135,7 +136,9 @@ class _ManySamples:
                     for outcome in self.outcomes:
                         if outcome.status == "running":
                             outcome.status = "interrupted" if interrupted else "failed"
-                    self._write("interrupted" if interrupted else "failed", getattr(exc, "exit_code", None))
+                    self._write("interrupted" if interrupted else "failed",
+                                exit_code_for_signal(getattr(exc, "signum", None)) if interrupted
+                                else getattr(exc, "exit_code", None))
                 raise
         set_run_context(None)
         return self._result()
