@@ -9,12 +9,16 @@ from __future__ import annotations
 
 import logging
 import sys
+import threading
 from pathlib import Path
 from typing import TextIO
 
 from virnucpro.errors import OutputError
 
 LOGGER_NAME = "virnucpro"
+#: A thread named ``SCOPE_PREFIX + name`` runs one scope of work (a sample of a many-sample run);
+#: its helper threads are named ``<its name>/<role>`` (:func:`helper_thread_name`).
+SCOPE_PREFIX = "virnucpro-scope:"
 _FILE_FORMAT = "%(asctime)s %(levelname)-7s %(processName)s %(name)s: %(message)s"
 
 
@@ -129,3 +133,32 @@ def reset_logging() -> None:
         logger.removeHandler(handler)
         handler.close()
     logger.propagate = True
+
+
+def helper_thread_name(role: str) -> str:
+    """A name for a helper thread doing ``role``: ``virnucpro-<role>``, or, started by a scope's
+    thread (see :data:`SCOPE_PREFIX`), ``<that thread's name>/<role>``: its records are then the
+    scope's for :class:`ScopeFilter`."""
+    current = threading.current_thread().name
+    return f"{current}/{role}" if current.startswith(SCOPE_PREFIX) else f"virnucpro-{role}"
+
+
+class ScopeFilter(logging.Filter):
+    """Passes the records of one scope: logged by the scope's thread ``thread_name`` or one of its
+    helper threads, or logged by a thread of no scope (the work queue's, in the main thread) with
+    ``mention`` in the message (a line about one of the scope's tasks)."""
+
+    def __init__(self, thread_name: str, mention: str | None = None) -> None:
+        super().__init__()
+        self.thread_name, self.mention = thread_name, mention
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        name = record.threadName or ""
+        if name == self.thread_name or name.startswith(self.thread_name + "/"):
+            return True
+        if self.mention is None or name.startswith(SCOPE_PREFIX):
+            return False
+        try:
+            return self.mention in record.getMessage()
+        except Exception:  # noqa: BLE001 - a bad format is the handler's to report, not the filter's
+            return False

@@ -140,21 +140,40 @@ def test_a_stopped_run_resumes_per_sample_and_an_added_sample_is_the_only_one_co
     inputs = _inputs(tmp_path)
     out = tmp_path / "out"
     args = ["predict", str(inputs["gut1"]), str(inputs["gut2"]), "-o", str(out), *DEMO]
-    stopped = run_cli(*args, env={"VIRNUCPRO_SIGNAL_AT": "sample:gut2:TERM"})
+    # Stopped as gut1 ends: gut2 is running then (it started once gut1's tasks were all queued).
+    stopped = run_cli(*args, env={"VIRNUCPRO_SIGNAL_AT": "sample-done:gut1:TERM"})
     assert stopped.returncode == 143, stopped.stderr.decode()
     statuses = [line.split("\t")[-1] for line in (out / "samples_summary.tsv").read_text().splitlines()[1:]]
-    assert statuses == ["ok", "interrupted"]
+    assert statuses[0] == "ok" and statuses[1] in ("interrupted", "ok")  # ok: gut2 was as quick as gut1's end
+    summary = json.loads((out / "run_summary.json").read_text())
+    assert summary["status"] == "interrupted" and summary["exit_code"] == 143
     first = verified_markers(out / "gut1")
     assert first
+    done_in_gut2 = verified_markers(out / "gut2")
     resumed = run_cli(*args)
     assert resumed.returncode == 0, resumed.stderr.decode()
     assert verified_markers(out / "gut1") == first  # nothing of the finished sample redone
+    _assert_nothing_redone(out / "gut2", done_in_gut2)  # nor what gut2 had finished
     second = verified_markers(out / "gut2")
     assert second
     added = run_cli(*args[:3], str(inputs["soil"]), *args[3:])
     assert added.returncode == 0, added.stderr.decode()
     assert verified_markers(out / "gut1") == first and verified_markers(out / "gut2") == second
     assert (out / "soil" / "contig_summary.tsv").is_file()
+
+
+def _assert_nothing_redone(folder: Path, before: dict[Path, int]) -> None:
+    """After a resumed run finished ``folder``: what verified ``before`` was not computed again."""
+    # Shards and features go with the intermediates once a sample ends; the rest stays untouched.
+    now = verified_markers(folder)
+    kept = {m for m in before if m.parent.name not in ("features", "shards")}
+    assert kept <= set(now) and all(now[m] == before[m] for m in kept), folder
+    # A shard embedded before the stop (and not scored) had its features reused, not computed again.
+    stages = json.loads((folder / "run_summary.json").read_text())["stages"]
+    scored = {m.name.split(".")[0] for m in before if m.parent.name == "scores"}
+    for kind in ("dnabert", "esm"):
+        embedded = {m.name.split(".")[0] for m in before if m.parent.name == "features" and f".{kind}." in m.name}
+        assert len(embedded - scored) <= stages[kind]["reused_shards"], (folder, kind)
 
 
 def _group_members(pgid: int) -> list[int]:
@@ -178,10 +197,11 @@ def test_one_set_of_workers_serves_every_sample_and_stops_with_the_run(tmp_path)
     assert result.returncode == 0, result.stderr.decode()
     loads = [[w["load_seconds"] for w in json.loads((out / name / "run_summary.json").read_text())["workers"]]
              for name in inputs]
-    # Two workers load the models once each for the whole run (the second may still be loading when
-    # the first sample ends: it is then reported ready, with its load, in the next sample).
-    assert loads[0] and sum(1 for sample in loads for load in sample if load) == 2
-    assert all(len(sample) <= 2 for sample in loads) and loads[2] == [{}, {}]
+    # Two worker processes for the whole run, each loading the models once; a load is listed in one
+    # sample's summary (the oldest running when it ended; none if the run ended first).
+    assert (out / "virnucpro.log").read_text().count("started worker cpu-") == 2
+    assert loads[0] and 1 <= sum(1 for sample in loads for load in sample if load) <= 2
+    assert all(len(sample) <= 2 for sample in loads)
     alone = tmp_path / "alone"
     single = run_cli("predict", str(inputs["gut2"]), "-o", str(alone), *DEMO, *workers)
     assert single.returncode == 0, single.stderr.decode()
@@ -213,3 +233,70 @@ def test_a_run_killed_inside_a_sample_resumes_it_and_runs_the_rest(tmp_path):
         assert run_cli("predict", str(inputs[name]), "-o", str(alone), *DEMO).returncode == 0
         for table in TABLES:
             assert (out / name / table).read_bytes() == (alone / table).read_bytes(), (name, table)
+
+
+def _absolute(summary: dict, seconds: float) -> float:
+    """A time of a sample's run_summary.json (seconds from its start) on the run's time line."""
+    return summary["start_time"] + seconds
+
+
+def test_one_queue_spans_the_samples_and_a_bad_one_between_them_fails_alone(tmp_path):
+    big = tmp_path / "big.fa"
+    big.write_text("".join(f">{n}\n{s}\n" for n, s in _records(0, 29)))
+    small = tmp_path / "small.fa"
+    small.write_text("".join(f">{n}\n{s}\n" for n, s in _records(29, 31)))
+    bad = tmp_path / "broken.fa"
+    bad.write_text(">x\nACGT@@\n")
+    options = (*DEMO, "--workers", "2", "--shard-size", "4")
+    out = tmp_path / "out"
+    result = run_cli("predict", str(big), str(bad), str(small), "-o", str(out), *options)
+    assert result.returncode == 7, result.stderr.decode()
+    assert "1 of 3 samples failed (broken)" in one_error_line(result.stderr)
+    assert "'@'" in (out / "broken" / "FAILED.txt").read_text()
+    statuses = [line.split("\t")[-1] for line in (out / "samples_summary.tsv").read_text().splitlines()[1:]]
+    assert statuses == ["ok", "failed", "ok"]
+    summaries = {name: json.loads((out / name / "run_summary.json").read_text()) for name in ("big", "small")}
+    # The queue spans the samples: small's first embedding began before big was scored and assembled
+    # (one queue per sample would start small's only after big's tables were written).
+    small_first = min(_absolute(summaries["small"], summaries["small"]["stages"][kind]["first_shard_s"])
+                      for kind in ("dnabert", "esm"))
+    big_done = _absolute(summaries["big"], summaries["big"]["stages"]["assemble"]["end_s"])
+    assert small_first < big_done
+    # ... on one set of workers: two worker processes in the whole run, each load reported once.
+    assert (out / "virnucpro.log").read_text().count("started worker cpu-") == 2
+    loads = [w["load_seconds"] for s in summaries.values() for w in s["workers"]]
+    assert sum(1 for load in loads if load) == 2 and all(len(s["workers"]) == 2 for s in summaries.values())
+    # Each sample's log holds its own lines only (two samples ran at once).
+    big_log, small_log = ((out / name / "virnucpro.log").read_text() for name in ("big", "small"))
+    assert str(big) in big_log and str(small) not in big_log and "small/shard-" not in big_log
+    assert str(small) in small_log and str(big) not in small_log and "big/shard-" not in small_log
+    for name, path in (("big", big), ("small", small)):
+        alone = tmp_path / f"alone-{name}"
+        single = run_cli("predict", str(path), "-o", str(alone), *options)
+        assert single.returncode == 0, single.stderr.decode()
+        assert _listing(out / name) == _listing(alone)
+        for table in TABLES:
+            assert (out / name / table).read_bytes() == (alone / table).read_bytes(), (name, table)
+
+
+def test_a_run_killed_while_two_samples_run_resumes_redoing_nothing_finished(tmp_path):
+    inputs = _inputs(tmp_path)
+    out = tmp_path / "out"
+    args = ["predict", *map(str, inputs.values()), "-o", str(out), *DEMO, "--workers", "2"]
+    # SIGKILL as gut1 ends: gut2 (started once gut1's tasks were queued) is running then.
+    process = start_cli(args, env={**cli_env(), "VIRNUCPRO_SIGNAL_AT": "sample-done:gut1:KILL"})
+    assert process.wait(timeout=300) == -9
+    deadline = time.monotonic() + 10
+    while _group_members(process.pid) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert _group_members(process.pid) == []  # the workers died with the run
+    done = {name: verified_markers(out / name) for name in inputs if (out / name).exists()}
+    assert done["gut1"] and (out / "gut1" / "contig_summary.tsv").is_file()
+    resumed = run_cli(*args)
+    assert resumed.returncode == 0, resumed.stderr.decode()
+    for name, before in done.items():
+        _assert_nothing_redone(out / name, before)
+    alone = tmp_path / "alone-gut2"
+    assert run_cli("predict", str(inputs["gut2"]), "-o", str(alone), *DEMO, "--workers", "2").returncode == 0
+    for table in TABLES:
+        assert (out / "gut2" / table).read_bytes() == (alone / table).read_bytes(), table

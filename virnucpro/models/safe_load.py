@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import pickletools
 import re
+import threading
 import zipfile
 from collections.abc import Collection, Sequence
 from pathlib import Path
@@ -27,6 +28,9 @@ _GLOBAL_RE = re.compile(r"GLOBAL\s+([\w.]+)")
 _STRING_OPS = frozenset({"SHORT_BINUNICODE", "BINUNICODE", "BINUNICODE8", "UNICODE", "STRING", "BINSTRING", "SHORT_BINSTRING"})
 _MEMO_PUT_OPS = frozenset({"PUT", "BINPUT", "LONG_BINPUT"})
 _MEMO_GET_OPS = frozenset({"GET", "BINGET", "LONG_BINGET"})
+# torch.serialization.safe_globals edits one process-wide list and restores it on exit: two threads
+# loading at once (a many-sample run's samples, the in-process worker) would drop each other's types.
+_SAFE_GLOBALS_LOCK = threading.Lock()
 
 
 def load_weights_only(path: Path, allowed: Sequence[Any], *, what: str, allowed_text: str, mmap: bool = False) -> Any:
@@ -48,7 +52,7 @@ def load_weights_only(path: Path, allowed: Sequence[Any], *, what: str, allowed_
 
     path = Path(path)
     try:
-        with torch.serialization.safe_globals(list(allowed)):
+        with _SAFE_GLOBALS_LOCK, torch.serialization.safe_globals(list(allowed)):
             return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap and zipfile.is_zipfile(path))
     except Exception as exc:  # noqa: BLE001 - every failure becomes one line for the user
         message = str(exc)

@@ -45,7 +45,7 @@ from virnucpro.errors import (
     exit_code_for_signal,
 )
 from virnucpro.io.fasta_open import is_stream
-from virnucpro.log import add_log_file, remove_log_file
+from virnucpro.log import SCOPE_PREFIX, ScopeFilter, add_log_file, remove_log_file
 from virnucpro.pipeline.checkpoint import (
     atomic_write_text,
     check_or_write_run_json,
@@ -72,7 +72,7 @@ from virnucpro.pipeline.stages.score_pool import ScorePool, pool_size
 from virnucpro.pipeline.stages.stream import Translated, translate_and_embed
 from virnucpro.pipeline.stages.work_files import ShardInfo
 
-__all__ = ["WORK_FORMAT", "PredictOptions", "check_input", "main"]
+__all__ = ["WORK_FORMAT", "PredictOptions", "check_input", "main", "run_input"]
 
 logger = logging.getLogger(__name__)
 
@@ -85,25 +85,36 @@ def main(options: PredictOptions) -> int:
         SIGINT/SIGTERM as :class:`~virnucpro.pipeline.workqueue.manager.RunInterrupted`.
     """
     with stop_on_signals():
-        # Options and input first: a bad one must not wait for the models, nor touch DIR.
-        check_options(options)
-        paths = RunPaths(Path(options.output_dir))
-        checked_before = _input_translated_before(paths, options.input_path)
-        checked = None if checked_before else check_input(options.input_path, options.effective_chunk_length)
-        stream = checked is not None and checked.stream
-        make_dir(paths.root)
-        log_handler = add_log_file(paths.log)
-        if checked_before:
-            logger.debug("%s: translated by an earlier run in %s; not checked again", options.input_path, paths.root)
-        if stream:
-            logger.info("%s is a stream: it is read once, so this run cannot be resumed", options.input_path)
-        try:
-            with output_dir_lock(paths.root):
-                return _run(options, paths, None if checked is None else checked.chunks)
-        except OutputError as exc:
-            raise OutputError(f"{exc}; finished work is kept, re-run the same command once this is fixed") from exc
-        finally:
-            remove_log_file(log_handler)
+        return run_input(options)
+
+
+def run_input(options: PredictOptions) -> int:
+    """:func:`main` without taking the stop signals: a many-sample run calls it for each sample on
+    a thread of the sample's own (named ``log.SCOPE_PREFIX + sample``), its main thread holding the
+    signals and the one embedding queue (:mod:`.many_samples`). The log file then takes only the
+    sample's lines (:class:`~virnucpro.log.ScopeFilter`)."""
+    # Options and input first: a bad one must not wait for the models, nor touch DIR.
+    check_options(options)
+    paths = RunPaths(Path(options.output_dir))
+    checked_before = _input_translated_before(paths, options.input_path)
+    checked = None if checked_before else check_input(options.input_path, options.effective_chunk_length)
+    stream = checked is not None and checked.stream
+    make_dir(paths.root)
+    log_handler = add_log_file(paths.log)
+    thread = threading.current_thread().name
+    if thread.startswith(SCOPE_PREFIX):
+        log_handler.addFilter(ScopeFilter(thread, mention=f"{paths.root.name}/shard-"))
+    if checked_before:
+        logger.debug("%s: translated by an earlier run in %s; not checked again", options.input_path, paths.root)
+    if stream:
+        logger.info("%s is a stream: it is read once, so this run cannot be resumed", options.input_path)
+    try:
+        with output_dir_lock(paths.root):
+            return _run(options, paths, None if checked is None else checked.chunks)
+    except OutputError as exc:
+        raise OutputError(f"{exc}; finished work is kept, re-run the same command once this is fixed") from exc
+    finally:
+        remove_log_file(log_handler)
 
 
 def _input_translated_before(paths: RunPaths, input_path: str) -> bool:

@@ -2,8 +2,9 @@
 
 One row per sample, in the order the samples were given: its counts come from its own
 ``DIR/<sample>/run_summary.json`` (the one a one-input run writes), its ``seconds`` and
-``status`` from this run (``ok``, ``failed``, ``interrupted`` or ``pending``: not reached).
-Both files are rewritten after every sample, so an interrupted run says how far it got.
+``status`` from this run (``ok``, ``failed``, ``interrupted``, ``running`` or ``pending``:
+not started). Both files are rewritten as each sample ends, so an interrupted run says how
+far it got.
 MultiQC needs nothing more: each sample folder holds its own ``*_mqc.json`` files named
 after the sample (its folder), so ``multiqc DIR`` shows one General Statistics row per sample.
 """
@@ -50,7 +51,8 @@ _RUN_CONTEXT: list[str] = []
 
 def set_run_context(text: str | None) -> None:
     """What this run is in, shown before the stage in the live view's title and in each plain
-    progress line of :mod:`.dashboard` (``sample 2/5 gut2, 1 done, 0 failed``); None clears it."""
+    progress line of :mod:`.dashboard` (``samples 1/5 done, 0 failed, running gut2, gut3``); None
+    clears it."""
     _RUN_CONTEXT[:] = [text] if text else []
 
 

@@ -195,6 +195,9 @@ def write_summary(
             "region_gap": config.region_gap,
             "region_min_chunks": config.region_min_chunks,
         },
+        # Unix time of the run's start: the times under stages and workers are seconds from it
+        # (so runs, or the samples of a many-sample run, can be laid on one time line).
+        "start_time": round(time.time() - (time.monotonic() - state.started), 3),
         "stages": stages,
         "workers": [state.workers[i].as_summary() for i in sorted(state.workers)],
         "wall_seconds": round(seconds, 3),

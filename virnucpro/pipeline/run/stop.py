@@ -21,7 +21,9 @@ real signal (SIGTERM by default; ``:KILL`` for SIGKILL) to this process at ``BOU
   else records the signal and the next boundary acts on it);
 * ``overlap:translate``: while translate and the embedding queue overlap, once the
   first DNABERT-S shard is finished and before translate writes the next shard
-  (ESM-2 may already be embedding that first shard).
+  (ESM-2 may already be embedding that first shard);
+* ``sample:NAME`` (a many-sample run): as sample NAME is started (the sample before
+  it may still run); ``sample-done:NAME``: once NAME finished (the next one runs).
 
 ``after:translate`` is sent by translate as it ends, while the queue embeds
 (they overlap, see :mod:`virnucpro.pipeline.stages.stream`).

@@ -33,6 +33,7 @@ from typing import IO, Any, BinaryIO, cast
 from virnucpro.errors import InputError, OutputError
 from virnucpro.io.fasta import FastaBytesRecord, FastaReader, FastaWriter
 from virnucpro.io.fasta_open import is_stream
+from virnucpro.log import helper_thread_name
 from virnucpro.pipeline.checkpoint import atomic_write, hash_input, make_dir
 from virnucpro.pipeline.outputs import RunPaths
 from virnucpro.pipeline.report import per_sequence, results
@@ -224,7 +225,7 @@ class AssemblyWalk:
     def start(self) -> None:
         """Walk on a thread, keeping pace with the scoring."""
         self._wait = True
-        self._thread = threading.Thread(target=self._run_caught, name="virnucpro-assemble", daemon=True)
+        self._thread = threading.Thread(target=self._run_caught, name=helper_thread_name("assemble"), daemon=True)
         self._thread.start()
 
     def cancel(self) -> None:

@@ -12,17 +12,24 @@ Order: the costliest task first (frames x the kind's relative cost per frame, se
 :func:`~virnucpro.pipeline.report.dashboard.relative_costs`), ties in the order queued;
 a task sent ahead to a busy worker is given back to an idle one (the queue's
 rebalancing), so at the end no worker waits while another holds a task it has not begun.
+
+A many-sample run (:func:`one_queue`) has one queue for all its samples: the main thread
+serves it (:class:`SampleQueue`) and each sample's :class:`FeatureQueue`, on the sample's
+thread, puts its tasks on it through a channel (:mod:`~virnucpro.pipeline.workqueue.channels`)
+and waits for them there, so the stage's code is the same in both.
 """
 
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
+from virnucpro.errors import UsageError
 from virnucpro.pipeline.checkpoint import make_dir, verify_done
 from virnucpro.pipeline.model_kinds import MODEL_KINDS, EmbedPayload, ModelKind
 from virnucpro.pipeline.outputs import shard_name
@@ -32,6 +39,7 @@ from virnucpro.pipeline.run.config import RunSetup
 from virnucpro.pipeline.run.stop import signal_at
 from virnucpro.pipeline.stages.work_files import ShardInfo
 from virnucpro.pipeline.workers import run_init_args
+from virnucpro.pipeline.workqueue.channels import Channel, SharedFeed
 from virnucpro.pipeline.workqueue.feed import TaskFeed
 from virnucpro.pipeline.workqueue.manager import (
     BatchQueueManager,
@@ -51,31 +59,89 @@ RUN_PREFETCH = "virnucpro.pipeline.workers:prefetch_run_shard"
 DEVICE_CHECK = "virnucpro.pipeline.report.gpu_monitor:device_health"
 MAX_RESTARTS_PER_KIND = 3
 
-_KEPT: list[dict[str, BatchQueueManager]] = []
+_SHARED: list[SampleQueue] = []
+
+
+class SampleQueue:
+    """One work queue for every sample of a many-sample run (:mod:`virnucpro.pipeline.many_samples`).
+
+    The main thread calls :meth:`serve`; each sample's :class:`FeatureQueue`, on the sample's
+    own thread, embeds through a channel of its :class:`~virnucpro.pipeline.workqueue.channels.SharedFeed`
+    named after the sample's folder. The first sample to embed hands over the manager and the
+    dashboard the main thread runs (the same options give every sample the same devices, models
+    and queue settings; a sample whose differ is refused). ``ranks``: sample name -> its place in
+    the run (a lower rank's tasks are handed out first); ``on_fed(name)`` is called once a sample
+    has put all its tasks on the queue.
+    """
+
+    def __init__(self, on_fed: Callable[[str], None] | None = None) -> None:
+        self.shared = SharedFeed()
+        self.dashboard: Dashboard | None = None
+        self.ranks: dict[str, int] = {}
+        self._on_fed = on_fed
+        self._lock = threading.Lock()
+        self._key: str | None = None
+        self._start: queue.SimpleQueue[tuple[BatchQueueManager, Dashboard]] = queue.SimpleQueue()
+
+    def channel(self, name: str, key: str, make: Callable[[], tuple[BatchQueueManager, Dashboard]]) -> Channel:
+        """The channel of sample ``name``; ``key`` names its devices and settings, ``make`` builds the
+        queue's manager and dashboard (called for the first sample only)."""
+        with self._lock:
+            if self._key is None:
+                self._key = key
+                manager, self.dashboard = make()
+                self._start.put((manager, self.dashboard))
+            elif key != self._key:
+                raise UsageError(f"{name}: its devices or model settings differ from the run's first sample's; "
+                                 f"run it separately")
+        on_fed = self._on_fed
+        return self.shared.open(name, self.ranks.get(name), None if on_fed is None else lambda: on_fed(name))
+
+    def serve(self, finished: threading.Event) -> None:
+        """In the main thread: once a sample asks for the queue, run it until :meth:`close` was called
+        and every task is done; return at once if ``finished`` is set before any sample asked.
+
+        Raises:
+            RunInterrupted: SIGINT/SIGTERM (the channels waiting raise it too).
+        """
+        while True:
+            try:
+                manager, dashboard = self._start.get(timeout=0.2)
+                break
+            except queue.Empty:
+                if finished.is_set():
+                    return
+
+        def on_event(event: Event) -> None:
+            dashboard.handle(event)
+            self.shared.on_event(event)
+
+        manager.on_event = on_event
+        report, error = None, None
+        try:
+            with dashboard:
+                report = manager.run(self.shared.feed)
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            self.shared.end(report, error)
+
+    def close(self) -> None:
+        """No sample will put tasks any more: the queue ends once the tasks put are done."""
+        self.shared.close()
 
 
 @contextmanager
-def kept_workers() -> Iterator[None]:
-    """Within the block, every :class:`FeatureQueue` run started with the same devices and
-    settings uses one :class:`BatchQueueManager` with ``keep_workers``: the workers (and their
-    loaded models) of the first run serve the later ones (a many-sample ``predict``); they are
-    stopped when the block ends."""
-    _KEPT.append({})
+def one_queue(on_fed: Callable[[str], None] | None = None) -> Iterator[SampleQueue]:
+    """Within the block, every :class:`FeatureQueue` embeds on the one :class:`SampleQueue` yielded."""
+    sample_queue = SampleQueue(on_fed)
+    _SHARED.append(sample_queue)
     try:
-        yield
+        yield sample_queue
     finally:
-        for manager in _KEPT.pop().values():
-            manager.close()
-
-
-def _manager(make: Callable[[bool], BatchQueueManager], key: str) -> BatchQueueManager:
-    """A new manager, or inside :func:`kept_workers` the one made for ``key`` before (made once)."""
-    if not _KEPT:
-        return make(False)
-    kept = _KEPT[-1]
-    if key not in kept:
-        kept[key] = make(True)
-    return kept[key]
+        _SHARED.remove(sample_queue)
+        sample_queue.shared.end(None, None)  # wakes any sample still waiting (it then fails)
 
 
 def feature_stage(kinds: ModelKind | Sequence[ModelKind], shards: list[ShardInfo], setup: RunSetup,
@@ -147,13 +213,15 @@ class FeatureQueue:
 
     def run(self, tasks: list[Task] | TaskFeed, expected_shards: int | None = None) -> None:
         """Embed ``tasks`` (a feed: as they arrive, starting no more workers than ``expected_shards``
-        before they do); raises what :meth:`RunReport.raise_for_failures` raises."""
+        before they do); raises what :meth:`RunReport.raise_for_failures` raises. Inside
+        :func:`one_queue` the tasks go to the run's one queue instead (a sample of a many-sample run)."""
         setup = self.setup
         plan, options = setup.plan, setup.options
         make_dir(setup.paths.features_dir)
         devices = plan.devices
+        shared = _SHARED[-1] if _SHARED else None
         shards = len({t.key.split(":")[0] for t in tasks}) if isinstance(tasks, list) else expected_shards
-        if shards is not None and not plan.in_process and len(devices) > shards and not _KEPT:
+        if shards is not None and not plan.in_process and len(devices) > shards and shared is None:
             # Planned from the shards there are: a worker without a shard of its own only loads the
             # models and halves the others' CPU threads (measured: 3.6x slower on one shard).
             logger.info("embed: %d shard(s) to embed: starting %d of the %d planned workers", shards,
@@ -169,42 +237,57 @@ class FeatureQueue:
         for kind in self.kinds:
             self.state.mark(kind.name, "start")
         whole_run = set(self.kinds) == set(MODEL_KINDS)  # predict's stage 1 (training embeds kind by kind)
-        dashboard = Dashboard("embed", 0, devices, no_dashboard=options.no_dashboard,
-                              stage_number=1 if whole_run else None,
-                              weights=self.costs, later_factor=0.0,
-                              expected_tasks=None if shards is None else shards * len(self.kinds))
-        with dashboard:
+        init_args = {kind.name: kind.init_args(setup.models, plan.precision, options.batch_tokens,
+                                               options.compile) for kind in self.kinds}
+        settings: dict[str, Any] = dict(
+            in_process=plan.in_process,
+            worker_env={"PYTORCH_CUDA_ALLOC_CONF": "expandable_segments:True"},
+            stall_timeout=options.stall_timeout or None,
+            # The restart budget of the one worker per device is the per-stage budgets it replaces, summed.
+            max_worker_restarts=MAX_RESTARTS_PER_KIND * len(self.kinds),
+            prefetch_fn=RUN_PREFETCH,
+            device_check=DEVICE_CHECK if any(d.startswith("cuda") for d in devices) else None,
+        )
+
+        def make_manager() -> BatchQueueManager:
+            return BatchQueueManager(RUN_WORKER, RUN_PROCESS, devices, run_init_args(init_args), **settings)
+
+        def make_dashboard(expected: int | None) -> Dashboard:
+            return Dashboard("embed", 0, devices, no_dashboard=options.no_dashboard,
+                             stage_number=1 if whole_run else None, weights=self.costs, later_factor=0.0,
+                             expected_tasks=expected)
+
+        try:
+            if shared is None:
+                dashboard = make_dashboard(None if shards is None else shards * len(self.kinds))
+                with dashboard:
+                    self._show_on(dashboard)
+                    manager = make_manager()
+
+                    def on_event(event: Event) -> None:
+                        dashboard.handle(event)
+                        self._on_event(event)
+
+                    manager.on_event = on_event
+                    run_report = manager.run(tasks)
+            else:
+                key = repr((devices, sorted(init_args.items()), sorted(settings.items())))
+                channel = shared.channel(setup.paths.root.name, key, lambda: (make_manager(), make_dashboard(None)))
+                if shared.dashboard is not None:
+                    self._show_on(shared.dashboard)
+                if isinstance(tasks, list):
+                    channel.extend(tasks)
+                    channel.close()
+                run_report = channel.run(self._on_event, None if isinstance(tasks, list) else tasks)
+        finally:
             with self._lock:
-                self._dashboard = dashboard
-                for key, (_, shard) in self._open.items():
-                    dashboard.add_task(key, shard.frames)
-            init_args = {kind.name: kind.init_args(setup.models, plan.precision, options.batch_tokens,
-                                                   options.compile) for kind in self.kinds}
-            settings: dict[str, Any] = dict(
-                in_process=plan.in_process,
-                worker_env={"PYTORCH_CUDA_ALLOC_CONF": "expandable_segments:True"},
-                stall_timeout=options.stall_timeout or None,
-                # The restart budget of the one worker per device is the per-stage budgets it replaces, summed.
-                max_worker_restarts=MAX_RESTARTS_PER_KIND * len(self.kinds),
-                prefetch_fn=RUN_PREFETCH,
-                device_check=DEVICE_CHECK if any(d.startswith("cuda") for d in devices) else None,
-            )
-            manager = _manager(
-                lambda keep: BatchQueueManager(RUN_WORKER, RUN_PROCESS, devices, run_init_args(init_args),
-                                               keep_workers=keep, **settings),
-                repr((devices, sorted(init_args.items()), sorted(settings.items()))))
-            manager.on_event = lambda event: self._on_event(dashboard, event)
-            try:
-                run_report = manager.run(tasks)
-            finally:
-                with self._lock:
-                    self._dashboard = None
-                ended = self._now()
-                for worker in self.state.workers.values():
-                    worker.end_s = ended
-                for kind in self.kinds:
-                    if "end_s" not in self.state.times.get(kind.name, {}):
-                        self.state.mark(kind.name, "end")
+                self._dashboard = None
+            ended = self._now()
+            for worker in self.state.workers.values():
+                worker.end_s = ended
+            for kind in self.kinds:
+                if "end_s" not in self.state.times.get(kind.name, {}):
+                    self.state.mark(kind.name, "end")
         for kind in self.kinds:
             self.reports[kind.name].duplicate_frames = sum(
                 int(r.get("duplicates", 0)) for key, r in run_report.finished.items() if key.endswith(f":{kind.name}"))
@@ -215,6 +298,13 @@ class FeatureQueue:
                         report.computed_shards, sum(w.busy_seconds.get(kind.name, 0.0)
                                                     for w in self.state.workers.values()))
 
+    def _show_on(self, dashboard: Dashboard) -> None:
+        """Count this queue's tasks, those known and those to come, on ``dashboard``."""
+        with self._lock:
+            self._dashboard = dashboard
+            for key, (_, shard) in self._open.items():
+                dashboard.add_task(key, shard.frames)
+
     def _now(self) -> float:
         return round(time.monotonic() - self.state.started, 3)
 
@@ -224,9 +314,8 @@ class FeatureQueue:
             report = self.state.workers[worker_id] = WorkerReport(device=device)
         return report
 
-    def _on_event(self, dashboard: Dashboard, event: Event) -> None:
+    def _on_event(self, event: Event) -> None:
         # Counted as shards finish, so an interrupted run's summary tells what was done.
-        dashboard.handle(event)
         if isinstance(event, WorkerStarted):
             self._worker(event.worker_id, event.device).started(self._now(), event.init_seconds, event.info)
         elif isinstance(event, WorkerRestarted):

@@ -11,6 +11,7 @@ scored only once :func:`score_ready` says so.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -75,6 +76,7 @@ def score_ready(setup: RunSetup, shard: ShardInfo) -> bool:
 
 
 _classifiers: dict[tuple[str, str], Any] = {}
+_classifiers_lock = threading.Lock()
 
 
 def scoring_classifier(path: str, identity: Any) -> Any:
@@ -84,12 +86,14 @@ def scoring_classifier(path: str, identity: Any) -> Any:
     matmuls round differently per batch shape); see results.probabilities_from_logits.
     """
     key = (path, repr(identity))
-    if key not in _classifiers:
-        from virnucpro.models.classifier import load_classifier
+    with _classifiers_lock:  # the samples of a many-sample run score on threads of one process
+        classifier = _classifiers.get(key)
+        if classifier is None:
+            from virnucpro.models.classifier import load_classifier
 
-        _classifiers.clear()  # one classifier per run; a process running many runs keeps one
-        _classifiers[key] = load_classifier(Path(path)).double().eval()
-    return _classifiers[key]
+            _classifiers.clear()  # one classifier per run; a process running many runs keeps one
+            classifier = _classifiers[key] = load_classifier(Path(path)).double().eval()
+    return classifier
 
 
 def score_shard(job: ScoreJob) -> int:

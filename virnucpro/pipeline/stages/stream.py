@@ -6,7 +6,9 @@ and protein files, its reuse plans and their ``.done`` markers exist, to a
 (DNABERT-S and ESM-2). One work queue runs in the main thread (it owns the stop
 signals) with one worker per device holding both models
 (:mod:`virnucpro.pipeline.workers`); the workers load and warm up their models
-while the first shard is translated, and no model waits for the other's shards.
+while the first shard is translated, and no model waits for the other's shards. (In a
+many-sample run this runs on the sample's thread and the queue is the run's one queue,
+see :class:`~virnucpro.pipeline.stages.embed.SampleQueue`; the code here is the same.)
 
 Which shards are embedded is decided shard by shard exactly as the serial run
 decided it over the whole list: a shard whose scores verify is skipped (unless
@@ -26,6 +28,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from virnucpro.log import helper_thread_name
 from virnucpro.pipeline.checkpoint import verify_done
 from virnucpro.pipeline.model_kinds import MODEL_KINDS, ModelKind
 from virnucpro.pipeline.report.summary import RunState
@@ -144,7 +147,7 @@ def translate_and_embed(setup: RunSetup, state: RunState, chunks: int | None, fo
         finally:
             feed.close()
 
-    thread = threading.Thread(target=produce, name="virnucpro-translate", daemon=True)
+    thread = threading.Thread(target=produce, name=helper_thread_name("translate"), daemon=True)
     thread.start()
     try:
         queue.run(feed, expected_shards=expected)

@@ -300,8 +300,9 @@ class BatchQueueManager:
                 leftover = feed.take()
                 feed.cancel()
                 if ended:
-                    scheduler.add(leftover)
-                    scheduler.fail_remaining()
+                    scheduler.add(leftover)  # after a write error: not run
+                    if scheduler.pending:
+                        scheduler.fail_remaining()
         return scheduler.report
 
     def close(self) -> None:

@@ -169,7 +169,7 @@ class Scheduler:
         self.slots = slots if slots is not None else [Slot(i, d) for i, d in enumerate(devices)]
         self.report = RunReport()
         self._on_event = on_event
-        self._heap: list[tuple[float, int, Task]] = []
+        self._heap: list[tuple[int, float, int, Task]] = []
         self._seq = 0
         self._first_seq: dict[str, int] = {}  # task key -> its place when first queued
         self._attempts: dict[str, int] = {}
@@ -189,6 +189,9 @@ class Scheduler:
             if task.key in self._attempts:
                 raise ValueError(f"duplicate task key {task.key!r}")
             self._attempts[task.key] = 0
+            if self.report.write_error is not None:  # fed after a write error: never handed out
+                self.report.not_run.append(task.key)
+                continue
             self.push(task)
 
     def take_fed(self) -> None:
@@ -200,8 +203,9 @@ class Scheduler:
 
     @property
     def more_coming(self) -> bool:
-        """True while the feed may still bring tasks."""
-        return self.feed is not None and not self.feed.exhausted
+        """True while the feed may still bring tasks (not after a write error: the run then ends
+        once the tasks begun are finished, and the feed is cancelled)."""
+        return self.feed is not None and not self.feed.exhausted and self.report.write_error is None
 
     def workers_wanted(self) -> int:
         """How many workers the queued tasks, and those the feed still expects, can keep busy."""
@@ -213,16 +217,16 @@ class Scheduler:
         return wanted
 
     def push(self, task: Task) -> None:
-        """Queue a task (again); the costliest (``Task.order_cost``, by default its size) comes out
-        first, ties in the order first queued: a task queued again keeps its place, so a retry is
+        """Queue a task (again); the lowest ``Task.rank`` comes out first, then the costliest
+        (``Task.order_cost``, by default its size), ties in the order first queued: a task queued again keeps its place, so a retry is
         not pushed behind newer work (nor left to fail again as the second task of every restart)."""
         seq = self._first_seq.setdefault(task.key, self._seq)
-        heapq.heappush(self._heap, (-task.order_cost, seq, task))
+        heapq.heappush(self._heap, (task.rank, -task.order_cost, seq, task))
         self._seq += 1
 
     def pop(self) -> Task:
         """Take the largest pending task."""
-        return heapq.heappop(self._heap)[2]
+        return heapq.heappop(self._heap)[3]
 
     def pop_for(self, slot: Slot) -> Task | None:
         """The largest pending task for ``slot``, preferring another device for a task whose
@@ -231,7 +235,7 @@ class Scheduler:
         if not self._avoid:
             return self.pop() if self._heap else None
         for entry in sorted(self._heap):
-            task = entry[2]
+            task = entry[3]
             if self.may_take(slot, task):
                 self._heap.remove(entry)
                 heapq.heapify(self._heap)

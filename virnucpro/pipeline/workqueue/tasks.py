@@ -37,12 +37,15 @@ class Task:
         cost: the order key: the costliest pending task is handed out first (ties in the
             order queued); None = ``size``. Lets a caller mixing kinds of work (a small and a
             large model) put the long tasks first without changing what ``size`` counts.
+        rank: compared before ``cost``: a pending task of a lower rank is handed out first (a
+            queue shared by several producers serves the earlier ones' tasks first); 0 by default.
     """
 
     key: str
     size: int
     payload: dict[str, Any] = field(default_factory=dict)
     cost: float | None = None
+    rank: int = 0
 
     @property
     def order_cost(self) -> float:
