@@ -259,3 +259,14 @@ def test_a_many_sample_run_names_its_sample_in_the_line_and_the_title() -> None:
     finally:
         set_run_context(None)
     assert board.status_line().startswith("[esm 1/2] ")
+
+
+def test_predict_embed_stage_counts_each_model_in_its_closing_line(caplog) -> None:
+    """A kept frame is embedded once per model: predict's closing line says what its count counts."""
+    caplog.set_level(logging.INFO, logger="virnucpro")
+    board = Dashboard("embed", 0, ["cpu"], no_dashboard=True, stage_number=1, weights={"dnabert": 1.0, "esm": 30.0})
+    with board:
+        board.add_task("shard-00001:dnabert", 7)
+        board.add_task("shard-00001:esm", 7)
+    closing = [r.getMessage() for r in caplog.records if "finished:" in r.getMessage()][-1]
+    assert "0/14 frame embeddings (2 models) in" in closing, closing

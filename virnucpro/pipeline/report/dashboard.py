@@ -505,12 +505,15 @@ class Dashboard:
             self._thread = None
         elapsed = self._clock() - self._started
         rate = self._rate()
+        # predict's embed stage counts a frame once per model: say so where the count is final.
+        unit = f"frame embeddings ({len(self.weights)} models)" if self.stage_number and len(self.weights) > 1 else "frames"
         logger.info(
-            "[%s] %s %s/%s frames in %s (%s frames/s)%s",
+            "[%s] %s %s/%s %s in %s (%s/s)%s",
             self._stage_name(),
             "finished:" if exc[0] is None else "stopped:",
             f"{min(self._done, self.total_frames):,}",
             f"{self.total_frames:,}",
+            unit,
             format_duration(elapsed),
             f"{rate or 0:,.0f}",
             f", {len(self._failed)} task(s) failed" if self._failed else "",
