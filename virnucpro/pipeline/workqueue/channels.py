@@ -27,7 +27,6 @@ channel whose job had not put all its tasks, or one opened later, fails at once.
 from __future__ import annotations
 
 import logging
-import os
 import select
 import threading
 import time
@@ -36,7 +35,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 
 from virnucpro.errors import OutputError, ShardsFailedError
-from virnucpro.pipeline.workqueue.feed import FeedCancelled, TaskFeed
+from virnucpro.pipeline.workqueue.feed import FeedCancelled, TaskFeed, WakePipe
 from virnucpro.pipeline.workqueue.tasks import (
     QUEUE_LOGGER,
     Event,
@@ -169,9 +168,7 @@ class Channel:
         self._on_close = on_close
         self._lock = threading.Lock()
         self._inbox: deque[Event | _End] = deque()
-        self._wake_read, self._wake_write = os.pipe()
-        os.set_blocking(self._wake_read, False)
-        os.set_blocking(self._wake_write, False)
+        self._wakeup = WakePipe()
         self._outstanding: set[str] = set()  # keys put and neither finished nor failed for good
         self._put: set[str] = set()
         self._closed = False
@@ -205,7 +202,7 @@ class Channel:
             if self._closed:
                 return
             self._closed = True
-        self._wake()
+        self._wakeup.wake()
         if self._on_close is not None:
             try:
                 self._on_close()
@@ -243,7 +240,7 @@ class Channel:
                 with self._lock:
                     if self._closed and not self._outstanding:
                         return self.report
-                waitables = [self._wake_read] + ([source.fileno()] if source is not None else [])
+                waitables = [self._wakeup.fileno()] + ([source.fileno()] if source is not None else [])
                 select.select(waitables, [], [], _WAIT_SECONDS)
         finally:
             self.report.seconds = time.monotonic() - began
@@ -316,30 +313,11 @@ class Channel:
         """Hand the channel an event (or the queue's end); thread-safe, never blocks."""
         with self._lock:
             self._inbox.append(item)
-        self._wake()
+        self._wakeup.wake()
 
     def _take_inbox(self) -> list[Event | _End]:
-        try:
-            while os.read(self._wake_read, 4096):
-                pass
-        except (BlockingIOError, OSError):
-            pass
+        self._wakeup.drain()
         with self._lock:
             items = list(self._inbox)
             self._inbox.clear()
         return items
-
-    def _wake(self) -> None:
-        try:
-            os.write(self._wake_write, b"x")
-        except (BlockingIOError, OSError):
-            pass  # full (the reader is woken anyway) or closed (the channel is done)
-
-    def __del__(self) -> None:
-        # Not closed when run() returns: the queue's thread may still be writing a wake-up.
-        for fd in (getattr(self, "_wake_read", None), getattr(self, "_wake_write", None)):
-            if fd is not None:
-                try:
-                    os.close(fd)
-                except OSError:
-                    pass

@@ -27,6 +27,43 @@ class FeedCancelled(RuntimeError):
     """The queue reading the feed stopped: no further task will be run."""
 
 
+class WakePipe:
+    """A self-pipe: :meth:`wake` from any thread makes :meth:`fileno` readable until :meth:`drain`,
+    so a thread waiting in ``select`` on it notices new work at once, not at its next poll."""
+
+    def __init__(self) -> None:
+        self._read_fd, self._write_fd = os.pipe()
+        os.set_blocking(self._read_fd, False)
+        os.set_blocking(self._write_fd, False)
+
+    def wake(self) -> None:
+        try:
+            os.write(self._write_fd, b"x")
+        except (BlockingIOError, OSError):
+            pass  # full (the reader is woken anyway) or closed
+
+    def drain(self) -> None:
+        """Read every wake-up so far; call it BEFORE looking at what woke you, so a wake-up
+        arriving meanwhile stays behind, never a change unnoticed."""
+        try:
+            while os.read(self._read_fd, 4096):
+                pass
+        except (BlockingIOError, OSError):
+            pass
+
+    def fileno(self) -> int:
+        return self._read_fd
+
+    def __del__(self) -> None:
+        # Not closed earlier on purpose: another thread may still be writing a wake-up.
+        for fd in (getattr(self, "_read_fd", None), getattr(self, "_write_fd", None)):
+            if fd is not None:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+
+
 class TaskFeed:
     """A thread-safe stream of tasks with an end.
 
@@ -41,9 +78,7 @@ class TaskFeed:
         self._tasks: list[Task] = []
         self._closed = False
         self._cancelled = False
-        self._read_fd, self._write_fd = os.pipe()
-        os.set_blocking(self._read_fd, False)
-        os.set_blocking(self._write_fd, False)
+        self._wakeup = WakePipe()
 
     # ------------------------------------------------------------------ producer side
 
@@ -60,7 +95,7 @@ class TaskFeed:
             if self._closed:
                 raise ValueError("put() on a closed TaskFeed")
             self._tasks.append(task)
-        self._wake()
+        self._wakeup.wake()
 
     def extend(self, tasks: Iterable[Task]) -> None:
         """:meth:`put` each of ``tasks``."""
@@ -71,17 +106,13 @@ class TaskFeed:
         """No more tasks will be added (also after a failure of the producer)."""
         with self._lock:
             self._closed = True
-        self._wake()
+        self._wakeup.wake()
 
     # ------------------------------------------------------------------ queue side
 
     def take(self) -> list[Task]:
         """The tasks added since the last call, in the order added."""
-        try:  # drained first: a task added meanwhile leaves a wake-up behind, never a task unnoticed
-            while os.read(self._read_fd, 4096):
-                pass
-        except (BlockingIOError, OSError):
-            pass
+        self._wakeup.drain()
         with self._lock:
             tasks, self._tasks = self._tasks, []
         return tasks
@@ -115,22 +146,8 @@ class TaskFeed:
 
         if self.exhausted:
             return
-        select.select([self._read_fd], [], [], timeout)
+        select.select([self._wakeup.fileno()], [], [], timeout)
 
     def fileno(self) -> int:
         """A file descriptor readable while tasks (or the close) wait to be noticed."""
-        return self._read_fd
-
-    def _wake(self) -> None:
-        try:
-            os.write(self._write_fd, b"x")
-        except (BlockingIOError, OSError):
-            pass  # the pipe is full: the reader is already woken
-
-    def __del__(self) -> None:
-        for fd in (getattr(self, "_read_fd", None), getattr(self, "_write_fd", None)):
-            if fd is not None:
-                try:
-                    os.close(fd)
-                except OSError:
-                    pass
+        return self._wakeup.fileno()
