@@ -14,7 +14,7 @@ worker finishing one job's last task takes the next job's first.
 Worker events go to every open channel. A worker's ``WorkerStarted`` with its real
 ``init_seconds`` goes to one channel only, the oldest open one (or, when none is, the next
 opened); every other channel sees that worker as started after 0 s with
-``info={"kept": True}``, as ``keep_workers`` reports a kept worker. So over all channels
+``info={"kept": True}`` (a worker kept from an earlier job). So over all channels
 each model load is reported once.
 
 When the queue ends, the caller calls :meth:`SharedFeed.end` with the queue's report or the

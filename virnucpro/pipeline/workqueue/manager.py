@@ -91,7 +91,7 @@ from typing import Any
 
 from virnucpro.pipeline.workqueue.feed import FeedCancelled, TaskFeed
 from virnucpro.pipeline.workqueue.pool import WorkerPool
-from virnucpro.pipeline.workqueue.scheduler import QueueSettings, Scheduler, Slot, run_in_process
+from virnucpro.pipeline.workqueue.scheduler import QueueSettings, Scheduler, run_in_process
 from virnucpro.pipeline.workqueue.tasks import (
     DeferredResult,
     Event,
@@ -187,10 +187,6 @@ class BatchQueueManager:
             retired). Must not create a CUDA context (use NVML).
         kill_grace: seconds a killed worker may take to exit before it is given up without
             waiting (see the module docstring).
-        keep_workers: a run that ends normally leaves its workers (or, ``in_process``, its
-            ``init_fn`` state) for the next :meth:`run`, which re-uses them instead of starting new
-            ones (reported as ``WorkerStarted`` after 0 s with ``info={"kept": True}``);
-            :meth:`close` stops them. The next run's tasks must suit the same ``init_args``.
     """
 
     def __init__(
@@ -216,7 +212,6 @@ class BatchQueueManager:
         device_threads: int | None = None,
         device_check: WorkerFn | None = None,
         kill_grace: float = 30.0,
-        keep_workers: bool = False,
     ) -> None:
         if not devices:
             raise ValueError("at least one device is needed")
@@ -246,9 +241,6 @@ class BatchQueueManager:
         self.progress_interval = progress_interval
         self.stall_timeout = stall_timeout
         self.init_timeout = init_timeout
-        self.keep_workers = keep_workers
-        self._kept_slots: list[Slot] | None = None
-        self._kept_state: list[Any] = []
 
     def _settings(self) -> QueueSettings:
         return QueueSettings(
@@ -273,12 +265,7 @@ class BatchQueueManager:
             RunInterrupted: SIGINT/SIGTERM arrived (workers are stopped first; a feed is cancelled).
             ValueError: two tasks share a key.
         """
-        scheduler = Scheduler(self.devices, self._settings(), self.on_event, slots=self._kept_slots)
-        if self.keep_workers:
-            self._kept_slots = scheduler.slots
-            for slot in scheduler.slots:
-                if slot.process is not None and slot.ready:
-                    scheduler.emit(WorkerStarted(slot.worker_id, slot.device, slot.process.pid, 0.0, {"kept": True}))
+        scheduler = Scheduler(self.devices, self._settings(), self.on_event)
         if isinstance(tasks, TaskFeed):
             scheduler.feed = tasks
         else:
@@ -288,9 +275,9 @@ class BatchQueueManager:
         try:
             if scheduler.pending or scheduler.more_coming:
                 if self.in_process:
-                    run_in_process(scheduler, self._kept_state if self.keep_workers else None)
+                    run_in_process(scheduler)
                 else:
-                    WorkerPool(scheduler, self.keep_workers).run()
+                    WorkerPool(scheduler).run()
             ended = True
         finally:
             scheduler.report.seconds = time.monotonic() - started
@@ -304,10 +291,3 @@ class BatchQueueManager:
                     if scheduler.pending:
                         scheduler.fail_remaining()
         return scheduler.report
-
-    def close(self) -> None:
-        """Stop the workers kept by ``keep_workers`` (a no-op when none are running)."""
-        slots, self._kept_slots = self._kept_slots, None
-        self._kept_state.clear()
-        if slots and any(slot.process is not None for slot in slots):
-            WorkerPool(Scheduler(self.devices, self._settings(), None, slots=slots)).shutdown()

@@ -68,9 +68,8 @@ def describe_exit(exitcode: int | None) -> str:
 class WorkerPool:
     """Runs a scheduler's tasks on spawned workers, one per slot."""
 
-    def __init__(self, scheduler: Scheduler, keep_workers: bool = False) -> None:
+    def __init__(self, scheduler: Scheduler) -> None:
         self._scheduler = scheduler
-        self._keep_workers = keep_workers  # a run that ends normally leaves its workers running
         self._settings = scheduler.settings
         self._slots = scheduler.slots
         self._ctx = multiprocessing.get_context("spawn")
@@ -100,12 +99,7 @@ class WorkerPool:
                     self._give_up_unkillable(live)
                 graceful = True
             finally:
-                if not (graceful and self._keep_workers):
-                    self._shutdown(graceful)
-
-    def shutdown(self) -> None:
-        """Stop the workers an earlier run kept (ask, wait, terminate, kill)."""
-        self._shutdown(graceful=True)
+                self._shutdown(graceful)
 
     # ------------------------------------------------------------------ one turn of the loop
 

@@ -163,10 +163,9 @@ class Scheduler:
     """
 
     def __init__(self, devices: Sequence[str], settings: QueueSettings,
-                 on_event: Callable[[Event], None] | None, slots: list[Slot] | None = None) -> None:
+                 on_event: Callable[[Event], None] | None) -> None:
         self.settings = settings
-        # ``slots``: an earlier run's, with their workers still running (BatchQueueManager keep_workers).
-        self.slots = slots if slots is not None else [Slot(i, d) for i, d in enumerate(devices)]
+        self.slots = [Slot(i, d) for i, d in enumerate(devices)]
         self.report = RunReport()
         self._on_event = on_event
         self._heap: list[tuple[int, float, int, Task]] = []
@@ -391,12 +390,10 @@ class Scheduler:
                 logger.debug("ignoring an unknown message from %s: %r", slot.label, message)
 
 
-def run_in_process(scheduler: Scheduler, kept: list[Any] | None = None) -> None:
+def run_in_process(scheduler: Scheduler) -> None:
     """Run every pending task in this process on the scheduler's only slot (no crash recovery).
 
     ``prefetch`` does not apply: ``prefetch_fn`` (if any) and a deferred write run in turn.
-    ``kept``: a list holding the state of an earlier run's ``init_fn`` (used instead of calling
-    it again; reported ready after 0 s with ``{"kept": True}``), or empty: filled with this run's.
 
     Raises:
         RunInterrupted: SIGINT/SIGTERM (raised at once, from inside the running task).
@@ -408,19 +405,13 @@ def run_in_process(scheduler: Scheduler, kept: list[Any] | None = None) -> None:
         process_fn = resolve_callable(settings.process_spec)
         prefetch_fn = resolve_callable(settings.prefetch_spec) if settings.prefetch_spec else None
         started = time.monotonic()
-        if kept:
-            state = kept[0]
-            scheduler.handle(slot, WorkerReady(os.getpid(), 0.0, {"kept": True}))
-        else:
-            try:
-                state = init_fn(slot.device, settings.init_args)
-            except Exception as exc:  # noqa: BLE001 - same outcome as a worker whose init failed
-                scheduler.handle(slot, WorkerInitFailed(f"{type(exc).__name__}: {exc}", traceback.format_exc()))
-                scheduler.fail_remaining()
-                return
-            if kept is not None:
-                kept.append(state)
-            scheduler.handle(slot, WorkerReady(os.getpid(), time.monotonic() - started, worker_info(state)))
+        try:
+            state = init_fn(slot.device, settings.init_args)
+        except Exception as exc:  # noqa: BLE001 - same outcome as a worker whose init failed
+            scheduler.handle(slot, WorkerInitFailed(f"{type(exc).__name__}: {exc}", traceback.format_exc()))
+            scheduler.fail_remaining()
+            return
+        scheduler.handle(slot, WorkerReady(os.getpid(), time.monotonic() - started, worker_info(state)))
 
         def send(message: FromWorker) -> None:
             scheduler.handle(slot, message)
