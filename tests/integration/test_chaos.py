@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -62,6 +63,11 @@ def test_a_process_found_by_its_tag_is_killed_and_counted(tmp_path):
     proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"],
                             env=dict(os.environ, **{chaos.TAG_ENV: tag}))
     try:
+        # Popen returns once exec closed the error pipe, which the kernel does before it sets the
+        # new image's environment: /proc/PID/environ can read empty for a moment (seen once in CI).
+        deadline = time.monotonic() + 5
+        while not chaos.tagged_processes(tag) and time.monotonic() < deadline:
+            time.sleep(0.01)
         assert chaos.tagged_processes(tag) == [proc.pid]
         assert chaos.reap_leftovers(tag, grace=0.5) == 1
         assert proc.wait(timeout=10) < 0
