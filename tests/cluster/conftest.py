@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -37,6 +39,15 @@ def cli_env() -> dict[str, str]:
     env["PYTHONPATH"] = str(REPO_ROOT) + os.pathsep + env.get("PYTHONPATH", "")
     env.setdefault("VIRNUCPRO_CACHE", str(REPO_ROOT / ".pytest_cache" / "virnucpro-cache"))
     return env
+
+
+def snakemake_on_slurm(wf: Path, cwd: Path, env: dict[str, str], jobs: int) -> subprocess.CompletedProcess[str]:
+    """Run the Snakefile written to ``wf`` with Snakemake's SLURM executor (on the private cluster of ``env``)."""
+    return subprocess.run(
+        [sys.executable, "-m", "snakemake", "-s", str(wf / "Snakefile"), "--executor", "slurm", "--jobs", str(jobs),
+         "--slurm-init-seconds-before-status-checks", "1", "--latency-wait", "5", "--slurm-no-account"],
+        cwd=cwd, env=env, capture_output=True, text=True, timeout=600,
+    )
 
 
 def results_of(out: Path) -> dict[str, bytes]:

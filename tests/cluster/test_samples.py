@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.cluster.conftest import MODEL_ARGS, THREADS_ENV, predict, results_of
+from tests.cluster.conftest import MODEL_ARGS, THREADS_ENV, predict, results_of, snakemake_on_slurm
 from tests.conftest import REPO_ROOT, one_error_line, run_cli
 from tests.helpers.published import assert_predictions_match
 
@@ -150,11 +150,7 @@ def test_snakemake_slurm_executor_many_samples(private_slurm, tmp_path, samples,
                      str(samples["soil"]), "--parts", "2", "--output", str(out), "--cpus-per-part", "1",
                      "--mem-mb", "1000", "--runtime", "10", *MODEL_ARGS, env=env)
     assert result.returncode == 0, result.stderr.decode()
-    run = subprocess.run(
-        [sys.executable, "-m", "snakemake", "-s", str(wf / "Snakefile"), "--executor", "slurm", "--jobs", "4",
-         "--slurm-init-seconds-before-status-checks", "1", "--latency-wait", "5", "--slurm-no-account"],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600,
-    )
+    run = snakemake_on_slurm(wf, tmp_path, env, jobs=4)
     assert run.returncode == 0, run.stderr[-4000:]
     assert_same_samples(out, many_predict, ["gut1", "soil"])
 

@@ -10,13 +10,11 @@ from __future__ import annotations
 import importlib.util
 import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.cluster.conftest import MODEL_ARGS, THREADS_ENV, results_of
+from tests.cluster.conftest import MODEL_ARGS, THREADS_ENV, results_of, snakemake_on_slurm
 from tests.conftest import REPO_ROOT, run_cli
 
 # End-to-end runs in subprocesses: part of `make test`, not of `make test-fast`.
@@ -93,11 +91,7 @@ def test_snakemake_slurm_executor(private_slurm, tmp_path, small_inputs, single_
                      "--output", str(out), "--cpus-per-part", "1", "--mem-mb", "1000", "--runtime", "10",
                      *MODEL_ARGS, env=env)
     assert result.returncode == 0, result.stderr.decode()
-    run = subprocess.run(
-        [sys.executable, "-m", "snakemake", "-s", str(wf / "Snakefile"), "--executor", "slurm", "--jobs", "2",
-         "--slurm-init-seconds-before-status-checks", "1", "--latency-wait", "5", "--slurm-no-account"],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600,
-    )
+    run = snakemake_on_slurm(wf, tmp_path, env, jobs=2)
     assert run.returncode == 0, run.stderr[-4000:]
     assert results_of(out) == results_of(single_runs["many"])
     assert "sacct" in run.stderr or "slurm" in run.stderr.lower()
