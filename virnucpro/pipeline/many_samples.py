@@ -114,34 +114,43 @@ class _ManySamples:
         self._running: dict[str, threading.Thread] = {}
         self._stop = False
         self._stopped_by: BaseException | None = None  # a sample's signal stop, or a bug in a sample thread
+        self._ended = False  # the run's tables say how it ended (written by _result)
 
     def run(self) -> int:
         logger.info("%d samples -> %s/<sample>/", len(self.samples), self.root)
-        with one_queue(self._on_fed) as sample_queue:
-            sample_queue.ranks.update({sample.name: rank for rank, sample in enumerate(self.samples)})
-            driver = threading.Thread(target=self._drive, args=(sample_queue,), name="virnucpro-samples", daemon=True)
-            try:
-                driver.start()
-                sample_queue.serve(self.finished)  # the queue, in this (the main) thread
-                while not self.finished.wait(0.2):
-                    pass
-                if self._stopped_by is not None:
-                    raise self._stopped_by
-            except BaseException as exc:
-                sample_queue.shared.end(None, exc)  # the samples waiting on the queue stop too
-                self._stop_samples()
-                set_run_context(None)
-                interrupted = isinstance(exc, KeyboardInterrupt)
-                with self._changed:
-                    for outcome in self.outcomes:
-                        if outcome.status == "running":
-                            outcome.status = "interrupted" if interrupted else "failed"
-                    self._write("interrupted" if interrupted else "failed",
-                                exit_code_for_signal(getattr(exc, "signum", None)) if interrupted
-                                else getattr(exc, "exit_code", None))
+        try:
+            with one_queue(self._on_fed) as sample_queue:
+                sample_queue.ranks.update({sample.name: rank for rank, sample in enumerate(self.samples)})
+                driver = threading.Thread(target=self._drive, args=(sample_queue,), name="virnucpro-samples",
+                                          daemon=True)
+                try:
+                    driver.start()
+                    sample_queue.serve(self.finished)  # the queue, in this (the main) thread
+                    while not self.finished.wait(0.2):
+                        pass
+                    if self._stopped_by is not None:
+                        raise self._stopped_by
+                except BaseException as exc:
+                    sample_queue.shared.end(None, exc)  # the samples waiting on the queue stop too
+                    self._stop_samples()
+                    raise
+            set_run_context(None)
+            return self._result()
+        except BaseException as exc:
+            # Also a signal that arrives after the last sample ended, while the run's tables are
+            # written: they must not keep saying "running". _result's own error has written them.
+            interrupted = isinstance(exc, KeyboardInterrupt)
+            if self._ended and not interrupted:
                 raise
-        set_run_context(None)
-        return self._result()
+            set_run_context(None)
+            with self._changed:
+                for outcome in self.outcomes:
+                    if outcome.status == "running":
+                        outcome.status = "interrupted" if interrupted else "failed"
+                self._write("interrupted" if interrupted else "failed",
+                            exit_code_for_signal(getattr(exc, "signum", None)) if interrupted
+                            else getattr(exc, "exit_code", None))
+            raise
 
     # ------------------------------------------------------------------ the driver thread
 
@@ -261,6 +270,7 @@ class _ManySamples:
         status = "ok" if not failed else "failed" if len(failed) == len(outcomes) else "some_failed"
         with self._changed:
             self._write(status, exit_code)
+            self._ended = True
         logger.info("%d of %d samples done, %d failed; per sample: %s", len(outcomes) - len(failed), len(outcomes),
                     len(failed), self.root / SAMPLES_SUMMARY_NAME)
         if not failed:
